@@ -1,0 +1,513 @@
+/**
+ * The block files of a data folder: `message_0`, `message_1`, ... Appends go to the newest block (the
+ * write block) through a staging buffer and one write per commit; reads go through a bounded set of
+ * open read handles. Durability is group commit: callers wait for the fdatasync that covers their id.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BLOCK_HEADER_SIZE, BLOCK_SIZE, MAGIC } from '../format/constants.js';
+import { blockHeaderProblem, decodeRecord, encodeBlockHeader, type RawMessage } from '../format/record.js';
+import { CorruptRecordError, StorageOpenError, StorageWriteError } from './storage-errors.js';
+import type { StorageLogger } from './storage-logger.js';
+
+const BLOCK_NAME = /^message_(\d+)$/;
+const READ_AHEAD = 4096;
+
+export interface BlockFilesOptions {
+  root: string;
+  /** Bytes a block may hold. Only tests change it; ids depend on it, so a folder keeps one size. */
+  blockSize?: number;
+  /** Most read handles kept open at once (Go: 128). */
+  maxOpenReadFiles?: number;
+  logger: StorageLogger;
+}
+
+export function blockFileName(blockNo: number): string {
+  return `message_${blockNo}`;
+}
+
+/** Block numbers present in `root`, ascending. Files that only look like blocks are reported, not used. */
+export function listBlocks(root: string, logger?: StorageLogger): number[] {
+  const blocks: number[] = [];
+  for (const name of fs.readdirSync(root)) {
+    const m = BLOCK_NAME.exec(name);
+    if (m) blocks.push(Number(m[1]));
+    else if (name.startsWith('message_')) logger?.warn(`ignoring ${name}: not a block file name (message_N)`);
+  }
+  return blocks.sort((a, b) => a - b);
+}
+
+export function fsyncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+interface DurableWaiter {
+  id: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class BlockFiles {
+  readonly root: string;
+  readonly blockSize: number;
+  private readonly maxOpenReadFiles: number;
+  private readonly logger: StorageLogger;
+
+  private writeBlockNo = 0;
+  private writeFd = -1;
+  /** Bytes of the write block that are written (committed to the file). */
+  private writeSize = 0;
+  private readonly readFds = new Map<number, number>();
+
+  /** Staged bytes of the current commit, all destined for the write block at `writeSize`. */
+  private staging = Buffer.allocUnsafe(1 << 20);
+  private stagedBytes = 0;
+
+  /** Every id below this is on disk (fdatasync returned). */
+  private durableEnd = 0;
+  private syncInFlight: Promise<void> | null = null;
+  private waiters: DurableWaiter[] = [];
+  private syncFailure: Error | null = null;
+  /** Write handles of blocks rolled over while an fdatasync of them may still be running. */
+  private retiredFds: number[] = [];
+  private lastSyncAt = 0;
+  private readonly readScratch = Buffer.allocUnsafe(READ_AHEAD);
+
+  constructor(options: BlockFilesOptions) {
+    this.root = options.root;
+    this.blockSize = options.blockSize ?? BLOCK_SIZE;
+    this.maxOpenReadFiles = options.maxOpenReadFiles ?? 128;
+    this.logger = options.logger;
+    if (this.blockSize < BLOCK_HEADER_SIZE + 1024) throw new Error(`block size ${this.blockSize} is too small`);
+  }
+
+  /** The id the next appended record gets. */
+  get nextId(): number {
+    return this.writeBlockNo * this.blockSize + this.writeSize + this.stagedBytes;
+  }
+
+  /** Ids below this are durable. */
+  get durableId(): number {
+    return this.durableEnd;
+  }
+
+  get writeBlock(): number {
+    return this.writeBlockNo;
+  }
+
+  get writeBlockSize(): number {
+    return this.writeSize;
+  }
+
+  get dirty(): boolean {
+    return this.durableEnd < this.nextId;
+  }
+
+  get failed(): Error | null {
+    return this.syncFailure;
+  }
+
+  get lastSyncTime(): number {
+    return this.lastSyncAt;
+  }
+
+  blockOf(id: number): number {
+    return Math.floor(id / this.blockSize);
+  }
+
+  offsetOf(id: number): number {
+    return id % this.blockSize;
+  }
+
+  idOf(blockNo: number, offset: number): number {
+    return blockNo * this.blockSize + offset;
+  }
+
+  filePath(blockNo: number): string {
+    return path.join(this.root, blockFileName(blockNo));
+  }
+
+  /** Where an id lives, for error messages: `message_N offset X`. */
+  describe(id: number): string {
+    return `${blockFileName(this.blockOf(id))} offset ${this.offsetOf(id)}`;
+  }
+
+  /**
+   * Opens the folder: creates `message_0` when there is no block, checks every block's header and every
+   * older block's tail (it must end in MAGIC, as Go requires), and opens the newest block for writing.
+   * The write block's records are not scanned here: the caller scans them (recovering a torn tail).
+   */
+  open(): { blocks: number[] } {
+    fs.mkdirSync(this.root, { recursive: true });
+    let blocks = listBlocks(this.root, this.logger);
+    if (blocks.length === 0) {
+      this.createBlock(0);
+      blocks = [0];
+    }
+    const last = blocks[blocks.length - 1];
+    for (const b of blocks) {
+      if (b !== last) this.checkSealedBlock(b);
+    }
+    this.openWriteBlock(last);
+    this.durableEnd = this.nextId;
+    return { blocks };
+  }
+
+  private checkSealedBlock(blockNo: number): void {
+    const file = this.filePath(blockNo);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const header = Buffer.alloc(BLOCK_HEADER_SIZE);
+      fs.readSync(fd, header, 0, BLOCK_HEADER_SIZE, 0);
+      const problem = blockHeaderProblem(header.subarray(0, Math.min(size, BLOCK_HEADER_SIZE)));
+      if (problem) throw new StorageOpenError(`${file}: ${problem}`);
+      if (size > this.blockSize) {
+        throw new StorageOpenError(`${file}: size ${size} exceeds the block size ${this.blockSize}`);
+      }
+      if (size === BLOCK_HEADER_SIZE) return;
+      const tail = Buffer.alloc(4);
+      fs.readSync(fd, tail, 0, 4, size - 4);
+      if (tail.readUInt32BE(0) !== MAGIC) {
+        throw new StorageOpenError(
+          `${file}: does not end with a complete record (size ${size}); only the newest block may have a ` +
+            `torn tail. Run 'ims verify' on the folder to find the damage.`,
+        );
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private createBlock(blockNo: number): void {
+    const file = this.filePath(blockNo);
+    const fd = fs.openSync(file, 'wx', 0o644);
+    try {
+      fs.writeSync(fd, encodeBlockHeader(), 0, BLOCK_HEADER_SIZE, 0);
+      fs.fdatasyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fsyncDirectory(this.root);
+  }
+
+  private openWriteBlock(blockNo: number): void {
+    const file = this.filePath(blockNo);
+    const fd = fs.openSync(file, 'r+');
+    let size = fs.fstatSync(fd).size;
+    if (size < BLOCK_HEADER_SIZE) {
+      // A crash while creating the block: Go truncates and rewrites the header too.
+      this.logger.warn(`${file}: header is incomplete (${size} bytes); rewriting it`);
+      fs.ftruncateSync(fd, 0);
+      fs.writeSync(fd, encodeBlockHeader(), 0, BLOCK_HEADER_SIZE, 0);
+      fs.fdatasyncSync(fd);
+      size = BLOCK_HEADER_SIZE;
+    } else {
+      const header = Buffer.alloc(BLOCK_HEADER_SIZE);
+      fs.readSync(fd, header, 0, BLOCK_HEADER_SIZE, 0);
+      const problem = blockHeaderProblem(header);
+      if (problem) {
+        fs.closeSync(fd);
+        throw new StorageOpenError(`${file}: ${problem}`);
+      }
+    }
+    if (size > this.blockSize) {
+      fs.closeSync(fd);
+      throw new StorageOpenError(`${file}: size ${size} exceeds the block size ${this.blockSize}`);
+    }
+    this.writeFd = fd;
+    this.writeBlockNo = blockNo;
+    this.writeSize = size;
+  }
+
+  /**
+   * Cuts the write block back to `offset` (a torn tail found by the caller's scan). The bytes cut are
+   * first copied to `message_N.torn-OFFSET` beside it, so nothing is destroyed that an operator might want.
+   */
+  truncateWriteBlock(offset: number): { cut: number; savedTo: string | null } {
+    const cut = this.writeSize - offset;
+    if (cut <= 0) return { cut: 0, savedTo: null };
+    const file = this.filePath(this.writeBlockNo);
+    const savedTo = `${file}.torn-${offset}`;
+    const bytes = Buffer.alloc(cut);
+    fs.readSync(this.writeFd, bytes, 0, cut, offset);
+    fs.writeFileSync(savedTo, bytes, { flush: true });
+    fs.ftruncateSync(this.writeFd, offset);
+    fs.fdatasyncSync(this.writeFd);
+    fsyncDirectory(this.root);
+    this.writeSize = offset;
+    this.durableEnd = this.nextId;
+    return { cut, savedTo };
+  }
+
+  // ---- appends -------------------------------------------------------------------------------------
+
+  /**
+   * Reserves room for a record of `size` bytes and returns its id; the caller then writes the record
+   * into `stagingBuffer` at `stagingOffsetOf(id)`. A record never straddles two blocks: when it would
+   * pass the block size, the staged bytes are committed, the block is fsynced and the next one begins.
+   */
+  reserve(size: number): number {
+    this.assertWritable();
+    if (this.writeSize + this.stagedBytes + size > this.blockSize) {
+      if (BLOCK_HEADER_SIZE + size > this.blockSize) {
+        throw new StorageWriteError(`a record of ${size} bytes cannot fit in a block of ${this.blockSize}`);
+      }
+      this.commit();
+      this.rollWriteBlock();
+    }
+    if (this.stagedBytes + size > this.staging.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.staging.length * 2, this.stagedBytes + size));
+      this.staging.copy(bigger, 0, 0, this.stagedBytes);
+      this.staging = bigger;
+    }
+    const id = this.nextId;
+    this.stagedBytes += size;
+    return id;
+  }
+
+  get stagingBuffer(): Buffer {
+    return this.staging;
+  }
+
+  stagingOffsetOf(id: number): number {
+    return id - (this.writeBlockNo * this.blockSize + this.writeSize);
+  }
+
+  /** Writes the staged bytes to the write block. On failure nothing of them stays in the file. */
+  commit(): void {
+    if (this.stagedBytes === 0) return;
+    const n = this.stagedBytes;
+    this.stagedBytes = 0;
+    try {
+      let done = 0;
+      while (done < n) done += fs.writeSync(this.writeFd, this.staging, done, n - done, this.writeSize + done);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(this.writeFd, this.writeSize);
+      } catch (truncErr) {
+        this.fail(new StorageWriteError(`cannot undo a failed write in ${this.describe(this.nextId)}`, { cause: truncErr }));
+      }
+      throw new StorageWriteError(`write to ${this.describe(this.nextId)} failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.writeSize += n;
+  }
+
+  /** Drops staged bytes that were not committed (the caller's save failed before commit). */
+  discardStaged(): void {
+    this.stagedBytes = 0;
+  }
+
+  private rollWriteBlock(): void {
+    const old = this.writeFd;
+    try {
+      fs.fdatasyncSync(old);
+    } catch (err) {
+      this.fail(new StorageWriteError(`fdatasync of ${this.describe(this.nextId - 1)} failed`, { cause: err }));
+      throw this.syncFailure;
+    }
+    this.retiredFds.push(old);
+    this.closeRetiredIfIdle();
+    const next = this.writeBlockNo + 1;
+    this.createBlock(next);
+    this.openWriteBlock(next);
+    this.logger.log(`rolled to ${blockFileName(next)}`);
+  }
+
+  private assertWritable(): void {
+    if (this.syncFailure) {
+      throw new StorageWriteError(`storage refuses writes after a failed fsync: ${this.syncFailure.message}`);
+    }
+  }
+
+  private fail(err: Error): void {
+    if (!this.syncFailure) {
+      this.syncFailure = err;
+      this.logger.error(`storage failed closed: ${err.message}${err.cause ? ` (${String(err.cause)})` : ''}`);
+    }
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  // ---- durability ----------------------------------------------------------------------------------
+
+  /** Resolves once every byte before `id` is on disk; one fdatasync serves every waiter it covers. */
+  whenDurable(id: number): Promise<void> {
+    if (this.syncFailure) return Promise.reject(this.syncFailure);
+    if (id <= this.durableEnd) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ id, resolve, reject });
+      if (!this.syncInFlight) this.syncInFlight = this.syncLoop();
+    });
+  }
+
+  /** fdatasync the write block if anything was written since the last one. */
+  async flush(): Promise<void> {
+    if (this.syncFailure) throw this.syncFailure;
+    if (this.dirty) await this.whenDurable(this.nextId);
+    else if (this.syncInFlight) await this.syncInFlight;
+  }
+
+  private async syncLoop(): Promise<void> {
+    try {
+      while (this.waiters.length > 0 && !this.syncFailure) {
+        this.commit();
+        const target = this.nextId;
+        const fd = this.writeFd;
+        // Earlier blocks were fdatasynced when they were rolled over, so syncing the write block suffices.
+        await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+        this.lastSyncAt = Date.now();
+        if (target > this.durableEnd) this.durableEnd = target;
+        const pending: DurableWaiter[] = [];
+        for (const w of this.waiters) {
+          if (w.id <= this.durableEnd) w.resolve();
+          else pending.push(w);
+        }
+        this.waiters = pending;
+      }
+    } catch (err) {
+      this.fail(new StorageWriteError(`fdatasync of ${blockFileName(this.writeBlockNo)} failed`, { cause: err }));
+    } finally {
+      this.syncInFlight = null;
+      this.closeRetiredIfIdle();
+    }
+  }
+
+  private closeRetiredIfIdle(): void {
+    if (this.syncInFlight) return;
+    for (const fd of this.retiredFds) fs.closeSync(fd);
+    this.retiredFds = [];
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------------
+
+  private fdFor(blockNo: number): number | null {
+    if (blockNo === this.writeBlockNo) return this.writeFd;
+    const cached = this.readFds.get(blockNo);
+    if (cached !== undefined) {
+      this.readFds.delete(blockNo);
+      this.readFds.set(blockNo, cached);
+      return cached;
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(this.filePath(blockNo), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    this.readFds.set(blockNo, fd);
+    if (this.readFds.size > this.maxOpenReadFiles) {
+      const [oldestBlock, oldestFd] = this.readFds.entries().next().value as [number, number];
+      this.readFds.delete(oldestBlock);
+      fs.closeSync(oldestFd);
+    }
+    return fd;
+  }
+
+  /** Number of read handles open now (for tests of the bound). */
+  get openReadHandles(): number {
+    return this.readFds.size;
+  }
+
+  /**
+   * Reads the record with id `id`. Throws CorruptRecordError, naming file and offset, for an id that
+   * points outside the written log or at bytes that are not a whole record.
+   */
+  read(id: number): RawMessage {
+    const blockNo = this.blockOf(id);
+    const offset = this.offsetOf(id);
+    const file = blockFileName(blockNo);
+    if (!Number.isSafeInteger(id) || id < 0) throw new CorruptRecordError(file, offset, `invalid id ${id}`);
+    if (offset < BLOCK_HEADER_SIZE) {
+      throw new CorruptRecordError(file, offset, `id ${id} points into the block header`);
+    }
+    if (id >= this.nextId - this.stagedBytes) {
+      throw new CorruptRecordError(file, offset, `id ${id} is past the end of the log (${this.nextId})`);
+    }
+    const fd = this.fdFor(blockNo);
+    if (fd === null) throw new CorruptRecordError(file, offset, 'block file is missing');
+    const scratch = this.readScratch;
+    let n = fs.readSync(fd, scratch, 0, READ_AHEAD, offset);
+    let result = decodeRecord(scratch, 0, n);
+    if (result.kind === 'short' && n === READ_AHEAD) {
+      const big = Buffer.allocUnsafe(result.need);
+      n = fs.readSync(fd, big, 0, result.need, offset);
+      result = decodeRecord(big, 0, n);
+      if (result.kind === 'ok') return result.message;
+    }
+    if (result.kind === 'ok') {
+      const m = result.message;
+      return { ...m, body: Buffer.from(m.body) };
+    }
+    if (result.kind === 'short') throw new CorruptRecordError(file, offset, 'record is cut short by the end of the file');
+    throw new CorruptRecordError(file, offset, result.reason);
+  }
+
+  /**
+   * Scans the records of a block from `fromOffset` in order, calling `onRecord` for each. Stops at the
+   * end of the file or at the first bytes that are not a whole record; returns where it stopped and why.
+   */
+  scan(
+    blockNo: number,
+    fromOffset: number,
+    onRecord: (id: number, msg: RawMessage) => void,
+  ): { end: number; fileSize: number; problem: string | null } {
+    const fd = fs.openSync(this.filePath(blockNo), 'r');
+    try {
+      const fileSize = blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size;
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
+      let bufStart = pos;
+      let bufEnd = pos;
+      let buf = chunk;
+      for (;;) {
+        if (pos >= fileSize) return { end: pos, fileSize, problem: null };
+        let result = decodeRecord(buf, pos - bufStart, bufEnd - bufStart);
+        if (result.kind === 'short') {
+          if (bufEnd >= fileSize) {
+            return { end: pos, fileSize, problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed` };
+          }
+          const want = Math.max(chunk.length, result.need);
+          buf = want > chunk.length ? Buffer.allocUnsafe(want) : chunk;
+          const n = fs.readSync(fd, buf, 0, Math.min(want, fileSize - pos), pos);
+          bufStart = pos;
+          bufEnd = pos + n;
+          result = decodeRecord(buf, 0, n);
+          if (result.kind === 'short') {
+            return { end: pos, fileSize, problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed` };
+          }
+        }
+        if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
+        onRecord(this.idOf(blockNo, pos), result.message);
+        pos += result.size;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Writes everything staged, waits for it to be durable, and closes every handle. */
+  async close(): Promise<void> {
+    if (this.writeFd < 0) return;
+    if (!this.syncFailure) {
+      this.commit();
+      await this.flush().catch(() => undefined);
+    } else if (this.syncInFlight) {
+      await this.syncInFlight;
+    }
+    for (const fd of this.readFds.values()) fs.closeSync(fd);
+    this.readFds.clear();
+    this.closeRetiredIfIdle();
+    fs.closeSync(this.writeFd);
+    this.writeFd = -1;
+  }
+}

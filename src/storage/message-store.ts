@@ -1,0 +1,696 @@
+/**
+ * The storage engine: block files + the in-memory peer and group indexes, with the queries of ims.
+ * Plain TypeScript (no Nest), so the server, the replication slave, the operator tools and the tests
+ * all drive the same engine.
+ *
+ * Layout of a save (Go ims 2.0 byte for byte):
+ *   SavePeerMessage:  message record (id M), then MSG_OFFLINE_V2 {appid, uid, M, device, prev, prev_peer}
+ *   SaveGroupMessage: message record (id M), then MSG_GROUP_IM_LIST {appid, 0, M, gid, device, prev}
+ * A user's index entry holds last_id (newest queue entry) and last_peer_id (newest entry that is not a
+ * group message); a group's holds last_id.
+ */
+import {
+  BLOCK_HEADER_SIZE,
+  Cmd,
+  DEFAULT_MESSAGE_VERSION,
+  GROUP_SYNC_LIMIT,
+  LATEST_CMDS,
+  MESSAGE_FLAG_GROUP,
+  SYNC_CMDS,
+  cmdName,
+} from '../format/constants.js';
+import {
+  GROUP_ENTRY_BODY_SIZE,
+  OFFLINE_V2_BODY_SIZE,
+  decodeCustomerBody,
+  decodeGroupEntry,
+  decodeImBody,
+  decodeOfflineEntry,
+  replyBody,
+  saveBodyProblem,
+  writeGroupEntryBody,
+  writeOfflineV2Body,
+} from '../format/bodies.js';
+import { int64Hi, int64Lo, readId } from '../format/int64.js';
+import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../format/record.js';
+import { BlockFiles, blockFileName } from './block-files.js';
+import { DataDirLock } from './data-dir-lock.js';
+import { IdTable } from './id-table.js';
+import { loadIndexFile, readIndexState, saveIndexFiles } from './index-files.js';
+import { CorruptRecordError, StorageInputError, StorageOpenError } from './storage-errors.js';
+import { silentLogger, type StorageLogger } from './storage-logger.js';
+import { MAGIC } from '../format/constants.js';
+import * as fs from 'node:fs';
+
+export interface MessageStoreOptions {
+  root: string;
+  /** Test-only smaller blocks; a folder must always be opened with the size it was written with. */
+  blockSize?: number;
+  maxOpenReadFiles?: number;
+  logger?: StorageLogger;
+  /** App id of the customer-service app (decides who sent a MSG_CUSTOMER_SUPPORT). */
+  kefuAppid?: bigint;
+  /** Most messages one SyncMessage returns (Go default 3000). */
+  limit?: number;
+  /** After this many messages SyncMessage follows only the one-to-one chain (0: no limit). */
+  groupLimit?: number;
+  /** Take the folder's lock (default true). Read-only tools that never write may pass false. */
+  lock?: boolean;
+  lockRole?: string;
+}
+
+export interface HistoryMessage {
+  msgId: number;
+  deviceId: bigint;
+  cmd: number;
+  raw: Buffer;
+}
+
+export interface SyncResult {
+  messages: HistoryMessage[];
+  lastMsgId: number;
+  hasMore: boolean;
+}
+
+export interface SaveResult {
+  msgId: number;
+  prevMsgId: number;
+}
+
+export interface OpenReport {
+  blocks: number[];
+  index: 'loaded' | 'repaired' | 'rebuilt';
+  reason: string | null;
+  scannedFrom: number;
+  recordsScanned: number;
+  bytesScanned: number;
+  tornTail: { file: string; offset: number; bytes: number; savedTo: string | null; reason: string } | null;
+  peerEntries: number;
+  groupEntries: number;
+  elapsedMs: number;
+}
+
+const PEER_LAST_ID = 0;
+const PEER_LAST_PEER_ID = 1;
+const GROUP_LAST_ID = 0;
+const ENTRY_RECORD_SIZE = recordSize(OFFLINE_V2_BODY_SIZE);
+const GROUP_ENTRY_RECORD_SIZE = recordSize(GROUP_ENTRY_BODY_SIZE);
+/** How far past the limit a sync keeps walking to learn whether more messages exist. */
+const HAS_MORE_PROBE = 64;
+
+function deltaOf(entryId: number, msgId: number): number {
+  const d = entryId - msgId;
+  return msgId > 0 && d > 0 && d <= 0xffff_ffff ? d : 0;
+}
+
+export class MessageStore {
+  readonly files: BlockFiles;
+  private readonly peers = new IdTable(2);
+  private readonly groups = new IdTable(1);
+  private readonly logger: StorageLogger;
+  private readonly lock: DataDirLock | null;
+  private readonly kefuAppid: bigint;
+  readonly limit: number;
+  readonly groupLimit: number;
+  /** Log position reflected by the index files on disk. */
+  private savedLogEnd = 0;
+  private savingIndex: Promise<void> | null = null;
+  private closed = false;
+  openReport: OpenReport | null = null;
+
+  private constructor(private readonly options: MessageStoreOptions) {
+    this.logger = options.logger ?? silentLogger;
+    this.files = new BlockFiles({
+      root: options.root,
+      blockSize: options.blockSize,
+      maxOpenReadFiles: options.maxOpenReadFiles,
+      logger: this.logger,
+    });
+    this.lock = options.lock === false ? null : new DataDirLock(options.root, options.lockRole ?? 'ims');
+    this.kefuAppid = options.kefuAppid ?? 0n;
+    this.limit = options.limit ?? 3000;
+    this.groupLimit = options.groupLimit ?? 0;
+  }
+
+  /**
+   * Opens a data folder: takes its lock, checks the blocks, recovers a torn tail of the write block,
+   * loads the index files and repairs them from the position they reflect, or rebuilds both from all
+   * blocks when either is missing or unusable.
+   */
+  static open(options: MessageStoreOptions): MessageStore {
+    const store = new MessageStore(options);
+    store.openFolder();
+    return store;
+  }
+
+  private openFolder(): void {
+    const started = Date.now();
+    const root = this.options.root;
+    fs.mkdirSync(root, { recursive: true });
+    if (this.lock) {
+      const note = this.lock.acquire();
+      if (note) this.logger.warn(note);
+    }
+    try {
+      const { blocks } = this.files.open();
+      const logEnd = this.files.nextId;
+      const state = readIndexState(root);
+      if (state && state.blockSize !== this.files.blockSize) {
+        throw new StorageOpenError(
+          `${root}: index_state says the folder was written with ${state.blockSize}-byte blocks, not ${this.files.blockSize}`,
+        );
+      }
+      let index: OpenReport['index'] = 'repaired';
+      let reason: string | null = null;
+      let from = 0;
+      let trustedStart = false;
+      const peerLoad = loadIndexFile(root, 'peer', this.peers, logEnd);
+      const groupLoad = peerLoad.ok ? loadIndexFile(root, 'group', this.groups, logEnd) : null;
+      if (!peerLoad.ok || !groupLoad?.ok) {
+        index = 'rebuilt';
+        reason = !peerLoad.ok ? peerLoad.reason : (groupLoad as { reason: string }).reason;
+        this.peers.clear();
+        this.groups.clear();
+      } else if (state && state.logEnd <= logEnd) {
+        from = state.logEnd;
+        trustedStart = true;
+      } else if (state) {
+        index = 'rebuilt';
+        reason = `index_state reflects log position ${state.logEnd}, past the end of the log (${logEnd})`;
+        this.peers.clear();
+        this.groups.clear();
+      } else {
+        // Go-written folder: the files reflect the log up to their newest entry. Repair from the older of
+        // the two (Go repaired the group index from the peer position and lost group entries: bug 5).
+        const p = peerLoad.entries > 0 ? peerLoad.maxId : Infinity;
+        const g = groupLoad.entries > 0 ? groupLoad.maxId : Infinity;
+        from = Math.min(p, g);
+        if (from === Infinity) from = 0;
+      }
+      const scan = this.scanFrom(from, index === 'rebuilt', trustedStart);
+      if (scan.restartFull) {
+        index = 'rebuilt';
+        reason = scan.restartFull;
+        this.peers.clear();
+        this.groups.clear();
+        from = 0;
+        Object.assign(scan, this.scanFrom(0, true, true));
+      }
+      // A Go index's start is its newest entry, which it already reflects: replaying only it changes nothing.
+      const alreadyReflected = !trustedStart && from > 0 ? 1 : 0;
+      if (index === 'repaired' && scan.records <= alreadyReflected) index = 'loaded';
+      this.savedLogEnd = index === 'rebuilt' ? 0 : from;
+      this.openReport = {
+        blocks,
+        index,
+        reason,
+        scannedFrom: from,
+        recordsScanned: scan.records,
+        bytesScanned: scan.bytes,
+        tornTail: scan.torn,
+        peerEntries: this.peers.size,
+        groupEntries: this.groups.size,
+        elapsedMs: Date.now() - started,
+      };
+    } catch (err) {
+      this.lock?.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Replays every record from id `from` to the end of the log into the indexes (the one path used by
+   * rebuild, repair and replication). A torn tail of the write block is cut; damage anywhere else is
+   * an error naming file and offset. When an untrusted start (a Go index's newest entry) is not a record,
+   * the index does not match the log and a full rebuild is asked for. Replaying a record the index already
+   * reflects is harmless: replay is in log order, so each head ends at its newest entry.
+   */
+  private scanFrom(
+    from: number,
+    full: boolean,
+    trustedStart: boolean,
+  ): { records: number; bytes: number; torn: OpenReport['tornTail']; restartFull: string | null } {
+    const files = this.files;
+    const writeBlock = files.writeBlock;
+    let records = 0;
+    let bytes = 0;
+    let torn: OpenReport['tornTail'] = null;
+    const firstBlock = full ? 0 : files.blockOf(from);
+    const apply = (id: number, msg: RawMessage): void => {
+      records++;
+      bytes += recordSize(msg.body.length);
+      this.applyRecord(id, msg);
+    };
+    for (let b = firstBlock; b <= writeBlock; b++) {
+      const start = !full && b === firstBlock ? files.offsetOf(from) : BLOCK_HEADER_SIZE;
+      let result;
+      try {
+        result = files.scan(b, start, apply);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.logger.warn(`${blockFileName(b)} is missing: its history is gone (skipped)`);
+          continue;
+        }
+        throw err;
+      }
+      if (result.problem === null) continue;
+      if (!trustedStart && b === firstBlock && result.end === start && start > BLOCK_HEADER_SIZE) {
+        return { records, bytes, torn, restartFull: `the saved index position ${from} is not a record in the log (${result.problem})` };
+      }
+      const file = files.filePath(b);
+      if (b !== writeBlock) {
+        throw new StorageOpenError(
+          `${file} offset ${result.end}: ${result.problem}; only the newest block may have a torn tail. ` +
+            `Run 'ims verify' on the folder to find the damage.`,
+        );
+      }
+      const { cut, savedTo } = files.truncateWriteBlock(result.end);
+      torn = { file, offset: result.end, bytes: cut, savedTo, reason: result.problem };
+      this.logger.warn(
+        `${file}: cut a torn tail at offset ${result.end} (${cut} bytes: ${result.problem}); ` +
+          `the bytes are kept in ${savedTo}`,
+      );
+    }
+    return { records, bytes, torn, restartFull: null };
+  }
+
+  /** Enters a record into the indexes (Go: execMessage). */
+  private applyRecord(id: number, msg: RawMessage): void {
+    const body = msg.body;
+    if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) {
+      if (body.length < 32) return;
+      const e = this.peers.upsert(body.readUInt32BE(0), body.readUInt32BE(4), body.readUInt32BE(8), body.readUInt32BE(12));
+      this.peers.setValue(e, PEER_LAST_ID, id);
+      const groupFlagged = msg.cmd === Cmd.OFFLINE_V2 && (msg.flag & MESSAGE_FLAG_GROUP) !== 0;
+      if (!groupFlagged) this.peers.setValue(e, PEER_LAST_PEER_ID, id);
+      this.peers.setAux(e, deltaOf(id, readId(body, 16)));
+    } else if (msg.cmd === Cmd.GROUP_IM_LIST) {
+      if (body.length < 40) return;
+      const e = this.groups.upsert(body.readUInt32BE(0), body.readUInt32BE(4), body.readUInt32BE(24), body.readUInt32BE(28));
+      this.groups.setValue(e, GROUP_LAST_ID, id);
+      this.groups.setAux(e, deltaOf(id, readId(body, 16)));
+    }
+  }
+
+  // ---- index lookups -------------------------------------------------------------------------------
+
+  private findPeer(appid: bigint, uid: bigint): number {
+    return this.peers.find(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
+  }
+
+  private findGroup(appid: bigint, gid: bigint): number {
+    return this.groups.find(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
+  }
+
+  /** last_id and last_peer_id of a user (0, 0 when unknown). */
+  peerHead(appid: bigint, uid: bigint): { lastId: number; lastPeerId: number } {
+    const e = this.findPeer(appid, uid);
+    if (e < 0) return { lastId: 0, lastPeerId: 0 };
+    return { lastId: this.peers.getValue(e, PEER_LAST_ID), lastPeerId: this.peers.getValue(e, PEER_LAST_PEER_ID) };
+  }
+
+  /** last_id of a group (0 when unknown). */
+  groupHead(appid: bigint, gid: bigint): number {
+    const e = this.findGroup(appid, gid);
+    return e < 0 ? 0 : this.groups.getValue(e, GROUP_LAST_ID);
+  }
+
+  /** Message id the queue entry `entryId` points at, from the cached delta or by reading the entry. */
+  private entryMsgId(table: IdTable, e: number, entryId: number): number {
+    if (entryId === 0) return 0;
+    const delta = table.getAux(e);
+    if (delta > 0) return entryId - delta;
+    const rec = this.files.read(entryId);
+    const msgId = rec.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(rec.body)?.msgid : decodeOfflineEntry(rec.cmd, rec.body)?.msgid;
+    if (msgId === undefined) {
+      throw new CorruptRecordError(blockFileName(this.files.blockOf(entryId)), this.files.offsetOf(entryId), `expected a queue entry, found ${cmdName(rec.cmd)}`);
+    }
+    table.setAux(e, deltaOf(entryId, msgId));
+    return msgId;
+  }
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  get indexBytes(): { peer: number; group: number } {
+    return { peer: this.peers.byteSize, group: this.groups.byteSize };
+  }
+
+  // ---- saves ---------------------------------------------------------------------------------------
+
+  private checkSave(cmd: number, body: Buffer): void {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    const problem = saveBodyProblem(cmd, body);
+    if (problem) throw new StorageInputError(problem);
+  }
+
+  /** Stages the message record; returns its id. */
+  private stageMessage(cmd: number, body: Buffer): number {
+    const id = this.files.reserve(recordSize(body.length));
+    writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(id), {
+      cmd,
+      seq: 0,
+      version: DEFAULT_MESSAGE_VERSION,
+      flag: 0,
+      body,
+    });
+    return id;
+  }
+
+  private stageFrame(id: number, bodySize: number, cmd: number, flag: number): number {
+    const buf = this.files.stagingBuffer;
+    const off = this.files.stagingOffsetOf(id);
+    buf.writeUInt32BE(MAGIC, off);
+    writeMessageHeader(buf, off + 4, bodySize, 0, cmd, 0, flag);
+    buf.writeUInt32BE(MAGIC, off + 16 + bodySize);
+    return off + 16;
+  }
+
+  /** Stages a user's queue entry for message `msgId`; returns the entry id. Index not yet updated. */
+  private stagePeerEntry(appid: bigint, uid: bigint, deviceId: bigint, msgId: number, group: boolean, head: { lastId: number; lastPeerId: number }): number {
+    const id = this.files.reserve(ENTRY_RECORD_SIZE);
+    const off = this.stageFrame(id, OFFLINE_V2_BODY_SIZE, Cmd.OFFLINE_V2, group ? MESSAGE_FLAG_GROUP : 0);
+    writeOfflineV2Body(this.files.stagingBuffer, off, appid, uid, msgId, deviceId, head.lastId, head.lastPeerId);
+    return id;
+  }
+
+  private setPeerHead(appid: bigint, uid: bigint, entryId: number, msgId: number, group: boolean): void {
+    const e = this.peers.upsert(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
+    this.peers.setValue(e, PEER_LAST_ID, entryId);
+    if (!group) this.peers.setValue(e, PEER_LAST_PEER_ID, entryId);
+    this.peers.setAux(e, deltaOf(entryId, msgId));
+  }
+
+  private prevPeerMsgId(appid: bigint, uid: bigint): number {
+    const e = this.findPeer(appid, uid);
+    return e < 0 ? 0 : this.entryMsgId(this.peers, e, this.peers.getValue(e, PEER_LAST_ID));
+  }
+
+  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
+  private write<T>(stage: () => T): T {
+    try {
+      const result = stage();
+      this.files.commit();
+      return result;
+    } catch (err) {
+      this.files.discardStaged();
+      throw err;
+    }
+  }
+
+  /** Stores a message in a user's queue. Returns its id and the id of the user's previous message. */
+  savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult {
+    this.checkSave(cmd, body);
+    const group = cmd === Cmd.GROUP_IM;
+    const head = this.peerHead(appid, uid);
+    const prevMsgId = this.prevPeerMsgId(appid, uid);
+    const { msgId, entryId } = this.write(() => {
+      const msgId = this.stageMessage(cmd, body);
+      const entryId = this.stagePeerEntry(appid, uid, deviceId, msgId, group, head);
+      return { msgId, entryId };
+    });
+    this.setPeerHead(appid, uid, entryId, msgId, group);
+    return { msgId, prevMsgId };
+  }
+
+  /**
+   * Stores one message once and enters it into every member's queue (a normal group's fan-out).
+   * Returns, per member in order, the message id and that member's previous message id.
+   */
+  savePeerGroupMessage(appid: bigint, members: readonly bigint[], deviceId: bigint, cmd: number, body: Buffer): SaveResult[] {
+    this.checkSave(cmd, body);
+    if (members.length === 0) throw new StorageInputError('members is empty');
+    const group = cmd === Cmd.GROUP_IM;
+    const heads = new Map<bigint, { lastId: number; lastPeerId: number }>();
+    const results: SaveResult[] = [];
+    const entries = this.write(() => {
+      const msgId = this.stageMessage(cmd, body);
+      const out: number[] = [];
+      for (const uid of members) {
+        // A member listed twice gets two entries chained one after the other, as two saves would.
+        const head = heads.get(uid) ?? this.peerHead(appid, uid);
+        const prevMsgId = heads.has(uid) ? msgId : this.prevPeerMsgId(appid, uid);
+        const entryId = this.stagePeerEntry(appid, uid, deviceId, msgId, group, head);
+        heads.set(uid, { lastId: entryId, lastPeerId: group ? head.lastPeerId : entryId });
+        results.push({ msgId, prevMsgId });
+        out.push(entryId);
+      }
+      return { msgId, out };
+    });
+    members.forEach((uid, i) => this.setPeerHead(appid, uid, entries.out[i], entries.msgId, group));
+    return results;
+  }
+
+  /** Stores a super-group message in the group's queue. */
+  saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult {
+    this.checkSave(cmd, body);
+    const ge = this.findGroup(appid, gid);
+    const lastId = ge < 0 ? 0 : this.groups.getValue(ge, GROUP_LAST_ID);
+    const prevMsgId = ge < 0 ? 0 : this.entryMsgId(this.groups, ge, lastId);
+    const { msgId, entryId } = this.write(() => {
+      const msgId = this.stageMessage(cmd, body);
+      const entryId = this.files.reserve(GROUP_ENTRY_RECORD_SIZE);
+      const off = this.stageFrame(entryId, GROUP_ENTRY_BODY_SIZE, Cmd.GROUP_IM_LIST, 0);
+      writeGroupEntryBody(this.files.stagingBuffer, off, appid, msgId, gid, deviceId, lastId);
+      return { msgId, entryId };
+    });
+    const e = this.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
+    this.groups.setValue(e, GROUP_LAST_ID, entryId);
+    this.groups.setAux(e, deltaOf(entryId, msgId));
+    return { msgId, prevMsgId };
+  }
+
+  /** The id the next record will get (a slave's cursor). */
+  get nextId(): number {
+    return this.files.nextId;
+  }
+
+  /** Resolves once everything written before `id` is on disk (group commit). */
+  whenDurable(id: number = this.files.nextId): Promise<void> {
+    return this.files.whenDurable(id);
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------------
+
+  private corrupt(id: number, reason: string): CorruptRecordError {
+    return new CorruptRecordError(blockFileName(this.files.blockOf(id)), this.files.offsetOf(id), reason);
+  }
+
+  private readPeerEntry(appid: bigint, uid: bigint, id: number) {
+    const rec = this.files.read(id);
+    const entry = decodeOfflineEntry(rec.cmd, rec.body);
+    if (!entry) throw this.corrupt(id, `expected a user queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`);
+    if (entry.appid !== appid || entry.receiver !== uid) {
+      throw this.corrupt(id, `queue entry of ${entry.appid}:${entry.receiver} found in the chain of ${appid}:${uid}`);
+    }
+    return entry;
+  }
+
+  private readGroupEntry(appid: bigint, gid: bigint, id: number) {
+    const rec = this.files.read(id);
+    const entry = rec.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(rec.body) : null;
+    if (!entry) throw this.corrupt(id, `expected a group queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`);
+    if (entry.appid !== appid || entry.gid !== gid) {
+      throw this.corrupt(id, `group entry of ${entry.appid}:${entry.gid} found in the chain of ${appid}:${gid}`);
+    }
+    return entry;
+  }
+
+  private toHistory(msgId: number, deviceId: bigint, rec: RawMessage): HistoryMessage {
+    return { msgId, deviceId, cmd: rec.cmd, raw: replyBody(rec.cmd, rec.version, rec.body) };
+  }
+
+  /**
+   * Messages of a user newer than `lastMsgId`, newest first, at most `limit`; after `groupLimit`
+   * messages only one-to-one ones. lastMsgId in the answer is the user's newest message id.
+   */
+  syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult {
+    const messages: HistoryMessage[] = [];
+    let lastMsgId = 0;
+    let hasMore = false;
+    let probe = 0;
+    let id = this.peerHead(appid, uid).lastId;
+    while (id !== 0) {
+      const entry = this.readPeerEntry(appid, uid, id);
+      if (lastMsgId === 0) lastMsgId = entry.msgid;
+      if (entry.msgid <= sinceMsgId) break;
+      const rec = this.files.read(entry.msgid);
+      if (SYNC_CMDS.has(rec.cmd)) {
+        if (messages.length >= this.limit) {
+          hasMore = true;
+          break;
+        }
+        messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
+      } else if (messages.length >= this.limit && ++probe > HAS_MORE_PROBE) {
+        hasMore = true;
+        break;
+      }
+      id = this.groupLimit > 0 && messages.length >= this.groupLimit ? entry.prevPeerMsgid : entry.prevMsgid;
+    }
+    return { messages, lastMsgId, hasMore };
+  }
+
+  /**
+   * Messages of a super group newer than `lastMsgId`, newest first, at most 100. With lastMsgId 0 the
+   * walk stops at the first group IM older than `timestamp` (the member's join time).
+   */
+  syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
+    const messages: HistoryMessage[] = [];
+    let lastMsgId = 0;
+    let hasMore = false;
+    let id = this.groupHead(appid, gid);
+    while (id !== 0) {
+      const entry = this.readGroupEntry(appid, gid, id);
+      if (lastMsgId === 0) lastMsgId = entry.msgid;
+      if (entry.msgid === 0 || entry.msgid <= sinceMsgId) break;
+      const rec = this.files.read(entry.msgid);
+      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
+        const im = decodeImBody(rec.body, rec.version);
+        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
+        if (im.timestamp < timestamp) break;
+      }
+      if (messages.length >= GROUP_SYNC_LIMIT) {
+        hasMore = true;
+        break;
+      }
+      messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
+      id = entry.prevMsgid;
+    }
+    return { messages, lastMsgId, hasMore };
+  }
+
+  /** The newest `limit` messages of a user (not MSG_SYSTEM), newest first. */
+  getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
+    if (!Number.isInteger(limit) || limit < 1) throw new StorageInputError(`limit must be at least 1, got ${limit}`);
+    const messages: HistoryMessage[] = [];
+    let id = this.peerHead(appid, uid).lastId;
+    while (id !== 0 && messages.length < limit) {
+      const entry = this.readPeerEntry(appid, uid, id);
+      const rec = this.files.read(entry.msgid);
+      if (LATEST_CMDS.has(rec.cmd)) messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
+      id = entry.prevMsgid;
+    }
+    return messages;
+  }
+
+  /** 1 when the user has a message newer than `sinceMsgId` that the user did not send, else 0. */
+  getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): 0 | 1 {
+    let id = this.peerHead(appid, uid).lastId;
+    let walked = 0;
+    while (id !== 0 && walked++ < this.limit) {
+      const entry = this.readPeerEntry(appid, uid, id);
+      if (entry.msgid === 0 || entry.msgid <= sinceMsgId) return 0;
+      const rec = this.files.read(entry.msgid);
+      if (SYNC_CMDS.has(rec.cmd) && !this.isSender(rec, appid, uid)) return 1;
+      id = entry.prevMsgid;
+    }
+    return 0;
+  }
+
+  private isSender(rec: RawMessage, appid: bigint, uid: bigint): boolean {
+    if (rec.cmd === Cmd.IM || rec.cmd === Cmd.GROUP_IM) {
+      return decodeImBody(rec.body, rec.version)?.sender === uid;
+    }
+    if (rec.cmd === Cmd.CUSTOMER) {
+      const c = decodeCustomerBody(rec.body);
+      return c !== null && c.customerAppid === appid && c.customerId === uid;
+    }
+    if (rec.cmd === Cmd.CUSTOMER_SUPPORT) {
+      const c = decodeCustomerBody(rec.body);
+      return c !== null && this.kefuAppid === appid && c.sellerId === uid;
+    }
+    return false;
+  }
+
+  /** Reads any record by id (replication, tools). */
+  readRecord(id: number): RawMessage {
+    return this.files.read(id);
+  }
+
+  // ---- replication (slave side) --------------------------------------------------------------------
+
+  /**
+   * Writes a record received from the master at exactly its master id and enters it into the index.
+   * Returns 'written', or 'skipped' when the slave already has that id. An id in a later block rolls to
+   * it; an id past the end of the current block's data is refused (a gap is never padded).
+   */
+  applyReplicated(id: number, msg: RawMessage): 'written' | 'skipped' {
+    if (id < this.files.nextId) return 'skipped';
+    const size = recordSize(msg.body.length);
+    const startsNextBlock =
+      this.files.blockOf(id) === this.files.writeBlock + 1 && this.files.offsetOf(id) === BLOCK_HEADER_SIZE;
+    if (id !== this.files.nextId && !startsNextBlock) {
+      throw new StorageInputError(
+        `replicated record ${id} does not follow the log end ${this.files.nextId}: refusing to leave a gap`,
+      );
+    }
+    this.write(() => {
+      const got = this.files.reserve(size);
+      if (got !== id) {
+        throw new StorageInputError(`replicated record ${id} would land at ${got}: the block sizes of master and slave differ`);
+      }
+      writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(id), msg);
+    });
+    this.applyRecord(id, msg);
+    return 'written';
+  }
+
+  // ---- index persistence ---------------------------------------------------------------------------
+
+  /** Log bytes written since the index files were last saved. */
+  get bytesSinceIndexSave(): number {
+    return this.files.nextId - this.savedLogEnd;
+  }
+
+  /**
+   * Saves both index files. The log is made durable first, so a saved index never points past the
+   * durable end of the log (Go bug 11). Concurrent calls share one save.
+   */
+  saveIndex(): Promise<void> {
+    if (this.savingIndex) return this.savingIndex;
+    this.savingIndex = (async () => {
+      try {
+        const logEnd = this.files.nextId;
+        const peer = this.peers.snapshot();
+        const group = this.groups.snapshot();
+        await this.files.whenDurable(logEnd);
+        await saveIndexFiles(this.options.root, peer, group, {
+          logEnd,
+          blockSize: this.files.blockSize,
+          peerEntries: peer.count,
+          groupEntries: group.count,
+        });
+        this.savedLogEnd = logEnd;
+      } finally {
+        this.savingIndex = null;
+      }
+    })();
+    return this.savingIndex;
+  }
+
+  /** fdatasync the write block if it is dirty (the 1-second job). */
+  flush(): Promise<void> {
+    return this.files.flush();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Makes the log durable, saves both index files, closes the files and releases the lock. */
+  async close(options: { saveIndex?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (options.saveIndex !== false && !this.files.failed) await this.saveIndex();
+    } finally {
+      await this.files.close();
+      this.lock?.release();
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/** Access to the Go-written fixtures in ../shared (read-only: tests work on copies in temp folders). */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root (tests run from dist/test/...). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export const FIXTURE_ROOT =
+  process.env.IMS_FIXTURES ?? path.resolve(REPO_ROOT, '../shared/fixtures/go-ims-2.0/small');
+
+export interface GoMessage {
+  MsgID: number;
+  DeviceID: number;
+  Cmd: number;
+  Raw: string;
+}
+
+export interface ManifestSave {
+  i: number;
+  kind: string;
+  method: 'SavePeerMessage' | 'SaveGroupMessage';
+  req: { AppID: number; Uid?: number; GroupID?: number; DeviceID: number; Cmd: number; Raw: string };
+  resp: number;
+}
+
+export interface ManifestQuery {
+  name: string;
+  method: 'SyncMessage' | 'SyncGroupMessage' | 'GetLatestMessage' | 'GetNewCount';
+  req: {
+    AppID: number;
+    Uid: number;
+    DeviceID?: number;
+    GroupID?: number;
+    LastMsgID?: number;
+    Timestamp?: number;
+    Limit?: number;
+  };
+  resp: unknown;
+  resp_stale?: unknown;
+}
+
+export interface Manifest {
+  saves: ManifestSave[];
+  queries: ManifestQuery[];
+  extra: {
+    files: Record<string, { size: number; sha256: string }>;
+    clean_index: { peer_index_sorted: number[][]; group_index_sorted: number[][] };
+    stale_index: { peer_index_sorted: number[][]; group_index_sorted: number[][] };
+  };
+}
+
+let manifest: Manifest | null = null;
+export function loadManifest(): Manifest {
+  manifest ??= JSON.parse(fs.readFileSync(path.join(FIXTURE_ROOT, 'manifest.json'), 'utf8')) as Manifest;
+  return manifest;
+}
+
+export function fixturePath(...parts: string[]): string {
+  return path.join(FIXTURE_ROOT, ...parts);
+}
+
+/** A new empty temp folder, removed by `cleanup`. */
+export function tempDir(prefix = 'ims-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Copies a fixture data folder (clean, noindex, stale) into a new temp folder, writable. */
+export function copyFixtureDir(name: 'clean' | 'noindex' | 'stale'): string {
+  const dir = tempDir(`ims-${name}-`);
+  for (const f of fs.readdirSync(fixturePath(name))) {
+    fs.copyFileSync(fixturePath(name, f), path.join(dir, f));
+    fs.chmodSync(path.join(dir, f), 0o644);
+  }
+  return dir;
+}
+
+export function removeDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
