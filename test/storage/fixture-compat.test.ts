@@ -62,7 +62,8 @@ for (const folder of ['clean', 'noindex', 'stale'] as const) {
       const store = MessageStore.open({ root: dir });
       try {
         const report = store.openReport!;
-        assert.equal(report.index, folder === 'clean' ? 'loaded' : folder === 'noindex' ? 'rebuilt' : 'repaired');
+        // A Go index carries no log position, so even clean/ replays from the older of its two newest entries.
+        assert.equal(report.index, folder === 'noindex' ? 'rebuilt' : 'repaired');
         let checked = 0;
         for (const q of manifest.queries) {
           if (q.method === 'GetLatestMessage' && (q.req.Limit ?? 0) < 1) {
