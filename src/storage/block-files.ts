@@ -63,6 +63,7 @@ export class BlockFiles {
   /** Bytes of the write block that are written (committed to the file). */
   private writeSize = 0;
   private readonly readFds = new Map<number, number>();
+  private readonly sealedSizes = new Map<number, number>();
 
   /** Staged bytes of the current commit, all destined for the write block at `writeSize`. */
   private staging = Buffer.allocUnsafe(1 << 20);
@@ -411,6 +412,22 @@ export class BlockFiles {
       fs.closeSync(oldestFd);
     }
     return fd;
+  }
+
+  /** Size in bytes of a block that is not the write block (0 when its file is missing). */
+  sealedBlockSize(blockNo: number): number {
+    if (blockNo === this.writeBlockNo) return this.writeSize;
+    const cached = this.sealedSizes.get(blockNo);
+    if (cached !== undefined) return cached;
+    let size = 0;
+    try {
+      size = fs.statSync(this.filePath(blockNo)).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // Sealed blocks never change: remember their sizes.
+    if (blockNo < this.writeBlockNo) this.sealedSizes.set(blockNo, size);
+    return size;
   }
 
   /** Number of read handles open now (for tests of the bound). */

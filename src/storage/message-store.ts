@@ -640,6 +640,36 @@ export class MessageStore {
     return 'written';
   }
 
+  /**
+   * Reads records in log order starting at `fromId` (a record boundary, or the end of a block), stopping
+   * before `endId`, after `maxCount` records or once `maxBytes` of bodies are collected, and at the end
+   * of a block (a batch never spans two blocks). Returns the records and the id to continue from.
+   */
+  readLog(fromId: number, endId: number, maxCount: number, maxBytes: number): { records: { id: number; msg: RawMessage }[]; next: number } {
+    const files = this.files;
+    let id = fromId;
+    // At or past the end of a sealed block: continue at the next block's first record.
+    while (files.blockOf(id) < files.writeBlock && id < endId) {
+      const block = files.blockOf(id);
+      const size = files.sealedBlockSize(block);
+      if (files.offsetOf(id) < size) break;
+      id = files.idOf(block + 1, BLOCK_HEADER_SIZE);
+    }
+    const records: { id: number; msg: RawMessage }[] = [];
+    let bytes = 0;
+    const block = files.blockOf(id);
+    const blockEnd = block < files.writeBlock ? files.idOf(block, files.sealedBlockSize(block)) : files.nextId;
+    const stop = Math.min(endId, blockEnd);
+    while (id < stop && records.length < maxCount && bytes < maxBytes) {
+      const msg = files.read(id);
+      records.push({ id, msg });
+      const size = recordSize(msg.body.length);
+      bytes += size;
+      id += size;
+    }
+    return { records, next: id };
+  }
+
   // ---- index persistence ---------------------------------------------------------------------------
 
   /** Log bytes written since the index files were last saved. */

@@ -1,0 +1,95 @@
+/**
+ * Reads the ims config file: `key=value` lines, `#` comments, blank lines ignored. Every problem names
+ * the file, the line and the key; nothing else (storage included) is touched before the config is valid.
+ */
+import * as fs from 'node:fs';
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import { ImsConfig } from './ims-config.js';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Kind = 'string' | 'int' | 'int64' | 'enum';
+const KEYS: Record<string, { kind: Kind; required: boolean }> = {
+  rpc_listen: { kind: 'string', required: true },
+  storage_root: { kind: 'string', required: true },
+  sync_listen: { kind: 'string', required: true },
+  kefu_appid: { kind: 'int64', required: true },
+  master_address: { kind: 'string', required: false },
+  http_listen_address: { kind: 'string', required: false },
+  limit: { kind: 'int', required: false },
+  group_limit: { kind: 'int', required: false },
+  is_push_system: { kind: 'int', required: false },
+  durability: { kind: 'enum', required: false },
+  index_save_blocks: { kind: 'int', required: false },
+  min_free_disk_mb: { kind: 'int', required: false },
+  block_size: { kind: 'int', required: false },
+};
+
+export const CONFIG_KEYS = Object.keys(KEYS);
+
+const INTEGER = /^[+-]?\d+$/;
+
+export function parseConfigText(text: string, source: string): ImsConfig {
+  const values: Record<string, unknown> = {};
+  const lineOf: Record<string, number> = {};
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const lineNo = i + 1;
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${source}:${lineNo}: expected key=value, got "${line}"`);
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim();
+    const spec = KEYS[key];
+    if (!spec) throw new ConfigError(`${source}:${lineNo}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`);
+    if (key in lineOf) throw new ConfigError(`${source}:${lineNo}: key "${key}" is set twice (first on line ${lineOf[key]})`);
+    lineOf[key] = lineNo;
+    if (spec.kind === 'int' || spec.kind === 'int64') {
+      if (!INTEGER.test(value)) throw new ConfigError(`${source}:${lineNo}: key "${key}": "${value}" is not an integer`);
+      const big = BigInt(value);
+      if (spec.kind === 'int64') {
+        if (big < -(2n ** 63n) || big >= 2n ** 63n) throw new ConfigError(`${source}:${lineNo}: key "${key}": ${value} is out of the int64 range`);
+        values[key] = big;
+      } else {
+        if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < -BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new ConfigError(`${source}:${lineNo}: key "${key}": ${value} is too large`);
+        }
+        values[key] = Number(big);
+      }
+    } else {
+      values[key] = value;
+    }
+  });
+  for (const [key, spec] of Object.entries(KEYS)) {
+    if (spec.required && !(key in values)) throw new ConfigError(`${source}: required key "${key}" is missing`);
+  }
+  for (const key of ['master_address', 'http_listen_address']) if (values[key] === '') delete values[key];
+  const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });
+  config.kefu_appid = values.kefu_appid as bigint;
+  config.source = source;
+  const errors = validateSync(config, { forbidUnknownValues: false });
+  if (errors.length > 0) {
+    const e = errors[0];
+    const msg = Object.values(e.constraints ?? {})[0] ?? 'is invalid';
+    const where = lineOf[e.property] ? `${source}:${lineOf[e.property]}` : source;
+    throw new ConfigError(`${where}: key "${e.property}": ${msg} (got "${String(e.value)}")`);
+  }
+  return config;
+}
+
+export function loadConfigFile(file: string): ImsConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  return parseConfigText(text, file);
+}

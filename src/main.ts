@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+/**
+ * ims entry point. `ims [flags] [config]` runs the server; `ims verify|inspect|repair ...` are the
+ * operator tools. The server's start-up order (SPEC "Start-up") is all in bootstrap() below.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import { AppModule } from './app.module.js';
+import { CLI_COMMANDS, runCli } from './cli/cli.js';
+import { ConfigError, loadConfigFile } from './config/config-file.js';
+import { parseHostPort, type ImsConfig } from './config/ims-config.js';
+import { ReplicationService } from './replication/replication.service.js';
+import { StorageService } from './storage/storage.service.js';
+import { versionBanner } from './version.js';
+
+export const DEFAULT_CONFIG = 'config/ims.cfg';
+
+async function bootstrap(config: ImsConfig): Promise<void> {
+  const app = await NestFactory.create(AppModule.forConfig(config), { bufferLogs: false, abortOnError: false });
+  const log = new Logger('ims');
+  log.log(
+    `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
+      `master ${config.master_address ?? '-'}, http ${config.http_listen_address ?? '-'}, ` +
+      `limit ${config.limit}, group_limit ${config.group_limit}, durability ${config.durability}`,
+  );
+  // 2. Open storage: blocks checked, torn tail cut, index loaded and repaired (or rebuilt).
+  app.get(StorageService).open();
+  // 3. Replication: the master's live stream always; the slave when master_address is set.
+  const replication = app.get(ReplicationService);
+  await replication.start();
+  // 4. SIGINT/SIGTERM: Nest's shutdown hooks stop intake, finish in-flight work, fsync, save the index.
+  app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
+  const rpc = parseHostPort(config.rpc_listen);
+  app.connectMicroservice<MicroserviceOptions>(
+    { transport: Transport.TCP, options: { host: rpc.host ?? '0.0.0.0', port: rpc.port } },
+    { inheritAppConfig: true },
+  );
+  // 5-6. The flush jobs (@Interval) start when the application initialises.
+  await app.init();
+  // 7. HTTP status server, only when configured.
+  if (config.http_listen_address) {
+    const http = parseHostPort(config.http_listen_address);
+    await app.listen(http.port, http.host ?? '0.0.0.0');
+    log.log(`http listening on ${config.http_listen_address}`);
+  }
+  // 8. Slaves.
+  await replication.listen();
+  // 9. RPC.
+  await app.startAllMicroservices();
+  log.log(`rpc listening on ${config.rpc_listen}`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if ((CLI_COMMANDS as readonly string[]).includes(argv[0])) {
+    process.exitCode = await runCli(argv);
+    return;
+  }
+  const args = argv.filter((a) => !a.startsWith('-'));
+  let configPath = args[0];
+  if (!configPath) {
+    if (!fs.existsSync(DEFAULT_CONFIG)) {
+      console.log(versionBanner());
+      console.log('usage: ims config');
+      process.exitCode = 2;
+      return;
+    }
+    configPath = DEFAULT_CONFIG;
+  }
+  let config: ImsConfig;
+  try {
+    config = loadConfigFile(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`ims: ${err.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+  console.log(versionBanner());
+  try {
+    await bootstrap(config);
+  } catch (err) {
+    new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,157 @@
+import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { ImsConfig } from '../config/ims-config.js';
+import type { RawMessage } from '../format/record.js';
+import { MessageStore, type HistoryMessage, type OpenReport, type SaveResult, type SyncResult } from './message-store.js';
+
+export interface StorageStatus {
+  open: boolean;
+  nextId: number;
+  durableId: number;
+  writeBlock: number;
+  writeBlockSize: number;
+  blockSize: number;
+  peerEntries: number;
+  groupEntries: number;
+  indexBytes: { peer: number; group: number };
+  bytesSinceIndexSave: number;
+  lastFsyncAt: number;
+  fsyncFailure: string | null;
+  durability: 'sync' | 'interval';
+}
+
+/**
+ * The storage engine as a Nest provider: opens the data folder (main.ts decides when), makes saves
+ * durable as the config's `durability` says, and closes the folder (log fsynced, index saved) last
+ * at shutdown.
+ */
+@Injectable()
+export class StorageService implements OnApplicationShutdown {
+  private readonly logger = new Logger('Storage');
+  private engine: MessageStore | null = null;
+  private readonly writeListeners = new Set<() => void>();
+
+  constructor(private readonly config: ImsConfig) {}
+
+  /** Opens the data folder: lock, tail check and recovery, index load + repair or rebuild. */
+  open(): OpenReport {
+    if (this.engine) return this.engine.openReport!;
+    const started = Date.now();
+    this.engine = MessageStore.open({
+      root: this.config.storage_root,
+      blockSize: this.config.block_size,
+      kefuAppid: this.config.kefu_appid,
+      limit: this.config.limit,
+      groupLimit: this.config.group_limit,
+      logger: this.logger,
+    });
+    const r = this.engine.openReport!;
+    this.logger.log(
+      `opened ${this.config.storage_root}: ${r.blocks.length} block(s), index ${r.index}` +
+        `${r.reason ? ` (${r.reason})` : ''}, ${r.recordsScanned} records / ${r.bytesScanned} bytes scanned, ` +
+        `${r.peerEntries} users, ${r.groupEntries} groups, next id ${this.engine.nextId}, ${Date.now() - started} ms`,
+    );
+    return r;
+  }
+
+  /** The engine (read paths, replication). Throws before open(). */
+  get store(): MessageStore {
+    if (!this.engine) throw new Error('storage is not open');
+    return this.engine;
+  }
+
+  get isOpen(): boolean {
+    return this.engine !== null && !this.engine.isClosed;
+  }
+
+  /** Called after every successful write (replication's live stream listens). */
+  onWrite(listener: () => void): () => void {
+    this.writeListeners.add(listener);
+    return () => this.writeListeners.delete(listener);
+  }
+
+  private async afterWrite<T>(result: T): Promise<T> {
+    for (const l of this.writeListeners) l();
+    if (this.config.durability === 'sync') await this.store.whenDurable();
+    return result;
+  }
+
+  savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult> {
+    return this.afterWrite(this.store.savePeerMessage(appid, uid, deviceId, cmd, raw));
+  }
+
+  savePeerGroupMessage(appid: bigint, members: bigint[], deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult[]> {
+    return this.afterWrite(this.store.savePeerGroupMessage(appid, members, deviceId, cmd, raw));
+  }
+
+  saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult> {
+    return this.afterWrite(this.store.saveGroupMessage(appid, gid, deviceId, cmd, raw));
+  }
+
+  /** Writes a record received from the master (slave side). */
+  applyReplicated(id: number, msg: RawMessage): 'written' | 'skipped' {
+    const r = this.store.applyReplicated(id, msg);
+    if (r === 'written') for (const l of this.writeListeners) l();
+    return r;
+  }
+
+  syncMessage(appid: bigint, uid: bigint, lastMsgId: number): SyncResult {
+    return this.store.syncMessage(appid, uid, lastMsgId);
+  }
+
+  syncGroupMessage(appid: bigint, gid: bigint, lastMsgId: number, timestamp: number): SyncResult {
+    return this.store.syncGroupMessage(appid, gid, lastMsgId, timestamp);
+  }
+
+  getNewCount(appid: bigint, uid: bigint, lastMsgId: number): 0 | 1 {
+    return this.store.getNewCount(appid, uid, lastMsgId);
+  }
+
+  getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
+    return this.store.getLatestMessages(appid, uid, limit);
+  }
+
+  /** fdatasync the write block when dirty (the 1-second job; a no-op when nothing was written). */
+  async flush(): Promise<void> {
+    if (this.isOpen) await this.store.flush();
+  }
+
+  /** Saves the index files when the log grew by `index_save_blocks` blocks since the last save. */
+  async saveIndexIfDue(): Promise<boolean> {
+    if (!this.isOpen) return false;
+    if (this.store.bytesSinceIndexSave <= this.config.index_save_blocks * this.config.block_size) return false;
+    await this.store.saveIndex();
+    return true;
+  }
+
+  async saveIndex(): Promise<void> {
+    await this.store.saveIndex();
+  }
+
+  status(): StorageStatus {
+    const s = this.engine;
+    const f = s?.files;
+    return {
+      open: this.isOpen,
+      nextId: s?.nextId ?? 0,
+      durableId: f?.durableId ?? 0,
+      writeBlock: f?.writeBlock ?? 0,
+      writeBlockSize: f?.writeBlockSize ?? 0,
+      blockSize: this.config.block_size,
+      peerEntries: s?.peerCount ?? 0,
+      groupEntries: s?.groupCount ?? 0,
+      indexBytes: s?.indexBytes ?? { peer: 0, group: 0 },
+      bytesSinceIndexSave: s?.bytesSinceIndexSave ?? 0,
+      lastFsyncAt: f?.lastSyncTime ?? 0,
+      fsyncFailure: f?.failed?.message ?? null,
+      durability: this.config.durability,
+    };
+  }
+
+  /** Last step of shutdown: log fsynced, both index files saved, lock released. */
+  async onApplicationShutdown(): Promise<void> {
+    if (!this.engine || this.engine.isClosed) return;
+    const started = Date.now();
+    await this.engine.close();
+    this.logger.log(`closed storage: log fsynced, index files saved (${Date.now() - started} ms)`);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Starts the real ims server (dist/src/main.js) as a child process on loopback ports with a config in a
+ * temp folder, and stops or kills it. Every e2e test goes through here.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { REPO_ROOT, tempDir } from './fixtures.js';
+
+export const MAIN_JS = path.join(REPO_ROOT, 'dist/src/main.js');
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServerOptions {
+  /** Data folder; a new temp folder when omitted. */
+  dataDir?: string;
+  /** master_address for a slave. */
+  masterAddress?: string;
+  /** Serve HTTP status (default true). */
+  http?: boolean;
+  /** Extra config keys (e.g. durability, block_size). */
+  config?: Record<string, string | number>;
+  /** Extra command-line flags placed before the config path. */
+  flags?: string[];
+  /** Fixed ports (e.g. to restart a master on the same ports). */
+  ports?: Partial<{ rpc: number; sync: number; http: number }>;
+  /** Wait for "rpc listening" (default true). */
+  waitReady?: boolean;
+}
+
+export class ServerProcess {
+  readonly output: string[] = [];
+  private exitPromise: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    readonly proc: ChildProcess,
+    readonly dataDir: string,
+    readonly configPath: string,
+    readonly ports: { rpc: number; sync: number; http: number },
+  ) {
+    const onData = (chunk: Buffer) => this.output.push(...chunk.toString().split('\n').filter((l) => l.length > 0));
+    proc.stdout?.on('data', onData);
+    proc.stderr?.on('data', onData);
+    this.exitPromise = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get rpcAddress(): string {
+    return `127.0.0.1:${this.ports.rpc}`;
+  }
+
+  get syncAddress(): string {
+    return `127.0.0.1:${this.ports.sync}`;
+  }
+
+  get httpBase(): string {
+    return `http://127.0.0.1:${this.ports.http}`;
+  }
+
+  get exited(): boolean {
+    return this.proc.exitCode !== null || this.proc.signalCode !== null;
+  }
+
+  logText(): string {
+    return this.output.join('\n');
+  }
+
+  /** Resolves when a log line matches, rejects on timeout or exit. */
+  async waitForLog(re: RegExp, timeoutMs = 15000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.output.find((l) => re.test(l));
+      if (hit) return hit;
+      if (this.exited) throw new Error(`server exited before logging ${re}:\n${this.logText()}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}:\n${this.logText()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  waitExit(timeoutMs = 20000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return Promise.race([
+      this.exitPromise,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`server did not exit in ${timeoutMs} ms:\n${this.logText()}`)), timeoutMs).unref(),
+      ),
+    ]);
+  }
+
+  /** SIGTERM (or another signal) and wait for the exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20000) {
+    if (this.exited) return this.exitPromise;
+    this.proc.kill(signal);
+    return this.waitExit(timeoutMs);
+  }
+
+  /** SIGKILL: no shutdown hooks run. */
+  async kill9() {
+    if (this.exited) return this.exitPromise;
+    this.proc.kill('SIGKILL');
+    return this.waitExit();
+  }
+}
+
+export function writeConfig(dir: string, values: Record<string, string | number | undefined>): string {
+  const file = path.join(dir, 'ims.cfg');
+  const text = Object.entries(values)
+    .filter(([, v]) => v !== undefined && v !== '')
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n');
+  fs.writeFileSync(file, text + '\n');
+  return file;
+}
+
+/** Starts a server and waits until its RPC port listens. */
+export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
+  const work = tempDir('ims-srv-');
+  const dataDir = options.dataDir ?? path.join(work, 'data');
+  const ports = {
+    rpc: options.ports?.rpc ?? (await freePort()),
+    sync: options.ports?.sync ?? (await freePort()),
+    http: options.ports?.http ?? (await freePort()),
+  };
+  const configPath = writeConfig(work, {
+    rpc_listen: `127.0.0.1:${ports.rpc}`,
+    storage_root: dataDir,
+    sync_listen: `127.0.0.1:${ports.sync}`,
+    kefu_appid: 0,
+    http_listen_address: options.http === false ? undefined : `127.0.0.1:${ports.http}`,
+    master_address: options.masterAddress,
+    ...options.config,
+  });
+  const proc = spawn(process.execPath, [MAIN_JS, ...(options.flags ?? []), configPath], {
+    cwd: work,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const server = new ServerProcess(proc, dataDir, configPath, ports);
+  if (options.waitReady !== false) await server.waitForLog(/rpc listening on/);
+  return server;
+}
