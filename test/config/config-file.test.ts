@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ConfigError, parseConfigText } from '../../src/config/index.js';
+import { removeDir, tempDir } from '../support/fixtures.js';
+import { MAIN_JS, startServer } from '../support/server-process.js';
+
+const GOOD = ['rpc_listen=127.0.0.1:13333', 'storage_root=./data', 'sync_listen=:13334', 'kefu_appid=0'];
+
+describe('config file', () => {
+  it('parses keys, comments and defaults into a typed config', () => {
+    const c = parseConfigText(['# comment', '', ...GOOD, 'limit = 50', 'master_address=10.0.0.1:13334', 'durability=interval'].join('\n'), 'x.cfg');
+    assert.equal(c.rpc_listen, '127.0.0.1:13333');
+    assert.equal(c.kefu_appid, 0n);
+    assert.equal(c.limit, 50);
+    assert.equal(c.group_limit, 0);
+    assert.equal(c.durability, 'interval');
+    assert.equal(c.isSlave, true);
+    assert.equal(c.block_size, 128 * 1024 * 1024);
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['missing required key', GOOD.slice(1), /x\.cfg: required key "rpc_listen" is missing/],
+    ['non-integer', [...GOOD, 'limit=ten'], /x\.cfg:5: key "limit": "ten" is not an integer/],
+    ['unknown key', [...GOOD, 'limt=10'], /x\.cfg:5: unknown key "limt"/],
+    ['no equals sign', [...GOOD, 'limit'], /x\.cfg:5: expected key=value/],
+    ['duplicate', [...GOOD, 'limit=1', 'limit=2'], /x\.cfg:6: key "limit" is set twice \(first on line 5\)/],
+    ['bad address', ['rpc_listen=nowhere', ...GOOD.slice(1)], /x\.cfg:1: key "rpc_listen": rpc_listen must be host:port/],
+    ['range', [...GOOD, 'limit=0'], /x\.cfg:5: key "limit": limit must be at least 1/],
+    ['enum', [...GOOD, 'durability=maybe'], /x\.cfg:5: key "durability": durability must be sync or interval/],
+    ['int64 overflow', [...GOOD.slice(0, 3), 'kefu_appid=9223372036854775808'], /x\.cfg:4: key "kefu_appid": .* out of the int64 range/],
+  ];
+  for (const [name, lines, re] of bad) {
+    it(`refuses a ${name}, naming the key and line`, () => {
+      assert.throws(() => parseConfigText(lines.join('\n'), 'x.cfg'), (e: Error) => e instanceof ConfigError && re.test(e.message));
+    });
+  }
+});
+
+describe('the ims command', () => {
+  const dirs: string[] = [];
+  after(() => dirs.forEach(removeDir));
+
+  it('exits 2 on a bad config line, before touching storage', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const cfg = path.join(dir, 'bad.cfg');
+    fs.writeFileSync(cfg, [...GOOD.map((l) => l.replace('./data', path.join(dir, 'data'))), 'group_limit=-x'].join('\n'));
+    const r = spawnSync(process.execPath, [MAIN_JS, cfg], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /bad\.cfg:5: key "group_limit": "-x" is not an integer/);
+    assert.equal(fs.existsSync(path.join(dir, 'data')), false, 'storage untouched');
+  });
+
+  it('prints the version banner and usage with no argument and no default config', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const r = spawnSync(process.execPath, [MAIN_JS], { cwd: dir, encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stdout, /Version: +\d+\.\d+\.\d+/);
+    assert.match(r.stdout, /Node version: v\d+/);
+    assert.match(r.stdout, /Git commit: +\S+/);
+    assert.match(r.stdout, /usage: ims config/);
+  });
+
+  it('a second server on the same data folder refuses to start, naming the holder pid', async () => {
+    const first = await startServer({ http: false });
+    try {
+      const second = await startServer({ dataDir: first.dataDir, http: false, waitReady: false });
+      const exit = await second.waitExit();
+      assert.equal(exit.code, 1);
+      assert.match(second.logText(), new RegExp(`in use by ims pid ${first.proc.pid}`));
+    } finally {
+      await first.stop();
+    }
+  });
+});
