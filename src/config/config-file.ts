@@ -48,14 +48,20 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
     const spec = KEYS[key];
-    if (!spec) throw new ConfigError(`${source}:${lineNo}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`);
-    if (key in lineOf) throw new ConfigError(`${source}:${lineNo}: key "${key}" is set twice (first on line ${lineOf[key]})`);
+    if (!spec)
+      throw new ConfigError(
+        `${source}:${lineNo}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`,
+      );
+    if (key in lineOf)
+      throw new ConfigError(`${source}:${lineNo}: key "${key}" is set twice (first on line ${lineOf[key]})`);
     lineOf[key] = lineNo;
     if (spec.kind === 'int' || spec.kind === 'int64') {
-      if (!INTEGER.test(value)) throw new ConfigError(`${source}:${lineNo}: key "${key}": "${value}" is not an integer`);
+      if (!INTEGER.test(value))
+        throw new ConfigError(`${source}:${lineNo}: key "${key}": "${value}" is not an integer`);
       const big = BigInt(value);
       if (spec.kind === 'int64') {
-        if (big < -(2n ** 63n) || big >= 2n ** 63n) throw new ConfigError(`${source}:${lineNo}: key "${key}": ${value} is out of the int64 range`);
+        if (big < -(2n ** 63n) || big >= 2n ** 63n)
+          throw new ConfigError(`${source}:${lineNo}: key "${key}": ${value} is out of the int64 range`);
         values[key] = big;
       } else {
         if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < -BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -68,7 +74,8 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     }
   });
   for (const [key, spec] of Object.entries(KEYS)) {
-    if (spec.required && !(key in values)) throw new ConfigError(`${source}: required key "${key}" is missing`);
+    if (spec.required && !(key in values))
+      throw new ConfigError(`${source}: required key "${key}" is missing`);
   }
   for (const key of ['master_address', 'http_listen_address']) if (values[key] === '') delete values[key];
   const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });

@@ -203,12 +203,18 @@ export function replyBody(cmd: number, version: number, body: Buffer): Buffer {
 /** Body kinds a client may save, with what each must hold. */
 const SAVE_BODY_RULES: Record<number, { min: number; what: string }> = {
   [Cmd.IM]: { min: 24, what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)' },
-  [Cmd.GROUP_IM]: { min: 24, what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)' },
+  [Cmd.GROUP_IM]: {
+    min: 24,
+    what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)',
+  },
   [Cmd.GROUP_NOTIFICATION]: { min: 0, what: 'notification text' },
   [Cmd.SYSTEM]: { min: 0, what: 'system text' },
   [Cmd.NOTIFICATION]: { min: 0, what: 'notification text' },
   [Cmd.CUSTOMER]: { min: 36, what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)' },
-  [Cmd.CUSTOMER_SUPPORT]: { min: 36, what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)' },
+  [Cmd.CUSTOMER_SUPPORT]: {
+    min: 36,
+    what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)',
+  },
 };
 
 /** Why `body` cannot be stored as `cmd`, or null when it can. */
@@ -216,6 +222,7 @@ export function saveBodyProblem(cmd: number, body: Buffer): string | null {
   const rule = SAVE_BODY_RULES[cmd];
   if (!rule) return `cmd ${cmd} is not a message kind ims stores`;
   if (body.length > MAX_BODY_SIZE) return `body is ${body.length} bytes; the limit is ${MAX_BODY_SIZE}`;
-  if (body.length < rule.min) return `body of ${body.length} bytes is too short for cmd ${cmd}: expected ${rule.what}`;
+  if (body.length < rule.min)
+    return `body of ${body.length} bytes is too short for cmd ${cmd}: expected ${rule.what}`;
   return null;
 }

@@ -30,11 +30,13 @@ export function encodeBlockHeader(): Buffer {
 
 /** Why a block header is unacceptable, or null when it is a Go 2.0 header. */
 export function blockHeaderProblem(header: Buffer): string | null {
-  if (header.length < BLOCK_HEADER_SIZE) return `header is ${header.length} bytes, expected ${BLOCK_HEADER_SIZE}`;
+  if (header.length < BLOCK_HEADER_SIZE)
+    return `header is ${header.length} bytes, expected ${BLOCK_HEADER_SIZE}`;
   const magic = header.readUInt32BE(0);
   if (magic !== MAGIC) return `header magic is 0x${magic.toString(16)}, expected 0x${MAGIC.toString(16)}`;
   const version = header.readUInt32BE(4);
-  if (version !== BLOCK_VERSION) return `header version is 0x${version.toString(16)}, expected 0x${BLOCK_VERSION.toString(16)}`;
+  if (version !== BLOCK_VERSION)
+    return `header version is 0x${version.toString(16)}, expected 0x${BLOCK_VERSION.toString(16)}`;
   return null;
 }
 
@@ -95,13 +97,15 @@ export function decodeRecord(buf: Buffer, offset: number, end: number = buf.leng
   const avail = end - offset;
   if (avail < 4 + MESSAGE_HEADER_SIZE) return { kind: 'short', need: 4 + MESSAGE_HEADER_SIZE };
   const magic = buf.readUInt32BE(offset);
-  if (magic !== MAGIC) return { kind: 'corrupt', reason: `bad record magic 0x${magic.toString(16).padStart(8, '0')}` };
+  if (magic !== MAGIC)
+    return { kind: 'corrupt', reason: `bad record magic 0x${magic.toString(16).padStart(8, '0')}` };
   const length = buf.readInt32BE(offset + 4);
   if (length < 0 || length > MAX_BODY_SIZE) return { kind: 'corrupt', reason: `bad body length ${length}` };
   const size = RECORD_OVERHEAD + length;
   if (avail < size) return { kind: 'short', need: size };
   const tail = buf.readUInt32BE(offset + size - 4);
-  if (tail !== MAGIC) return { kind: 'corrupt', reason: `bad trailing magic 0x${tail.toString(16).padStart(8, '0')}` };
+  if (tail !== MAGIC)
+    return { kind: 'corrupt', reason: `bad trailing magic 0x${tail.toString(16).padStart(8, '0')}` };
   const bodyStart = offset + 4 + MESSAGE_HEADER_SIZE;
   return {
     kind: 'ok',
@@ -122,7 +126,10 @@ export function decodeFramedMessage(
   offset: number,
   end: number,
   maxBody: number = MAX_BODY_SIZE,
-): { kind: 'ok'; message: RawMessage; size: number } | { kind: 'short' } | { kind: 'corrupt'; reason: string } {
+):
+  | { kind: 'ok'; message: RawMessage; size: number }
+  | { kind: 'short' }
+  | { kind: 'corrupt'; reason: string } {
   if (end - offset < MESSAGE_HEADER_SIZE) return { kind: 'short' };
   const length = buf.readInt32BE(offset);
   if (length < 0 || length > maxBody) return { kind: 'corrupt', reason: `bad message length ${length}` };

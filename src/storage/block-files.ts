@@ -84,7 +84,8 @@ export class BlockFiles {
     this.blockSize = options.blockSize ?? BLOCK_SIZE;
     this.maxOpenReadFiles = options.maxOpenReadFiles ?? 128;
     this.logger = options.logger;
-    if (this.blockSize < BLOCK_HEADER_SIZE + 1024) throw new Error(`block size ${this.blockSize} is too small`);
+    if (this.blockSize < BLOCK_HEADER_SIZE + 1024)
+      throw new Error(`block size ${this.blockSize} is too small`);
   }
 
   /** The id the next appended record gets. */
@@ -287,16 +288,24 @@ export class BlockFiles {
     this.stagedBytes = 0;
     try {
       let done = 0;
-      while (done < n) done += fs.writeSync(this.writeFd, this.staging, done, n - done, this.writeSize + done);
+      while (done < n)
+        done += fs.writeSync(this.writeFd, this.staging, done, n - done, this.writeSize + done);
     } catch (err) {
       try {
         fs.ftruncateSync(this.writeFd, this.writeSize);
       } catch (truncErr) {
-        this.fail(new StorageWriteError(`cannot undo a failed write in ${this.describe(this.nextId)}`, { cause: truncErr }));
+        this.fail(
+          new StorageWriteError(`cannot undo a failed write in ${this.describe(this.nextId)}`, {
+            cause: truncErr,
+          }),
+        );
       }
-      throw new StorageWriteError(`write to ${this.describe(this.nextId)} failed: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new StorageWriteError(
+        `write to ${this.describe(this.nextId)} failed: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
     this.writeSize += n;
   }
@@ -311,7 +320,9 @@ export class BlockFiles {
     try {
       fs.fdatasyncSync(old);
     } catch (err) {
-      this.fail(new StorageWriteError(`fdatasync of ${this.describe(this.nextId - 1)} failed`, { cause: err }));
+      this.fail(
+        new StorageWriteError(`fdatasync of ${this.describe(this.nextId - 1)} failed`, { cause: err }),
+      );
       throw this.syncFailure;
     }
     this.retiredFds.push(old);
@@ -364,7 +375,9 @@ export class BlockFiles {
         const target = this.nextId;
         const fd = this.writeFd;
         // Earlier blocks were fdatasynced when they were rolled over, so syncing the write block suffices.
-        await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())),
+        );
         this.lastSyncAt = Date.now();
         if (target > this.durableEnd) this.durableEnd = target;
         const pending: DurableWaiter[] = [];
@@ -375,7 +388,9 @@ export class BlockFiles {
         this.waiters = pending;
       }
     } catch (err) {
-      this.fail(new StorageWriteError(`fdatasync of ${blockFileName(this.writeBlockNo)} failed`, { cause: err }));
+      this.fail(
+        new StorageWriteError(`fdatasync of ${blockFileName(this.writeBlockNo)} failed`, { cause: err }),
+      );
     } finally {
       this.syncInFlight = null;
       this.closeRetiredIfIdle();
@@ -465,7 +480,8 @@ export class BlockFiles {
       const m = result.message;
       return { ...m, body: Buffer.from(m.body) };
     }
-    if (result.kind === 'short') throw new CorruptRecordError(file, offset, 'record is cut short by the end of the file');
+    if (result.kind === 'short')
+      throw new CorruptRecordError(file, offset, 'record is cut short by the end of the file');
     throw new CorruptRecordError(file, offset, result.reason);
   }
 
@@ -491,7 +507,11 @@ export class BlockFiles {
         let result = decodeRecord(buf, pos - bufStart, bufEnd - bufStart);
         if (result.kind === 'short') {
           if (bufEnd >= fileSize) {
-            return { end: pos, fileSize, problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed` };
+            return {
+              end: pos,
+              fileSize,
+              problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed`,
+            };
           }
           const want = Math.max(chunk.length, result.need);
           buf = want > chunk.length ? Buffer.allocUnsafe(want) : chunk;
@@ -500,7 +520,11 @@ export class BlockFiles {
           bufEnd = pos + n;
           result = decodeRecord(buf, 0, n);
           if (result.kind === 'short') {
-            return { end: pos, fileSize, problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed` };
+            return {
+              end: pos,
+              fileSize,
+              problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed`,
+            };
           }
         }
         if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };

@@ -19,14 +19,18 @@ import { ID_TABLE_CHUNK_SIZE, type IdTable, type IdTableSnapshot } from './id-ta
 export const INDEX_STATE_FILE = 'index_state';
 
 export type IndexLoad =
-  | { ok: true; entries: number; maxId: number }
-  | { ok: false; reason: string; missing: boolean };
+  { ok: true; entries: number; maxId: number } | { ok: false; reason: string; missing: boolean };
 
 /**
  * Fills `table` from an index file. Values per entry: 2 for peer_index (last_id, last_peer_id),
  * 1 for group_index (last_id). Any id at or past `logEnd` makes the file unusable (it is ahead of the log).
  */
-export function loadIndexFile(root: string, kind: 'peer' | 'group', table: IdTable, logEnd: number): IndexLoad {
+export function loadIndexFile(
+  root: string,
+  kind: 'peer' | 'group',
+  table: IdTable,
+  logEnd: number,
+): IndexLoad {
   const name = kind === 'peer' ? PEER_INDEX_FILE : GROUP_INDEX_FILE;
   const entrySize = kind === 'peer' ? PEER_INDEX_ENTRY_SIZE : GROUP_INDEX_ENTRY_SIZE;
   const file = path.join(root, name);
@@ -35,14 +39,23 @@ export function loadIndexFile(root: string, kind: 'peer' | 'group', table: IdTab
     data = fs.readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { ok: false, missing: code === 'ENOENT', reason: code === 'ENOENT' ? `${name} is missing` : `${name}: ${(err as Error).message}` };
+    return {
+      ok: false,
+      missing: code === 'ENOENT',
+      reason: code === 'ENOENT' ? `${name} is missing` : `${name}: ${(err as Error).message}`,
+    };
   }
   const sizeProblem = indexFileSizeProblem(data.length, entrySize);
   if (sizeProblem) return { ok: false, missing: false, reason: `${name}: ${sizeProblem}` };
   let maxId = 0;
   const values = table.valuesPerEntry;
   for (let off = 0; off < data.length; off += entrySize) {
-    const e = table.upsert(data.readUInt32BE(off), data.readUInt32BE(off + 4), data.readUInt32BE(off + 8), data.readUInt32BE(off + 12));
+    const e = table.upsert(
+      data.readUInt32BE(off),
+      data.readUInt32BE(off + 4),
+      data.readUInt32BE(off + 8),
+      data.readUInt32BE(off + 12),
+    );
     for (let v = 0; v < values; v++) {
       const id = readId(data, off + 16 + 8 * v);
       if (!(id >= 0) || id >= logEnd) {
@@ -120,9 +133,13 @@ export async function saveIndexFiles(
   await writeSnapshot(peerTmp, peer, PEER_INDEX_ENTRY_SIZE);
   await writeSnapshot(groupTmp, group, GROUP_INDEX_ENTRY_SIZE);
   const stateTmp = path.join(root, `${INDEX_STATE_FILE}_t`);
-  await fs.promises.writeFile(stateTmp, JSON.stringify({ ...state, savedAt: new Date().toISOString() }) + '\n', {
-    flush: true,
-  });
+  await fs.promises.writeFile(
+    stateTmp,
+    JSON.stringify({ ...state, savedAt: new Date().toISOString() }) + '\n',
+    {
+      flush: true,
+    },
+  );
   await fs.promises.rename(peerTmp, path.join(root, PEER_INDEX_FILE));
   await fs.promises.rename(groupTmp, path.join(root, GROUP_INDEX_FILE));
   // index_state goes last: a crash before it leaves an older logEnd, which only makes repair longer.

@@ -1,6 +1,17 @@
 export { MessageStore } from './message-store.js';
-export type { HistoryMessage, MessageStoreOptions, OpenReport, SaveResult, SyncResult } from './message-store.js';
-export { CorruptRecordError, StorageInputError, StorageOpenError, StorageWriteError } from './storage-errors.js';
+export type {
+  HistoryMessage,
+  MessageStoreOptions,
+  OpenReport,
+  SaveResult,
+  SyncResult,
+} from './message-store.js';
+export {
+  CorruptRecordError,
+  StorageInputError,
+  StorageOpenError,
+  StorageWriteError,
+} from './storage-errors.js';
 export { DataDirLockedError } from './data-dir-lock.js';
 export { StorageModule } from './storage.module.js';
 export { StorageService, type StorageStatus } from './storage.service.js';

@@ -255,7 +255,12 @@ export class MessageStore {
       }
       if (result.problem === null) continue;
       if (!trustedStart && b === firstBlock && result.end === start && start > BLOCK_HEADER_SIZE) {
-        return { records, bytes, torn, restartFull: `the saved index position ${from} is not a record in the log (${result.problem})` };
+        return {
+          records,
+          bytes,
+          torn,
+          restartFull: `the saved index position ${from} is not a record in the log (${result.problem})`,
+        };
       }
       const file = files.filePath(b);
       if (b !== writeBlock) {
@@ -279,14 +284,24 @@ export class MessageStore {
     const body = msg.body;
     if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) {
       if (body.length < 32) return;
-      const e = this.peers.upsert(body.readUInt32BE(0), body.readUInt32BE(4), body.readUInt32BE(8), body.readUInt32BE(12));
+      const e = this.peers.upsert(
+        body.readUInt32BE(0),
+        body.readUInt32BE(4),
+        body.readUInt32BE(8),
+        body.readUInt32BE(12),
+      );
       this.peers.setValue(e, PEER_LAST_ID, id);
       const groupFlagged = msg.cmd === Cmd.OFFLINE_V2 && (msg.flag & MESSAGE_FLAG_GROUP) !== 0;
       if (!groupFlagged) this.peers.setValue(e, PEER_LAST_PEER_ID, id);
       this.peers.setAux(e, deltaOf(id, readId(body, 16)));
     } else if (msg.cmd === Cmd.GROUP_IM_LIST) {
       if (body.length < 40) return;
-      const e = this.groups.upsert(body.readUInt32BE(0), body.readUInt32BE(4), body.readUInt32BE(24), body.readUInt32BE(28));
+      const e = this.groups.upsert(
+        body.readUInt32BE(0),
+        body.readUInt32BE(4),
+        body.readUInt32BE(24),
+        body.readUInt32BE(28),
+      );
       this.groups.setValue(e, GROUP_LAST_ID, id);
       this.groups.setAux(e, deltaOf(id, readId(body, 16)));
     }
@@ -306,7 +321,10 @@ export class MessageStore {
   peerHead(appid: bigint, uid: bigint): { lastId: number; lastPeerId: number } {
     const e = this.findPeer(appid, uid);
     if (e < 0) return { lastId: 0, lastPeerId: 0 };
-    return { lastId: this.peers.getValue(e, PEER_LAST_ID), lastPeerId: this.peers.getValue(e, PEER_LAST_PEER_ID) };
+    return {
+      lastId: this.peers.getValue(e, PEER_LAST_ID),
+      lastPeerId: this.peers.getValue(e, PEER_LAST_PEER_ID),
+    };
   }
 
   /** last_id of a group (0 when unknown). */
@@ -321,9 +339,16 @@ export class MessageStore {
     const delta = table.getAux(e);
     if (delta > 0) return entryId - delta;
     const rec = this.files.read(entryId);
-    const msgId = rec.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(rec.body)?.msgid : decodeOfflineEntry(rec.cmd, rec.body)?.msgid;
+    const msgId =
+      rec.cmd === Cmd.GROUP_IM_LIST
+        ? decodeGroupEntry(rec.body)?.msgid
+        : decodeOfflineEntry(rec.cmd, rec.body)?.msgid;
     if (msgId === undefined) {
-      throw new CorruptRecordError(blockFileName(this.files.blockOf(entryId)), this.files.offsetOf(entryId), `expected a queue entry, found ${cmdName(rec.cmd)}`);
+      throw new CorruptRecordError(
+        blockFileName(this.files.blockOf(entryId)),
+        this.files.offsetOf(entryId),
+        `expected a queue entry, found ${cmdName(rec.cmd)}`,
+      );
     }
     table.setAux(e, deltaOf(entryId, msgId));
     return msgId;
@@ -372,10 +397,26 @@ export class MessageStore {
   }
 
   /** Stages a user's queue entry for message `msgId`; returns the entry id. Index not yet updated. */
-  private stagePeerEntry(appid: bigint, uid: bigint, deviceId: bigint, msgId: number, group: boolean, head: { lastId: number; lastPeerId: number }): number {
+  private stagePeerEntry(
+    appid: bigint,
+    uid: bigint,
+    deviceId: bigint,
+    msgId: number,
+    group: boolean,
+    head: { lastId: number; lastPeerId: number },
+  ): number {
     const id = this.files.reserve(ENTRY_RECORD_SIZE);
     const off = this.stageFrame(id, OFFLINE_V2_BODY_SIZE, Cmd.OFFLINE_V2, group ? MESSAGE_FLAG_GROUP : 0);
-    writeOfflineV2Body(this.files.stagingBuffer, off, appid, uid, msgId, deviceId, head.lastId, head.lastPeerId);
+    writeOfflineV2Body(
+      this.files.stagingBuffer,
+      off,
+      appid,
+      uid,
+      msgId,
+      deviceId,
+      head.lastId,
+      head.lastPeerId,
+    );
     return id;
   }
 
@@ -422,7 +463,13 @@ export class MessageStore {
    * Stores one message once and enters it into every member's queue (a normal group's fan-out).
    * Returns, per member in order, the message id and that member's previous message id.
    */
-  savePeerGroupMessage(appid: bigint, members: readonly bigint[], deviceId: bigint, cmd: number, body: Buffer): SaveResult[] {
+  savePeerGroupMessage(
+    appid: bigint,
+    members: readonly bigint[],
+    deviceId: bigint,
+    cmd: number,
+    body: Buffer,
+  ): SaveResult[] {
     this.checkSave(cmd, body);
     if (members.length === 0) throw new StorageInputError('members is empty');
     const group = cmd === Cmd.GROUP_IM;
@@ -484,9 +531,16 @@ export class MessageStore {
   private readPeerEntry(appid: bigint, uid: bigint, id: number) {
     const rec = this.files.read(id);
     const entry = decodeOfflineEntry(rec.cmd, rec.body);
-    if (!entry) throw this.corrupt(id, `expected a user queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`);
+    if (!entry)
+      throw this.corrupt(
+        id,
+        `expected a user queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`,
+      );
     if (entry.appid !== appid || entry.receiver !== uid) {
-      throw this.corrupt(id, `queue entry of ${entry.appid}:${entry.receiver} found in the chain of ${appid}:${uid}`);
+      throw this.corrupt(
+        id,
+        `queue entry of ${entry.appid}:${entry.receiver} found in the chain of ${appid}:${uid}`,
+      );
     }
     return entry;
   }
@@ -494,9 +548,16 @@ export class MessageStore {
   private readGroupEntry(appid: bigint, gid: bigint, id: number) {
     const rec = this.files.read(id);
     const entry = rec.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(rec.body) : null;
-    if (!entry) throw this.corrupt(id, `expected a group queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`);
+    if (!entry)
+      throw this.corrupt(
+        id,
+        `expected a group queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`,
+      );
     if (entry.appid !== appid || entry.gid !== gid) {
-      throw this.corrupt(id, `group entry of ${entry.appid}:${entry.gid} found in the chain of ${appid}:${gid}`);
+      throw this.corrupt(
+        id,
+        `group entry of ${entry.appid}:${entry.gid} found in the chain of ${appid}:${gid}`,
+      );
     }
     return entry;
   }
@@ -566,7 +627,8 @@ export class MessageStore {
 
   /** The newest `limit` messages of a user (not MSG_SYSTEM), newest first. */
   getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
-    if (!Number.isInteger(limit) || limit < 1) throw new StorageInputError(`limit must be at least 1, got ${limit}`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new StorageInputError(`limit must be at least 1, got ${limit}`);
     const messages: HistoryMessage[] = [];
     let id = this.peerHead(appid, uid).lastId;
     while (id !== 0 && messages.length < limit) {
@@ -632,7 +694,9 @@ export class MessageStore {
     this.write(() => {
       const got = this.files.reserve(size);
       if (got !== id) {
-        throw new StorageInputError(`replicated record ${id} would land at ${got}: the block sizes of master and slave differ`);
+        throw new StorageInputError(
+          `replicated record ${id} would land at ${got}: the block sizes of master and slave differ`,
+        );
       }
       writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(id), msg);
     });
@@ -645,7 +709,12 @@ export class MessageStore {
    * before `endId`, after `maxCount` records or once `maxBytes` of bodies are collected, and at the end
    * of a block (a batch never spans two blocks). Returns the records and the id to continue from.
    */
-  readLog(fromId: number, endId: number, maxCount: number, maxBytes: number): { records: { id: number; msg: RawMessage }[]; next: number } {
+  readLog(
+    fromId: number,
+    endId: number,
+    maxCount: number,
+    maxBytes: number,
+  ): { records: { id: number; msg: RawMessage }[]; next: number } {
     const files = this.files;
     let id = fromId;
     // At or past the end of a sealed block: continue at the next block's first record.
@@ -658,7 +727,8 @@ export class MessageStore {
     const records: { id: number; msg: RawMessage }[] = [];
     let bytes = 0;
     const block = files.blockOf(id);
-    const blockEnd = block < files.writeBlock ? files.idOf(block, files.sealedBlockSize(block)) : files.nextId;
+    const blockEnd =
+      block < files.writeBlock ? files.idOf(block, files.sealedBlockSize(block)) : files.nextId;
     const stop = Math.min(endId, blockEnd);
     while (id < stop && records.length < maxCount && bytes < maxBytes) {
       const msg = files.read(id);

@@ -1,7 +1,13 @@
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ImsConfig } from '../config/ims-config.js';
 import type { RawMessage } from '../format/record.js';
-import { MessageStore, type HistoryMessage, type OpenReport, type SaveResult, type SyncResult } from './message-store.js';
+import {
+  MessageStore,
+  type HistoryMessage,
+  type OpenReport,
+  type SaveResult,
+  type SyncResult,
+} from './message-store.js';
 
 export interface StorageStatus {
   open: boolean;
@@ -75,15 +81,33 @@ export class StorageService implements OnApplicationShutdown {
     return result;
   }
 
-  savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult> {
+  savePeerMessage(
+    appid: bigint,
+    uid: bigint,
+    deviceId: bigint,
+    cmd: number,
+    raw: Buffer,
+  ): Promise<SaveResult> {
     return this.afterWrite(this.store.savePeerMessage(appid, uid, deviceId, cmd, raw));
   }
 
-  savePeerGroupMessage(appid: bigint, members: bigint[], deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult[]> {
+  savePeerGroupMessage(
+    appid: bigint,
+    members: bigint[],
+    deviceId: bigint,
+    cmd: number,
+    raw: Buffer,
+  ): Promise<SaveResult[]> {
     return this.afterWrite(this.store.savePeerGroupMessage(appid, members, deviceId, cmd, raw));
   }
 
-  saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, raw: Buffer): Promise<SaveResult> {
+  saveGroupMessage(
+    appid: bigint,
+    gid: bigint,
+    deviceId: bigint,
+    cmd: number,
+    raw: Buffer,
+  ): Promise<SaveResult> {
     return this.afterWrite(this.store.saveGroupMessage(appid, gid, deviceId, cmd, raw));
   }
 
@@ -118,7 +142,8 @@ export class StorageService implements OnApplicationShutdown {
   /** Saves the index files when the log grew by `index_save_blocks` blocks since the last save. */
   async saveIndexIfDue(): Promise<boolean> {
     if (!this.isOpen) return false;
-    if (this.store.bytesSinceIndexSave <= this.config.index_save_blocks * this.config.block_size) return false;
+    if (this.store.bytesSinceIndexSave <= this.config.index_save_blocks * this.config.block_size)
+      return false;
     await this.store.saveIndex();
     return true;
   }

@@ -36,7 +36,10 @@ describe('record framing', () => {
     const d = decodeRecord(rec, 0);
     assert.equal(d.kind, 'ok');
     if (d.kind !== 'ok') return;
-    assert.deepEqual({ ...d.message, body: Buffer.from(d.message.body) }, { cmd: Cmd.IM, seq: 7, version: 1, flag: 4, body });
+    assert.deepEqual(
+      { ...d.message, body: Buffer.from(d.message.body) },
+      { cmd: Cmd.IM, seq: 7, version: 1, flag: 4, body },
+    );
     assert.equal(d.size, rec.length);
   });
 
@@ -80,7 +83,13 @@ describe('record framing', () => {
 
 describe('bodies', () => {
   it('round-trips an IM body (version 1) and reads version 0', () => {
-    const im = { sender: big, receiver: 10037n, timestamp: 1550000000, msgid: 42, content: Buffer.from('{"text":"hi 👋"}') };
+    const im = {
+      sender: big,
+      receiver: 10037n,
+      timestamp: 1550000000,
+      msgid: 42,
+      content: Buffer.from('{"text":"hi 👋"}'),
+    };
     const buf = encodeImBody(im);
     assert.deepEqual(decodeImBody(buf, 1), im);
     const v0 = Buffer.concat([buf.subarray(0, 16), buf.subarray(20)]);
@@ -91,13 +100,27 @@ describe('bodies', () => {
   });
 
   it('round-trips a customer body', () => {
-    const c = { customerAppid: 8n, customerId: big, storeId: 77n, sellerId: 500001n, timestamp: 1550000001, content: Buffer.from('x') };
+    const c = {
+      customerAppid: 8n,
+      customerId: big,
+      storeId: 77n,
+      sellerId: 500001n,
+      timestamp: 1550000001,
+      content: Buffer.from('x'),
+    };
     assert.deepEqual(decodeCustomerBody(encodeCustomerBody(c)), c);
     assert.equal(decodeCustomerBody(Buffer.alloc(35)), null);
   });
 
   it('round-trips MSG_OFFLINE_V2 and reads both old MSG_OFFLINE forms', () => {
-    const e = { appid: 7n, receiver: big, msgid: 2 ** 40 + 5, deviceId: 99n, prevMsgid: 1234, prevPeerMsgid: 1000 };
+    const e = {
+      appid: 7n,
+      receiver: big,
+      msgid: 2 ** 40 + 5,
+      deviceId: 99n,
+      prevMsgid: 1234,
+      prevPeerMsgid: 1000,
+    };
     assert.deepEqual(decodeOfflineEntry(Cmd.OFFLINE_V2, encodeOfflineEntry(e)), e);
     const v1 = Buffer.alloc(40);
     v1.writeBigInt64BE(7n, 0);
@@ -105,9 +128,23 @@ describe('bodies', () => {
     writeId(v1, 300, 16);
     v1.writeBigInt64BE(9n, 24);
     writeId(v1, 100, 32);
-    assert.deepEqual(decodeOfflineEntry(Cmd.OFFLINE, v1), { appid: 7n, receiver: 5n, msgid: 300, deviceId: 9n, prevMsgid: 100, prevPeerMsgid: 100 });
+    assert.deepEqual(decodeOfflineEntry(Cmd.OFFLINE, v1), {
+      appid: 7n,
+      receiver: 5n,
+      msgid: 300,
+      deviceId: 9n,
+      prevMsgid: 100,
+      prevPeerMsgid: 100,
+    });
     const v0 = Buffer.concat([v1.subarray(0, 24), v1.subarray(32)]);
-    assert.deepEqual(decodeOfflineEntry(Cmd.OFFLINE, v0), { appid: 7n, receiver: 5n, msgid: 300, deviceId: 0n, prevMsgid: 100, prevPeerMsgid: 100 });
+    assert.deepEqual(decodeOfflineEntry(Cmd.OFFLINE, v0), {
+      appid: 7n,
+      receiver: 5n,
+      msgid: 300,
+      deviceId: 0n,
+      prevMsgid: 100,
+      prevPeerMsgid: 100,
+    });
     assert.equal(decodeOfflineEntry(Cmd.OFFLINE_V2, Buffer.alloc(47)), null);
   });
 
