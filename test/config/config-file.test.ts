@@ -11,7 +11,12 @@ const GOOD = ['rpc_listen=127.0.0.1:13333', 'storage_root=./data', 'sync_listen=
 
 describe('config file', () => {
   it('parses keys, comments and defaults into a typed config', () => {
-    const c = parseConfigText(['# comment', '', ...GOOD, 'limit = 50', 'master_address=10.0.0.1:13334', 'durability=interval'].join('\n'), 'x.cfg');
+    const c = parseConfigText(
+      ['# comment', '', ...GOOD, 'limit = 50', 'master_address=10.0.0.1:13334', 'durability=interval'].join(
+        '\n',
+      ),
+      'x.cfg',
+    );
     assert.equal(c.rpc_listen, '127.0.0.1:13333');
     assert.equal(c.kefu_appid, 0n);
     assert.equal(c.limit, 50);
@@ -27,14 +32,29 @@ describe('config file', () => {
     ['unknown key', [...GOOD, 'limt=10'], /x\.cfg:5: unknown key "limt"/],
     ['no equals sign', [...GOOD, 'limit'], /x\.cfg:5: expected key=value/],
     ['duplicate', [...GOOD, 'limit=1', 'limit=2'], /x\.cfg:6: key "limit" is set twice \(first on line 5\)/],
-    ['bad address', ['rpc_listen=nowhere', ...GOOD.slice(1)], /x\.cfg:1: key "rpc_listen": rpc_listen must be host:port/],
+    [
+      'bad address',
+      ['rpc_listen=nowhere', ...GOOD.slice(1)],
+      /x\.cfg:1: key "rpc_listen": rpc_listen must be host:port/,
+    ],
     ['range', [...GOOD, 'limit=0'], /x\.cfg:5: key "limit": limit must be at least 1/],
-    ['enum', [...GOOD, 'durability=maybe'], /x\.cfg:5: key "durability": durability must be sync or interval/],
-    ['int64 overflow', [...GOOD.slice(0, 3), 'kefu_appid=9223372036854775808'], /x\.cfg:4: key "kefu_appid": .* out of the int64 range/],
+    [
+      'enum',
+      [...GOOD, 'durability=maybe'],
+      /x\.cfg:5: key "durability": durability must be sync or interval/,
+    ],
+    [
+      'int64 overflow',
+      [...GOOD.slice(0, 3), 'kefu_appid=9223372036854775808'],
+      /x\.cfg:4: key "kefu_appid": .* out of the int64 range/,
+    ],
   ];
   for (const [name, lines, re] of bad) {
     it(`refuses a ${name}, naming the key and line`, () => {
-      assert.throws(() => parseConfigText(lines.join('\n'), 'x.cfg'), (e: Error) => e instanceof ConfigError && re.test(e.message));
+      assert.throws(
+        () => parseConfigText(lines.join('\n'), 'x.cfg'),
+        (e: Error) => e instanceof ConfigError && re.test(e.message),
+      );
     });
   }
 });
@@ -47,7 +67,10 @@ describe('the ims command', () => {
     const dir = tempDir();
     dirs.push(dir);
     const cfg = path.join(dir, 'bad.cfg');
-    fs.writeFileSync(cfg, [...GOOD.map((l) => l.replace('./data', path.join(dir, 'data'))), 'group_limit=-x'].join('\n'));
+    fs.writeFileSync(
+      cfg,
+      [...GOOD.map((l) => l.replace('./data', path.join(dir, 'data'))), 'group_limit=-x'].join('\n'),
+    );
     const r = spawnSync(process.execPath, [MAIN_JS, cfg], { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /bad\.cfg:5: key "group_limit": "-x" is not an integer/);

@@ -81,6 +81,9 @@ describe('block roll (test-sized blocks)', () => {
   });
 
   it('refuses to open a folder with a different block size than it was written with', () => {
-    assert.throws(() => MessageStore.open({ root: dir, blockSize: BLOCK * 2 }), /written with 65536-byte blocks/);
+    assert.throws(
+      () => MessageStore.open({ root: dir, blockSize: BLOCK * 2 }),
+      /written with 65536-byte blocks/,
+    );
   });
 });

@@ -4,13 +4,25 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { MessageStore, type HistoryMessage } from '../../src/storage/index.js';
-import { copyFixtureDir, loadManifest, removeDir, tempDir, type GoMessage, type ManifestQuery } from '../support/fixtures.js';
+import {
+  copyFixtureDir,
+  loadManifest,
+  removeDir,
+  tempDir,
+  type GoMessage,
+  type ManifestQuery,
+} from '../support/fixtures.js';
 import { expectedNewCount } from '../support/go-model.js';
 
 const manifest = loadManifest();
 
 function toGo(messages: HistoryMessage[]): GoMessage[] {
-  return messages.map((m) => ({ MsgID: m.msgId, DeviceID: Number(m.deviceId), Cmd: m.cmd, Raw: m.raw.toString('base64') }));
+  return messages.map((m) => ({
+    MsgID: m.msgId,
+    DeviceID: Number(m.deviceId),
+    Cmd: m.cmd,
+    Raw: m.raw.toString('base64'),
+  }));
 }
 
 /** Runs one manifest query against the engine; returns the answer in the manifest's JSON shape. */
@@ -22,7 +34,12 @@ function runQuery(store: MessageStore, q: ManifestQuery): unknown {
       return { Messages: toGo(res.messages), LastMsgID: res.lastMsgId };
     }
     case 'SyncGroupMessage': {
-      const res = store.syncGroupMessage(BigInt(r.AppID), BigInt(r.GroupID ?? 0), r.LastMsgID ?? 0, r.Timestamp ?? 0);
+      const res = store.syncGroupMessage(
+        BigInt(r.AppID),
+        BigInt(r.GroupID ?? 0),
+        r.LastMsgID ?? 0,
+        r.Timestamp ?? 0,
+      );
       return { Messages: toGo(res.messages), LastMsgID: res.lastMsgId };
     }
     case 'GetLatestMessage':
@@ -33,7 +50,8 @@ function runQuery(store: MessageStore, q: ManifestQuery): unknown {
 }
 
 function expected(q: ManifestQuery): unknown {
-  if (q.method === 'GetNewCount') return expectedNewCount(manifest, q.req.AppID, q.req.Uid, q.req.LastMsgID ?? 0);
+  if (q.method === 'GetNewCount')
+    return expectedNewCount(manifest, q.req.AppID, q.req.Uid, q.req.LastMsgID ?? 0);
   return q.resp;
 }
 

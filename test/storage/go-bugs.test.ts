@@ -25,7 +25,8 @@ function indexEntries(dir: string): string {
   const read = (name: string, size: number) => {
     const data = fs.readFileSync(path.join(dir, name));
     const rows: string[] = [];
-    for (let off = 0; off < data.length; off += size) rows.push(data.subarray(off, off + size).toString('hex'));
+    for (let off = 0; off < data.length; off += size)
+      rows.push(data.subarray(off, off + size).toString('hex'));
     return rows.sort();
   };
   return JSON.stringify([read('peer_index', 32), read('group_index', 24)]);
@@ -89,7 +90,10 @@ describe('Go storage bugs, fixed', () => {
     await store.close({ saveIndex: false });
     const reopened = MessageStore.open({ root: dir });
     const r = reopened.syncGroupMessage(APP, 9n, 0, 0);
-    assert.deepEqual(r.messages.map((m) => m.raw.subarray(24).toString()), ['{"text":"after the save"}', '{"text":"before"}']);
+    assert.deepEqual(
+      r.messages.map((m) => m.raw.subarray(24).toString()),
+      ['{"text":"after the save"}', '{"text":"before"}'],
+    );
     assert.equal(r.lastMsgId, g.msgId);
     const next = reopened.saveGroupMessage(APP, 9n, 1n, Cmd.GROUP_IM, imBody(1n, 9n, 'next'));
     assert.equal(next.prevMsgId, g.msgId, 'the next group message chains onto the repaired head');
@@ -104,7 +108,10 @@ describe('Go storage bugs, fixed', () => {
     await store.close();
     fs.truncateSync(path.join(dir, 'peer_index'), fs.statSync(path.join(dir, 'peer_index')).size - 5);
     const warnings: string[] = [];
-    const reopened = MessageStore.open({ root: dir, logger: { log: () => {}, warn: (m) => warnings.push(m), error: () => {} } });
+    const reopened = MessageStore.open({
+      root: dir,
+      logger: { log: () => {}, warn: (m) => warnings.push(m), error: () => {} },
+    });
     assert.equal(reopened.openReport!.index, 'rebuilt');
     assert.match(reopened.openReport!.reason!, /peer_index: size \d+ is not a multiple of the 32-byte entry/);
     assert.equal(answers(reopened), expected);
@@ -142,7 +149,8 @@ describe('Go storage bugs, fixed', () => {
     await store.close();
     // Simulate a log that lost its end while the index survived (what Go's ordering allowed).
     const blocks = fs.readdirSync(dir).filter((f) => /^message_\d+$/.test(f));
-    for (const b of blocks) if (Number(b.slice(8)) > Math.floor(cutAt / (64 * 1024))) fs.rmSync(path.join(dir, b));
+    for (const b of blocks)
+      if (Number(b.slice(8)) > Math.floor(cutAt / (64 * 1024))) fs.rmSync(path.join(dir, b));
     fs.truncateSync(path.join(dir, `message_${Math.floor(cutAt / (64 * 1024))}`), cutAt % (64 * 1024));
     const reopened = MessageStore.open({ root: dir, blockSize: 64 * 1024 });
     assert.equal(reopened.openReport!.index, 'rebuilt');
@@ -154,7 +162,10 @@ describe('Go storage bugs, fixed', () => {
   it('14: a body of 32 KiB or more is refused; the largest allowed one is stored and read back', async () => {
     const store = MessageStore.open({ root: folder() });
     const before = store.nextId;
-    assert.throws(() => store.savePeerMessage(APP, 1n, 0n, Cmd.SYSTEM, Buffer.alloc(MAX_BODY_SIZE + 1, 0x61)), StorageInputError);
+    assert.throws(
+      () => store.savePeerMessage(APP, 1n, 0n, Cmd.SYSTEM, Buffer.alloc(MAX_BODY_SIZE + 1, 0x61)),
+      StorageInputError,
+    );
     assert.equal(store.nextId, before, 'nothing was written');
     const body = Buffer.alloc(MAX_BODY_SIZE, 0x62);
     const r = store.savePeerMessage(APP, 1n, 0n, Cmd.SYSTEM, body);
@@ -181,7 +192,10 @@ describe('Go storage bugs, fixed', () => {
     fs.writeFileSync(path.join(dir, 'message_0'), buf);
     fs.writeFileSync(path.join(dir, 'unused'), '');
     const reopened = MessageStore.open({ root: dir });
-    assert.throws(() => reopened.syncGroupMessage(APP, 4n, 0, 0), new RegExp(`message_0 offset ${g.msgId}: bad body length 40000`));
+    assert.throws(
+      () => reopened.syncGroupMessage(APP, 4n, 0, 0),
+      new RegExp(`message_0 offset ${g.msgId}: bad body length 40000`),
+    );
     await reopened.close();
   });
 });

@@ -11,8 +11,14 @@ import { APP } from '../support/workload.js';
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), '../support/store-writer.js');
 
 /** Runs the writer, SIGKILLs it after `acks` durable acks; returns the acked (msgId, owner) pairs. */
-async function writeAndKill(root: string, seed: number, acks: number): Promise<{ id: number; owner: string }[]> {
-  const child = spawn(process.execPath, [WRITER, root, String(seed)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function writeAndKill(
+  root: string,
+  seed: number,
+  acks: number,
+): Promise<{ id: number; owner: string }[]> {
+  const child = spawn(process.execPath, [WRITER, root, String(seed)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const acked: { id: number; owner: string }[] = [];
   let buf = '';
   await new Promise<void>((resolve, reject) => {
@@ -64,12 +70,14 @@ describe('kill -9 while writing (nothing acknowledged is lost)', () => {
       // Oracle: an index rebuilt from the blocks gives the same answers as the repaired one.
       const copy = tempDir();
       try {
-        for (const f of fs.readdirSync(root).filter((f) => /^message_\d+$/.test(f))) fs.copyFileSync(path.join(root, f), path.join(copy, f));
+        for (const f of fs.readdirSync(root).filter((f) => /^message_\d+$/.test(f)))
+          fs.copyFileSync(path.join(root, f), path.join(copy, f));
         const rebuilt = MessageStore.open({ root: copy, blockSize: 256 * 1024 });
         assert.equal(rebuilt.openReport!.index, 'rebuilt');
         const rebuiltAnswers = [...owners.keys()].map((owner) => {
           const n = BigInt(owner.slice(1));
-          const res = owner[0] === 'g' ? rebuilt.syncGroupMessage(APP, n, 0, 0) : rebuilt.syncMessage(APP, n, 0);
+          const res =
+            owner[0] === 'g' ? rebuilt.syncGroupMessage(APP, n, 0, 0) : rebuilt.syncMessage(APP, n, 0);
           return JSON.stringify(res.messages.map((m) => m.msgId));
         });
         assert.deepEqual(rebuiltAnswers, repairedAnswers);

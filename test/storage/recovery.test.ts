@@ -63,7 +63,10 @@ describe('torn tail of the write block (Go refused to start: bug 9)', () => {
     const dir = tempDir();
     dirs.push(dir);
     await buildFolder(dir, 64 * 1024);
-    const blocks = fs.readdirSync(dir).filter((f) => /^message_\d+$/.test(f)).sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
+    const blocks = fs
+      .readdirSync(dir)
+      .filter((f) => /^message_\d+$/.test(f))
+      .sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
     const next = Number(blocks[blocks.length - 1].slice(8)) + 1;
     fs.writeFileSync(path.join(dir, `message_${next}`), Buffer.from([0x49, 0x4d]));
     const store = MessageStore.open({ root: dir, blockSize: 64 * 1024 });
@@ -88,7 +91,10 @@ describe('damage that is not a torn tail', () => {
     fs.writeFileSync(file, buf);
     assert.throws(
       () => MessageStore.open({ root: dir, blockSize: 64 * 1024 }),
-      (err: Error) => err instanceof StorageOpenError && err.message.includes(`message_0 offset ${at}`) && /magic/.test(err.message),
+      (err: Error) =>
+        err instanceof StorageOpenError &&
+        err.message.includes(`message_0 offset ${at}`) &&
+        /magic/.test(err.message),
     );
     assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'a failed open releases the lock');
   });
@@ -99,7 +105,10 @@ describe('damage that is not a torn tail', () => {
     await buildFolder(dir, 64 * 1024);
     const file = path.join(dir, 'message_0');
     fs.truncateSync(file, fs.statSync(file).size - 3);
-    assert.throws(() => MessageStore.open({ root: dir, blockSize: 64 * 1024 }), /message_0: does not end with a complete record/);
+    assert.throws(
+      () => MessageStore.open({ root: dir, blockSize: 64 * 1024 }),
+      /message_0: does not end with a complete record/,
+    );
   });
 
   it('a chain pointing at a damaged record gives a query error naming file and offset, not a silent skip', async () => {
@@ -114,7 +123,10 @@ describe('damage that is not a torn tail', () => {
     buf[first.msgId + 1] ^= 0xff; // the first message's MAGIC
     fs.writeFileSync(file, buf);
     const reopened = MessageStore.open({ root: dir });
-    assert.throws(() => reopened.syncMessage(APP, 1n, 0), new RegExp(`message_0 offset ${first.msgId}: bad record magic`));
+    assert.throws(
+      () => reopened.syncMessage(APP, 1n, 0),
+      new RegExp(`message_0 offset ${first.msgId}: bad record magic`),
+    );
     await reopened.close();
   });
 });
@@ -136,7 +148,16 @@ describe('one process owns a data folder', () => {
   it('takes over the stale lock of a dead process', async () => {
     const dir = tempDir();
     dirs.push(dir);
-    fs.writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ pid: 2 ** 22 + 17, host: (await import('node:os')).hostname(), procStart: '1', since: 'then', role: 'ims' }));
+    fs.writeFileSync(
+      path.join(dir, LOCK_FILE),
+      JSON.stringify({
+        pid: 2 ** 22 + 17,
+        host: (await import('node:os')).hostname(),
+        procStart: '1',
+        since: 'then',
+        role: 'ims',
+      }),
+    );
     const lock = new DataDirLock(dir);
     assert.match(lock.acquire() ?? '', /stale lock/);
     lock.release();

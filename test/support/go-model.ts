@@ -13,13 +13,22 @@ function isSender(appid: bigint, uid: bigint, cmd: number, raw: Buffer, kefuAppi
   return false;
 }
 
-export function expectedNewCount(m: Manifest, appid: number, uid: number, lastMsgId: number, kefuAppid = 0n): number {
-  const saves = m.saves.filter((s) => s.method === 'SavePeerMessage' && s.req.AppID === appid && s.req.Uid === uid);
+export function expectedNewCount(
+  m: Manifest,
+  appid: number,
+  uid: number,
+  lastMsgId: number,
+  kefuAppid = 0n,
+): number {
+  const saves = m.saves.filter(
+    (s) => s.method === 'SavePeerMessage' && s.req.AppID === appid && s.req.Uid === uid,
+  );
   for (let i = saves.length - 1; i >= 0; i--) {
     const s = saves[i];
     if (s.resp <= lastMsgId) return 0;
     const raw = Buffer.from(s.req.Raw, 'base64');
-    if (SYNC_CMDS.has(s.req.Cmd) && !isSender(BigInt(appid), BigInt(uid), s.req.Cmd, raw, kefuAppid)) return 1;
+    if (SYNC_CMDS.has(s.req.Cmd) && !isSender(BigInt(appid), BigInt(uid), s.req.Cmd, raw, kefuAppid))
+      return 1;
   }
   return 0;
 }

@@ -50,10 +50,18 @@ export class ServerProcess {
     readonly configPath: string,
     readonly ports: { rpc: number; sync: number; http: number },
   ) {
-    const onData = (chunk: Buffer) => this.output.push(...chunk.toString().split('\n').filter((l) => l.length > 0));
+    const onData = (chunk: Buffer) =>
+      this.output.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((l) => l.length > 0),
+      );
     proc.stdout?.on('data', onData);
     proc.stderr?.on('data', onData);
-    this.exitPromise = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+    this.exitPromise = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => resolve({ code, signal })),
+    );
   }
 
   get rpcAddress(): string {
@@ -92,7 +100,10 @@ export class ServerProcess {
     return Promise.race([
       this.exitPromise,
       new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`server did not exit in ${timeoutMs} ms:\n${this.logText()}`)), timeoutMs).unref(),
+        setTimeout(
+          () => reject(new Error(`server did not exit in ${timeoutMs} ms:\n${this.logText()}`)),
+          timeoutMs,
+        ).unref(),
       ),
     ]);
   }

@@ -20,7 +20,13 @@ export const USERS = Array.from({ length: 12 }, (_, i) => 1000n + BigInt(i));
 export const GROUPS = [1n, 2n, 2n ** 40n + 3n];
 
 export function imBody(sender: bigint, receiver: bigint, text: string, ts = 1_600_000_000): Buffer {
-  return encodeImBody({ sender, receiver, timestamp: ts, msgid: 0, content: Buffer.from(JSON.stringify({ text })) });
+  return encodeImBody({
+    sender,
+    receiver,
+    timestamp: ts,
+    msgid: 0,
+    content: Buffer.from(JSON.stringify({ text })),
+  });
 }
 
 /** Runs `count` saves of every kind; returns the message ids in order. */
@@ -38,11 +44,17 @@ export function runWorkload(store: MessageStore, count: number, seed = 1, pad = 
       store.savePeerMessage(APP, a, 12n, Cmd.IM, body);
     } else if (kind < 0.8) {
       const g = GROUPS[Math.floor(r() * GROUPS.length)];
-      ids.push(store.saveGroupMessage(APP, g, 13n, Cmd.GROUP_IM, imBody(a, g, text, 1_600_000_000 + i)).msgId);
+      ids.push(
+        store.saveGroupMessage(APP, g, 13n, Cmd.GROUP_IM, imBody(a, g, text, 1_600_000_000 + i)).msgId,
+      );
     } else if (kind < 0.9) {
       const members = USERS.filter(() => r() < 0.4);
       if (members.length === 0) members.push(a);
-      ids.push(store.savePeerGroupMessage(APP, members, 14n, Cmd.GROUP_IM, imBody(a, 99n, text)).map((x) => x.msgId)[0]);
+      ids.push(
+        store
+          .savePeerGroupMessage(APP, members, 14n, Cmd.GROUP_IM, imBody(a, 99n, text))
+          .map((x) => x.msgId)[0],
+      );
     } else {
       ids.push(store.savePeerMessage(APP, a, 0n, Cmd.SYSTEM, Buffer.from(text)).msgId);
     }
