@@ -1,6 +1,17 @@
 import { Module } from '@nestjs/common';
 import { StorageModule } from '../storage/storage.module.js';
+import { RpcCountersService } from './rpc-counters.service.js';
+import { RpcController, RequestCountInterceptor, WritableGuard } from './rpc.controller.js';
 
-/** RPC over the Nest TCP transport (filled in by the Rpc issue). */
-@Module({ imports: [StorageModule] })
+/**
+ * RPC over the Nest TCP transport (main.ts connects the microservice on rpc_listen). Validation, error
+ * mapping and counting are bound on the controller, so they apply to the microservice whatever the
+ * app-level configuration is.
+ */
+@Module({
+  imports: [StorageModule],
+  controllers: [RpcController],
+  providers: [RpcCountersService, RequestCountInterceptor, WritableGuard],
+  exports: [RpcCountersService],
+})
 export class RpcModule {}

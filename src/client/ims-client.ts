@@ -1,0 +1,255 @@
+import { ClientTCP } from '@nestjs/microservices';
+import { firstValueFrom, throwError, timeout } from 'rxjs';
+import {
+  RpcPattern,
+  type RpcPatternName,
+  type WireHistoryMessage,
+  type WireInt64,
+  type WireLatestReply,
+  type WireNewCountReply,
+  type WirePingReply,
+  type WireSavePeerGroupReply,
+  type WireSaveReply,
+  type WireSyncReply,
+} from './wire.js';
+
+/** A 64-bit id as a caller may give it: a safe-integer number, a bigint or a decimal string. */
+export type Int64Input = number | bigint | string;
+
+export interface HistoryMessage {
+  msgId: number;
+  deviceId: bigint;
+  cmd: number;
+  raw: Buffer;
+}
+
+export interface SaveReply {
+  msgId: number;
+  prevMsgId: number;
+}
+
+export interface SyncReply {
+  messages: HistoryMessage[];
+  lastMsgId: number;
+  hasMore: boolean;
+}
+
+export interface ImsClientOptions {
+  host: string;
+  port: number;
+  /** Per-request timeout in ms (default 10000). */
+  timeoutMs?: number;
+}
+
+/** The server refused a request; `message` names the pattern and what was wrong. */
+export class ImsRpcError extends Error {
+  constructor(
+    readonly pattern: RpcPatternName,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ImsRpcError';
+  }
+}
+
+/** No answer within the timeout. The request may still have been carried out (a save is not undone). */
+export class ImsTimeoutError extends Error {
+  constructor(
+    readonly pattern: RpcPatternName,
+    readonly timeoutMs: number,
+  ) {
+    super(`${pattern}: no answer from ims within ${timeoutMs} ms`);
+    this.name = 'ImsTimeoutError';
+  }
+}
+
+function int64Out(value: Int64Input): WireInt64 {
+  if (typeof value === 'bigint')
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(value)
+      : value.toString();
+  return value;
+}
+
+function historyIn(m: WireHistoryMessage): HistoryMessage {
+  return {
+    msgId: Number(m.msgId),
+    deviceId: BigInt(m.deviceId),
+    cmd: m.cmd,
+    raw: Buffer.from(m.raw, 'base64'),
+  };
+}
+
+function syncIn(r: WireSyncReply): SyncReply {
+  return { messages: r.messages.map(historyIn), lastMsgId: Number(r.lastMsgId), hasMore: r.hasMore };
+}
+
+/**
+ * Typed client for IM servers, over Nest's TCP transport (ClientTCP): one connection carrying any number
+ * of requests at once; each reply is matched to its request by the packet id, so callers may pipeline.
+ *
+ * Connection and reconnection: the connection opens on connect() or lazily on the first request. When it
+ * drops (server restart, network), every request still waiting fails at once with
+ * `ImsRpcError('... Connection closed')`, and the next request opens a new connection; a refused connect
+ * fails that request (ECONNREFUSED) and the one after tries again. Requests are never retried by the client,
+ * because a save that reached the server before the drop would be stored twice; callers decide. Each
+ * request fails with ImsTimeoutError after `timeoutMs` (default 10 s) without closing the connection.
+ */
+export class ImsClient {
+  private readonly proxy: ClientTCP;
+  private readonly timeoutMs: number;
+
+  constructor(options: ImsClientOptions) {
+    this.proxy = new ClientTCP({ host: options.host, port: options.port });
+    this.timeoutMs = options.timeoutMs ?? 10000;
+  }
+
+  async connect(): Promise<void> {
+    await this.proxy.connect();
+  }
+
+  async close(): Promise<void> {
+    await this.proxy.close();
+  }
+
+  private async call<T>(pattern: RpcPatternName, payload: object): Promise<T> {
+    try {
+      return await firstValueFrom(
+        this.proxy.send<T>(pattern, payload).pipe(
+          timeout({
+            first: this.timeoutMs,
+            with: () => throwError(() => new ImsTimeoutError(pattern, this.timeoutMs)),
+          }),
+        ),
+      );
+    } catch (err) {
+      if (err instanceof ImsTimeoutError) throw err;
+      const message =
+        typeof err === 'string' ? err : ((err as { message?: unknown })?.message ?? JSON.stringify(err));
+      // Server errors already start with the pattern; transport errors (Connection closed, ECONNREFUSED) do not.
+      const text = String(message);
+      throw new ImsRpcError(pattern, text.startsWith(`${pattern}:`) ? text : `${pattern}: ${text}`);
+    }
+  }
+
+  async savePeerMessage(r: {
+    appId: Int64Input;
+    uid: Int64Input;
+    deviceId: Int64Input;
+    cmd: number;
+    raw: Buffer;
+  }): Promise<SaveReply> {
+    const res = await this.call<WireSaveReply>(RpcPattern.SavePeerMessage, {
+      appId: int64Out(r.appId),
+      uid: int64Out(r.uid),
+      deviceId: int64Out(r.deviceId),
+      cmd: r.cmd,
+      raw: r.raw.toString('base64'),
+    });
+    return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  async saveGroupMessage(r: {
+    appId: Int64Input;
+    groupId: Int64Input;
+    deviceId: Int64Input;
+    cmd: number;
+    raw: Buffer;
+  }): Promise<SaveReply> {
+    const res = await this.call<WireSaveReply>(RpcPattern.SaveGroupMessage, {
+      appId: int64Out(r.appId),
+      groupId: int64Out(r.groupId),
+      deviceId: int64Out(r.deviceId),
+      cmd: r.cmd,
+      raw: r.raw.toString('base64'),
+    });
+    return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  /** One message stored once and entered into every member's queue; one reply per member, in order. */
+  async savePeerGroupMessage(r: {
+    appId: Int64Input;
+    members: Int64Input[];
+    deviceId: Int64Input;
+    cmd: number;
+    raw: Buffer;
+  }): Promise<{ messageIds: SaveReply[] }> {
+    const res = await this.call<WireSavePeerGroupReply>(RpcPattern.SavePeerGroupMessage, {
+      appId: int64Out(r.appId),
+      members: r.members.map(int64Out),
+      deviceId: int64Out(r.deviceId),
+      cmd: r.cmd,
+      raw: r.raw.toString('base64'),
+    });
+    return { messageIds: res.messageIds.map((s) => ({ msgId: s.msgId, prevMsgId: s.prevMsgId })) };
+  }
+
+  async syncMessage(r: {
+    appId: Int64Input;
+    uid: Int64Input;
+    deviceId: Int64Input;
+    lastMsgId: Int64Input;
+  }): Promise<SyncReply> {
+    return syncIn(
+      await this.call<WireSyncReply>(RpcPattern.SyncMessage, {
+        appId: int64Out(r.appId),
+        uid: int64Out(r.uid),
+        deviceId: int64Out(r.deviceId),
+        lastMsgId: int64Out(r.lastMsgId),
+      }),
+    );
+  }
+
+  async syncGroupMessage(r: {
+    appId: Int64Input;
+    uid: Int64Input;
+    deviceId: Int64Input;
+    groupId: Int64Input;
+    lastMsgId: Int64Input;
+    timestamp: number;
+  }): Promise<SyncReply> {
+    return syncIn(
+      await this.call<WireSyncReply>(RpcPattern.SyncGroupMessage, {
+        appId: int64Out(r.appId),
+        uid: int64Out(r.uid),
+        deviceId: int64Out(r.deviceId),
+        groupId: int64Out(r.groupId),
+        lastMsgId: int64Out(r.lastMsgId),
+        timestamp: r.timestamp,
+      }),
+    );
+  }
+
+  async getNewCount(r: {
+    appId: Int64Input;
+    uid: Int64Input;
+    deviceId: Int64Input;
+    lastMsgId: Int64Input;
+  }): Promise<{ count: number }> {
+    const res = await this.call<WireNewCountReply>(RpcPattern.GetNewCount, {
+      appId: int64Out(r.appId),
+      uid: int64Out(r.uid),
+      deviceId: int64Out(r.deviceId),
+      lastMsgId: int64Out(r.lastMsgId),
+    });
+    return { count: res.count };
+  }
+
+  async getLatestMessage(r: {
+    appId: Int64Input;
+    uid: Int64Input;
+    limit: number;
+  }): Promise<{ messages: HistoryMessage[] }> {
+    const res = await this.call<WireLatestReply>(RpcPattern.GetLatestMessage, {
+      appId: int64Out(r.appId),
+      uid: int64Out(r.uid),
+      limit: r.limit,
+    });
+    return { messages: res.messages.map(historyIn) };
+  }
+
+  async ping(): Promise<{ pong: true }> {
+    const res = await this.call<WirePingReply>(RpcPattern.Ping, {});
+    return { pong: res.pong };
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The RPC wire contract shared by the ims server and its client: pattern names and the JSON shapes that
+ * travel over the Nest TCP transport. 64-bit ids are JSON numbers when safe, decimal strings otherwise;
+ * raw message bodies are base64.
+ */
+
+export const RpcPattern = {
+  SavePeerMessage: 'SavePeerMessage',
+  SaveGroupMessage: 'SaveGroupMessage',
+  SavePeerGroupMessage: 'SavePeerGroupMessage',
+  SyncMessage: 'SyncMessage',
+  SyncGroupMessage: 'SyncGroupMessage',
+  GetNewCount: 'GetNewCount',
+  GetLatestMessage: 'GetLatestMessage',
+  Ping: 'Ping',
+} as const;
+
+export type RpcPatternName = (typeof RpcPattern)[keyof typeof RpcPattern];
+
+/** A 64-bit id on the wire. */
+export type WireInt64 = number | string;
+
+export interface WireHistoryMessage {
+  msgId: number;
+  deviceId: WireInt64;
+  cmd: number;
+  /** base64 */
+  raw: string;
+}
+
+export interface WireSaveReply {
+  msgId: number;
+  prevMsgId: number;
+}
+
+export interface WireSyncReply {
+  messages: WireHistoryMessage[];
+  lastMsgId: number;
+  hasMore: boolean;
+}
+
+export interface WireSavePeerGroupReply {
+  messageIds: WireSaveReply[];
+}
+
+export interface WireNewCountReply {
+  count: number;
+}
+
+export interface WireLatestReply {
+  messages: WireHistoryMessage[];
+}
+
+export interface WirePingReply {
+  pong: true;
+}
+
+/** What the server sends back for a refused request (Nest's RPC error packet `err`). */
+export interface WireError {
+  status: 'error';
+  message: string;
+}

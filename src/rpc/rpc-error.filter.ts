@@ -1,0 +1,38 @@
+import { Catch, Logger, type ArgumentsHost, type RpcExceptionFilter } from '@nestjs/common';
+import { RpcException, type TcpContext } from '@nestjs/microservices';
+import { throwError, type Observable } from 'rxjs';
+import type { WireError } from '../client/wire.js';
+import { CorruptRecordError, StorageInputError, StorageWriteError } from '../storage/storage-errors.js';
+
+/** The message a client gets for an error thrown while serving a request. */
+export function rpcErrorMessage(exception: unknown): string {
+  if (exception instanceof RpcException) {
+    const e = exception.getError();
+    return typeof e === 'string' ? e : String((e as { message?: unknown }).message ?? JSON.stringify(e));
+  }
+  if (exception instanceof StorageInputError) return exception.message;
+  if (exception instanceof CorruptRecordError)
+    return `storage: ${exception.file} offset ${exception.offset}: ${exception.reason}`;
+  if (exception instanceof StorageWriteError) return `storage write failed: ${exception.message}`;
+  return `internal error: ${(exception as Error)?.message ?? String(exception)}`;
+}
+
+/**
+ * Turns every error of an RPC handler (validation, read-only replica, storage) into Nest's RPC error
+ * packet `{status: 'error', message}` prefixed with the pattern, so the caller learns what was wrong while
+ * the connection stays open for its other requests.
+ */
+@Catch()
+export class RpcErrorFilter implements RpcExceptionFilter<unknown> {
+  private readonly logger = new Logger('Rpc');
+
+  catch(exception: unknown, host: ArgumentsHost): Observable<never> {
+    const pattern =
+      host.getType() === 'rpc' ? host.switchToRpc().getContext<TcpContext>().getPattern?.() : '';
+    const message = rpcErrorMessage(exception);
+    const expected = exception instanceof RpcException || exception instanceof StorageInputError;
+    if (!expected) this.logger.error(`${pattern}: ${message}`, (exception as Error)?.stack);
+    const err: WireError = { status: 'error', message: pattern ? `${pattern}: ${message}` : message };
+    return throwError(() => err);
+  }
+}

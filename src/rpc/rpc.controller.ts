@@ -1,0 +1,161 @@
+import {
+  Controller,
+  Injectable,
+  UseFilters,
+  UseGuards,
+  UseInterceptors,
+  UsePipes,
+  type CallHandler,
+  type CanActivate,
+  type NestInterceptor,
+} from '@nestjs/common';
+import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import type { Observable } from 'rxjs';
+import {
+  RpcPattern,
+  type WireHistoryMessage,
+  type WireLatestReply,
+  type WireNewCountReply,
+  type WirePingReply,
+  type WireSaveReply,
+  type WireSavePeerGroupReply,
+  type WireSyncReply,
+} from '../client/wire.js';
+import { ImsConfig } from '../config/ims-config.js';
+import { int64ToJson } from '../format/int64.js';
+import type { HistoryMessage, SyncResult } from '../storage/message-store.js';
+import { StorageService } from '../storage/storage.service.js';
+import { decodeBase64, parseWireInt64 } from './int64-validators.js';
+import { RpcCountersService } from './rpc-counters.service.js';
+import { RpcErrorFilter } from './rpc-error.filter.js';
+import { RpcValidationPipe } from './rpc-validation.pipe.js';
+import {
+  GetLatestMessageRequest,
+  GetNewCountRequest,
+  SaveGroupMessageRequest,
+  SavePeerGroupMessageRequest,
+  SavePeerMessageRequest,
+  SyncGroupMessageRequest,
+  SyncMessageRequest,
+} from './rpc.dto.js';
+
+/** Counts every request that reaches a handler, before validation, as Go counts every call. */
+@Injectable()
+export class RequestCountInterceptor implements NestInterceptor {
+  constructor(private readonly counters: RpcCountersService) {}
+
+  intercept(_context: unknown, next: CallHandler): Observable<unknown> {
+    this.counters.requestCount++;
+    return next.handle();
+  }
+}
+
+/** A slave's files must stay byte-identical to its master's, so it takes no writes of its own. */
+@Injectable()
+export class WritableGuard implements CanActivate {
+  constructor(private readonly config: ImsConfig) {}
+
+  canActivate(): boolean {
+    if (this.config.master_address) {
+      throw new RpcException(
+        `read-only replica: this server replicates ${this.config.master_address}; send writes to the master`,
+      );
+    }
+    return true;
+  }
+}
+
+/** Values the DTO rules have already checked. */
+const id = (value: number | string): bigint => parseWireInt64(value)!;
+/** Message ids are byte offsets (below 2^53); a larger lastMsgId simply means "newer than everything". */
+const msgId = (value: number | string): number => Number(parseWireInt64(value)!);
+const body = (raw: string): Buffer => decodeBase64(raw)!;
+
+function toWire(m: HistoryMessage): WireHistoryMessage {
+  return { msgId: m.msgId, deviceId: int64ToJson(m.deviceId), cmd: m.cmd, raw: m.raw.toString('base64') };
+}
+
+function syncReply(r: SyncResult): WireSyncReply {
+  return { messages: r.messages.map(toWire), lastMsgId: r.lastMsgId, hasMore: r.hasMore };
+}
+
+/** The ims RPC methods over the Nest TCP transport: payloads validated, answers from the storage engine. */
+@Controller()
+@UseFilters(RpcErrorFilter)
+@UseInterceptors(RequestCountInterceptor)
+@UsePipes(RpcValidationPipe)
+export class RpcController {
+  constructor(
+    private readonly storage: StorageService,
+    private readonly counters: RpcCountersService,
+  ) {}
+
+  @MessagePattern(RpcPattern.SavePeerMessage)
+  @UseGuards(WritableGuard)
+  async savePeerMessage(@Payload() r: SavePeerMessageRequest): Promise<WireSaveReply> {
+    const res = await this.storage.savePeerMessage(
+      id(r.appId),
+      id(r.uid),
+      id(r.deviceId),
+      r.cmd,
+      body(r.raw),
+    );
+    this.counters.peerMessageCount++;
+    return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  @MessagePattern(RpcPattern.SaveGroupMessage)
+  @UseGuards(WritableGuard)
+  async saveGroupMessage(@Payload() r: SaveGroupMessageRequest): Promise<WireSaveReply> {
+    const res = await this.storage.saveGroupMessage(
+      id(r.appId),
+      id(r.groupId),
+      id(r.deviceId),
+      r.cmd,
+      body(r.raw),
+    );
+    this.counters.groupMessageCount++;
+    return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  @MessagePattern(RpcPattern.SavePeerGroupMessage)
+  @UseGuards(WritableGuard)
+  async savePeerGroupMessage(@Payload() r: SavePeerGroupMessageRequest): Promise<WireSavePeerGroupReply> {
+    const res = await this.storage.savePeerGroupMessage(
+      id(r.appId),
+      r.members.map(id),
+      id(r.deviceId),
+      r.cmd,
+      body(r.raw),
+    );
+    this.counters.peerMessageCount += res.length;
+    return { messageIds: res.map((s) => ({ msgId: s.msgId, prevMsgId: s.prevMsgId })) };
+  }
+
+  @MessagePattern(RpcPattern.SyncMessage)
+  syncMessage(@Payload() r: SyncMessageRequest): WireSyncReply {
+    return syncReply(this.storage.syncMessage(id(r.appId), id(r.uid), msgId(r.lastMsgId)));
+  }
+
+  @MessagePattern(RpcPattern.SyncGroupMessage)
+  syncGroupMessage(@Payload() r: SyncGroupMessageRequest): WireSyncReply {
+    return syncReply(
+      this.storage.syncGroupMessage(id(r.appId), id(r.groupId), msgId(r.lastMsgId), r.timestamp),
+    );
+  }
+
+  @MessagePattern(RpcPattern.GetNewCount)
+  getNewCount(@Payload() r: GetNewCountRequest): WireNewCountReply {
+    return { count: this.storage.getNewCount(id(r.appId), id(r.uid), msgId(r.lastMsgId)) };
+  }
+
+  @MessagePattern(RpcPattern.GetLatestMessage)
+  getLatestMessage(@Payload() r: GetLatestMessageRequest): WireLatestReply {
+    return { messages: this.storage.getLatestMessages(id(r.appId), id(r.uid), r.limit).map(toWire) };
+  }
+
+  @MessagePattern(RpcPattern.Ping)
+  ping(): WirePingReply {
+    return { pong: true };
+  }
+}
