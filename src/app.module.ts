@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
 import { ConfigModule } from './config/config.module.js';
 import type { ImsConfig } from './config/ims-config.js';
 import { ReplicationModule } from './replication/replication.module.js';
@@ -11,7 +12,15 @@ export class AppModule {
   static forConfig(config: ImsConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forConfig(config), StorageModule, ReplicationModule, StatusModule, RpcModule],
+      imports: [
+        ConfigModule.forConfig(config),
+        // The @Interval flush jobs (StorageModule's FlushJobs) start at app.init() and stop at shutdown.
+        ScheduleModule.forRoot(),
+        StorageModule,
+        ReplicationModule,
+        StatusModule,
+        RpcModule,
+      ],
     };
   }
 }

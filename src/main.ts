@@ -12,14 +12,17 @@ import { AppModule } from './app.module.js';
 import { CLI_COMMANDS, runCli } from './cli/cli.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
+import { ImsLogger } from './logging/ims-logger.js';
+import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
 import { ReplicationService } from './replication/replication.service.js';
+import { installSignalHandlers } from './status/shutdown.js';
 import { StorageService } from './storage/storage.service.js';
 import { versionBanner } from './version.js';
 
 export const DEFAULT_CONFIG = 'config/ims.cfg';
 
-async function bootstrap(config: ImsConfig): Promise<void> {
-  const app = await NestFactory.create(AppModule.forConfig(config), { bufferLogs: false, abortOnError: false });
+async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
+  const app = await NestFactory.create(AppModule.forConfig(config), { logger, abortOnError: false });
   const log = new Logger('ims');
   log.log(
     `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
@@ -31,8 +34,10 @@ async function bootstrap(config: ImsConfig): Promise<void> {
   // 3. Replication: the master's live stream always; the slave when master_address is set.
   const replication = app.get(ReplicationService);
   await replication.start();
-  // 4. SIGINT/SIGTERM: Nest's shutdown hooks stop intake, finish in-flight work, fsync, save the index.
-  app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  // 4. SIGINT/SIGTERM: app.close() runs the Nest shutdown hooks (stop intake, finish in-flight work,
+  // fsync, save the index), then the process ends with 0. Not enableShutdownHooks: it re-raises the
+  // signal after closing, so the exit status would say "killed by SIGTERM".
+  installSignalHandlers(app, log);
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
   const rpc = parseHostPort(config.rpc_listen);
   app.connectMicroservice<MicroserviceOptions>(
@@ -59,7 +64,17 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = await runCli(argv);
     return;
   }
-  const args = argv.filter((a) => !a.startsWith('-'));
+  let flags: LogFlags;
+  let args: string[];
+  try {
+    ({ flags, args } = parseLogFlags(argv));
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`ims: ${err.message}`);
+    console.error(`usage: ims [flags] config\n${LOG_FLAGS_USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
   let configPath = args[0];
   if (!configPath) {
     if (!fs.existsSync(DEFAULT_CONFIG)) {
@@ -82,8 +97,9 @@ export async function main(argv: string[]): Promise<void> {
     throw err;
   }
   console.log(versionBanner());
+  const logger = new ImsLogger(flags);
   try {
-    await bootstrap(config);
+    await bootstrap(config, logger);
   } catch (err) {
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
     process.exit(1);

@@ -1,8 +1,9 @@
 import { Module } from '@nestjs/common';
+import { FlushJobs } from './flush.jobs.js';
 import { StorageService } from './storage.service.js';
 
 @Module({
-  providers: [StorageService],
+  providers: [StorageService, FlushJobs],
   exports: [StorageService],
 })
 export class StorageModule {}
