@@ -1,0 +1,203 @@
+/**
+ * Frames of the replication link, byte-compatible with Go ims 2.0 (spec "Replication"):
+ *   frame = header(12: length int32, seq int32, cmd u8, version u8, flag u8, 0) + body, big-endian, no MAGIC
+ *   MSG_STORAGE_SYNC_BEGIN (220)          body = cursor int64 (the id the slave's next write would get)
+ *   MSG_STORAGE_SYNC_MESSAGE_BATCH (222)  body = first_id int64, last_id int64, count int32, count framed messages
+ *   MSG_STORAGE_SYNC_MESSAGE (221)        body = msgid int64, device_id int64, length int16, one framed message
+ * Pure functions only: no I/O here.
+ */
+import { Cmd, MAX_BODY_SIZE, MAX_SYNC_FRAME_BODY, MESSAGE_HEADER_SIZE } from './constants.js';
+import { readId, writeId } from './int64.js';
+import { decodeFramedMessage, writeFramedMessage, writeMessageHeader, type RawMessage } from './record.js';
+
+export const SYNC_FRAME_HEADER_SIZE = MESSAGE_HEADER_SIZE;
+export const SYNC_BEGIN_BODY_SIZE = 8;
+export const BATCH_HEAD_SIZE = 8 + 8 + 4;
+/** Most messages in one catch-up batch (Go's backlog batch size). */
+export const BACKLOG_BATCH_MESSAGES = 5000;
+/** Most messages in one live batch (Go's live cache size). */
+export const LIVE_BATCH_MESSAGES = 1000;
+/**
+ * Most bytes of framed messages in one batch. Go slaves refuse frames of 32 MiB or more (Go bug 21), and
+ * 5000 messages of up to 32 KiB could pass that, so batches are cut by bytes too, well below the limit.
+ */
+export const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+export interface SyncFrameHeader {
+  length: number;
+  seq: number;
+  cmd: number;
+  version: number;
+  flag: number;
+}
+
+export interface SyncFrame extends SyncFrameHeader {
+  body: Buffer;
+}
+
+export interface SyncBatch {
+  firstId: number;
+  lastId: number;
+  messages: RawMessage[];
+}
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; problem: string };
+
+function bad<T>(problem: string): Decoded<T> {
+  return { ok: false, problem };
+}
+
+export function decodeFrameHeader(buf: Buffer, offset = 0): SyncFrameHeader {
+  return {
+    length: buf.readInt32BE(offset),
+    seq: buf.readInt32BE(offset + 4),
+    cmd: buf[offset + 8],
+    version: buf[offset + 9],
+    flag: buf[offset + 10],
+  };
+}
+
+/** Why a frame header is unacceptable before its body is read (null when it is fine). */
+export function frameHeaderProblem(h: SyncFrameHeader, maxBody: number = MAX_SYNC_FRAME_BODY): string | null {
+  if (h.length < 0) return `frame length ${h.length} is negative`;
+  if (h.length > maxBody) return `frame length ${h.length} is over the limit of ${maxBody} bytes`;
+  return null;
+}
+
+/** One whole frame: header + body. */
+export function encodeFrame(seq: number, cmd: number, body: Buffer, version = 0, flag = 0): Buffer {
+  const out = Buffer.allocUnsafe(SYNC_FRAME_HEADER_SIZE + body.length);
+  writeMessageHeader(out, 0, body.length, seq, cmd, version, flag);
+  body.copy(out, SYNC_FRAME_HEADER_SIZE);
+  return out;
+}
+
+/** The frame a slave sends first: MSG_STORAGE_SYNC_BEGIN with its cursor. */
+export function encodeSyncBegin(cursor: number, seq = 1): Buffer {
+  const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
+  writeId(body, cursor, 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body);
+}
+
+export function decodeSyncBeginBody(body: Buffer): Decoded<number> {
+  if (body.length !== SYNC_BEGIN_BODY_SIZE) {
+    return bad(`MSG_STORAGE_SYNC_BEGIN body is ${body.length} bytes, expected ${SYNC_BEGIN_BODY_SIZE}`);
+  }
+  const cursor = readId(body, 0);
+  if (Number.isNaN(cursor))
+    return bad(`MSG_STORAGE_SYNC_BEGIN cursor 0x${body.toString('hex')} is out of range`);
+  return { ok: true, value: cursor };
+}
+
+/** Size of a batch frame's body holding these messages. */
+export function batchBodySize(messages: readonly RawMessage[]): number {
+  let size = BATCH_HEAD_SIZE;
+  for (const m of messages) size += MESSAGE_HEADER_SIZE + m.body.length;
+  return size;
+}
+
+/** A whole MSG_STORAGE_SYNC_MESSAGE_BATCH frame. */
+export function encodeBatchFrame(
+  seq: number,
+  firstId: number,
+  lastId: number,
+  messages: readonly RawMessage[],
+): Buffer {
+  const bodySize = batchBodySize(messages);
+  const out = Buffer.allocUnsafe(SYNC_FRAME_HEADER_SIZE + bodySize);
+  writeMessageHeader(out, 0, bodySize, seq, Cmd.STORAGE_SYNC_MESSAGE_BATCH, 0, 0);
+  let off = SYNC_FRAME_HEADER_SIZE;
+  writeId(out, firstId, off);
+  writeId(out, lastId, off + 8);
+  out.writeInt32BE(messages.length, off + 16);
+  off += BATCH_HEAD_SIZE;
+  for (const m of messages) off = writeFramedMessage(out, off, m);
+  return out;
+}
+
+/**
+ * Decodes a batch body. Every message must parse (length within Go's 32 KiB record limit) and the
+ * body must end exactly after the last one. Message bodies are views into `body`.
+ */
+export function decodeBatchBody(body: Buffer, maxMessageBody: number = MAX_BODY_SIZE): Decoded<SyncBatch> {
+  if (body.length < BATCH_HEAD_SIZE)
+    return bad(`batch body is ${body.length} bytes, shorter than its ${BATCH_HEAD_SIZE}-byte head`);
+  const firstId = readId(body, 0);
+  const lastId = readId(body, 8);
+  const count = body.readInt32BE(16);
+  if (Number.isNaN(firstId) || Number.isNaN(lastId))
+    return bad(`batch ids ${body.subarray(0, 16).toString('hex')} are out of range`);
+  if (count < 0) return bad(`batch count ${count} is negative`);
+  if (count > 0 && lastId < firstId) return bad(`batch last_id ${lastId} is before first_id ${firstId}`);
+  const messages: RawMessage[] = [];
+  let off = BATCH_HEAD_SIZE;
+  for (let i = 0; i < count; i++) {
+    const r = decodeFramedMessage(body, off, body.length, maxMessageBody);
+    if (r.kind === 'short') return bad(`batch says ${count} messages but its body ends inside message ${i}`);
+    if (r.kind === 'corrupt') return bad(`batch message ${i} at body offset ${off}: ${r.reason}`);
+    messages.push(r.message);
+    off += r.size;
+  }
+  if (off !== body.length) return bad(`batch has ${body.length - off} bytes after its ${count} messages`);
+  return { ok: true, value: { firstId, lastId, messages } };
+}
+
+/** One MSG_STORAGE_SYNC_MESSAGE frame (Go defines it; its 2.0 master never sends it). */
+export function encodeSyncMessageFrame(
+  seq: number,
+  msgId: number,
+  deviceId: bigint,
+  msg: RawMessage,
+): Buffer {
+  const inner = MESSAGE_HEADER_SIZE + msg.body.length;
+  const body = Buffer.allocUnsafe(8 + 8 + 2 + inner);
+  writeId(body, msgId, 0);
+  body.writeBigInt64BE(deviceId, 8);
+  body.writeInt16BE(inner, 16);
+  writeFramedMessage(body, 18, msg);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_MESSAGE, body);
+}
+
+export function decodeSyncMessageBody(
+  body: Buffer,
+  maxMessageBody: number = MAX_BODY_SIZE,
+): Decoded<{ msgId: number; deviceId: bigint; message: RawMessage }> {
+  if (body.length < 18) return bad(`MSG_STORAGE_SYNC_MESSAGE body is ${body.length} bytes, shorter than 18`);
+  const msgId = readId(body, 0);
+  if (Number.isNaN(msgId))
+    return bad(`MSG_STORAGE_SYNC_MESSAGE msgid ${body.subarray(0, 8).toString('hex')} is out of range`);
+  const deviceId = body.readBigInt64BE(8);
+  const inner = body.readInt16BE(16);
+  if (inner < 0 || 18 + inner !== body.length) {
+    return bad(`MSG_STORAGE_SYNC_MESSAGE says ${inner} message bytes, body holds ${body.length - 18}`);
+  }
+  const r = decodeFramedMessage(body, 18, body.length, maxMessageBody);
+  if (r.kind === 'short') return bad('MSG_STORAGE_SYNC_MESSAGE message is cut short');
+  if (r.kind === 'corrupt') return bad(`MSG_STORAGE_SYNC_MESSAGE message: ${r.reason}`);
+  if (18 + r.size !== body.length)
+    return bad(`MSG_STORAGE_SYNC_MESSAGE has ${body.length - 18 - r.size} bytes after its message`);
+  return { ok: true, value: { msgId, deviceId, message: r.message } };
+}
+
+/**
+ * Splits a byte stream into frames. Returns the whole frames found from `offset`, where the unparsed
+ * rest begins, and a problem when a header is unacceptable (the stream cannot be resynchronised then).
+ */
+export function splitFrames(
+  buf: Buffer,
+  offset = 0,
+  maxBody: number = MAX_SYNC_FRAME_BODY,
+): { frames: SyncFrame[]; rest: number; problem: string | null } {
+  const frames: SyncFrame[] = [];
+  let off = offset;
+  while (buf.length - off >= SYNC_FRAME_HEADER_SIZE) {
+    const h = decodeFrameHeader(buf, off);
+    const problem = frameHeaderProblem(h, maxBody);
+    if (problem) return { frames, rest: off, problem };
+    if (buf.length - off - SYNC_FRAME_HEADER_SIZE < h.length) break;
+    const start = off + SYNC_FRAME_HEADER_SIZE;
+    frames.push({ ...h, body: buf.subarray(start, start + h.length) });
+    off = start + h.length;
+  }
+  return { frames, rest: off, problem: null };
+}

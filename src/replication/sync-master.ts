@@ -1,0 +1,394 @@
+/**
+ * The master side of replication: accepts slaves on sync_listen and streams the log to each.
+ *
+ * Every slave connection keeps its own cursor and always reads from the log, so the backlog and the live
+ * stream are one loop (read from the cursor to the sendable end, send, then wait for a write or a timer).
+ * There is no hand-over from backlog to live stream where writes could be missed (Go bug 18), nothing
+ * is queued for a slave beyond one batch, and a slow slave only lags: writers never wait for it (Go bug
+ * 17). A slave that stops reading for too long, or falls too far behind once live, is dropped; it
+ * reconnects and resumes from its own cursor.
+ */
+import * as net from 'node:net';
+import { BLOCK_HEADER_SIZE, Cmd, cmdName } from '../format/constants.js';
+import { recordSize, type RawMessage } from '../format/record.js';
+import {
+  BACKLOG_BATCH_MESSAGES,
+  LIVE_BATCH_MESSAGES,
+  MAX_BATCH_BYTES,
+  SYNC_BEGIN_BODY_SIZE,
+  decodeSyncBeginBody,
+  encodeBatchFrame,
+} from '../format/sync-frames.js';
+import type { StorageService } from '../storage/storage.service.js';
+import type { StorageLogger } from '../storage/storage-logger.js';
+import { FrameReader } from './frame-reader.js';
+
+export interface SyncMasterOptions {
+  /** Live writes wait at most this long to be batched (Go: 1 s). */
+  liveBatchDelayMs: number;
+  /** A slave that reads nothing for this long while a batch waits for it is dropped. */
+  stallTimeoutMs: number;
+  /** A live slave more than this many bytes behind the log end is dropped. */
+  maxLiveLagBytes: number;
+  /** A connection that sends no MSG_STORAGE_SYNC_BEGIN within this time is closed. */
+  handshakeTimeoutMs: number;
+  /** Send only what is on disk (durability=sync), or everything written (interval). */
+  durableOnly: boolean;
+}
+
+export interface SlaveStatus {
+  address: string;
+  connectedAt: string;
+  /** Cursor the slave started from. */
+  startCursor: number;
+  /** The id the slave's next record gets, after everything sent to it so far. */
+  cursor: number;
+  /** Bytes of log the slave has not been sent yet. */
+  lagBytes: number;
+  caughtUp: boolean;
+  batchesSent: number;
+  recordsSent: number;
+  lastSendAt: string | null;
+}
+
+interface LogRecord {
+  id: number;
+  msg: RawMessage;
+}
+
+class SlaveSession {
+  readonly address: string;
+  readonly connectedAt = new Date();
+  private closed = false;
+  private started = false;
+  private startCursor = 0;
+  private readTo = 0;
+  private sentTo = 0;
+  private pending: LogRecord[] = [];
+  private pendingBytes = 0;
+  private pendingSince = 0;
+  private caughtUp = false;
+  private seq = 0;
+  private batchesSent = 0;
+  private recordsSent = 0;
+  private lastSendAt: Date | null = null;
+  private wakeUp: (() => void) | null = null;
+  private readonly reader: FrameReader;
+  private readonly handshakeTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly master: SyncMaster,
+    private readonly socket: net.Socket,
+  ) {
+    this.address = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.reader = new FrameReader(SYNC_BEGIN_BODY_SIZE, (h) =>
+      h.cmd !== Cmd.STORAGE_SYNC_BEGIN
+        ? `expected MSG_STORAGE_SYNC_BEGIN (${Cmd.STORAGE_SYNC_BEGIN}), got ${cmdName(h.cmd)}`
+        : h.length !== SYNC_BEGIN_BODY_SIZE
+          ? `MSG_STORAGE_SYNC_BEGIN body length is ${h.length}, expected ${SYNC_BEGIN_BODY_SIZE}`
+          : null,
+    );
+    this.handshakeTimer = setTimeout(
+      () =>
+        this.drop(`sent no MSG_STORAGE_SYNC_BEGIN within ${master.options.handshakeTimeoutMs} ms`, 'warn'),
+      master.options.handshakeTimeoutMs,
+    );
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.drop(`socket error: ${err.message}`, 'log'));
+    socket.on('close', () => this.onClose());
+  }
+
+  private get log(): StorageLogger {
+    return this.master.logger;
+  }
+
+  private onData(chunk: Buffer): void {
+    // After the handshake a slave has nothing more to say; whatever it sends is ignored (as Go does).
+    if (this.started || this.closed) return;
+    this.reader.push(chunk);
+    let frame;
+    try {
+      frame = this.reader.next();
+    } catch (err) {
+      this.drop(`refused: ${(err as Error).message}`, 'warn');
+      return;
+    }
+    if (!frame) return;
+    const cursor = decodeSyncBeginBody(frame.body);
+    if (!cursor.ok) {
+      this.drop(`refused: ${cursor.problem}`, 'warn');
+      return;
+    }
+    clearTimeout(this.handshakeTimer);
+    this.begin(cursor.value);
+  }
+
+  private begin(requested: number): void {
+    const store = this.master.storage.store;
+    const files = store.files;
+    let cursor = requested;
+    // An empty block's cursor may be given as its start; records begin after the header.
+    if (files.offsetOf(cursor) < BLOCK_HEADER_SIZE)
+      cursor = files.idOf(files.blockOf(cursor), BLOCK_HEADER_SIZE);
+    if (cursor > store.nextId) {
+      this.drop(
+        `refused: cursor ${requested} is past the end of this log (${store.nextId}); the slave's log has diverged`,
+        'error',
+      );
+      return;
+    }
+    this.started = true;
+    this.startCursor = requested;
+    this.readTo = cursor;
+    this.sentTo = cursor;
+    this.log.log(`slave ${this.address} began sync at cursor ${requested} (log end ${store.nextId})`);
+    void this.run();
+  }
+
+  wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake(), Math.max(0, ms));
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    const opts = this.master.options;
+    const store = this.master.storage.store;
+    const files = store.files;
+    try {
+      while (!this.closed) {
+        const end = this.master.sendableEnd();
+        if (this.caughtUp && store.nextId - this.sentTo > opts.maxLiveLagBytes) {
+          this.drop(
+            `fell ${store.nextId - this.sentTo} bytes behind the log end (limit ${opts.maxLiveLagBytes}); ` +
+              `dropped, it resumes from its cursor when it reconnects`,
+            'warn',
+          );
+          return;
+        }
+        const limit = this.caughtUp ? LIVE_BATCH_MESSAGES : BACKLOG_BATCH_MESSAGES;
+        if (this.readTo < end && this.pending.length < limit && this.pendingBytes < MAX_BATCH_BYTES) {
+          const r = store.readLog(
+            this.readTo,
+            end,
+            limit - this.pending.length,
+            MAX_BATCH_BYTES - this.pendingBytes,
+          );
+          // A batch never spans two blocks: the slave derives each id from first_id.
+          if (
+            r.records.length > 0 &&
+            this.pending.length > 0 &&
+            files.blockOf(r.records[0].id) !== files.blockOf(this.pending[0].id)
+          ) {
+            await this.sendPending();
+            if (this.closed) return;
+          }
+          if (r.records.length > 0 && this.pending.length === 0) this.pendingSince = Date.now();
+          for (const rec of r.records) {
+            this.pending.push(rec);
+            this.pendingBytes += 12 + rec.msg.body.length;
+          }
+          this.readTo = r.next;
+        }
+        const full = this.pending.length >= limit || this.pendingBytes >= MAX_BATCH_BYTES;
+        const behind = this.readTo < end;
+        if (this.pending.length > 0) {
+          const due = Date.now() - this.pendingSince >= opts.liveBatchDelayMs;
+          // Catching up, send at once; live, wait for 1000 messages or the batch delay (Go's rule).
+          if (full || behind || !this.caughtUp || due) {
+            await this.sendPending();
+            continue;
+          }
+        } else if (!this.caughtUp && !behind) {
+          this.caughtUp = true;
+          this.log.log(
+            `slave ${this.address} caught up at ${this.sentTo} (${this.recordsSent} records in ${this.batchesSent} batches)`,
+          );
+        }
+        if (behind) continue;
+        const wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - Date.now() : 1000;
+        await this.sleep(wait);
+      }
+    } catch (err) {
+      this.drop(`stream failed at ${this.readTo}: ${(err as Error).message}`, 'error');
+    }
+  }
+
+  private async sendPending(): Promise<void> {
+    const recs = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (recs.length === 0 || this.closed) return;
+    const last = recs[recs.length - 1];
+    this.seq = (this.seq + 1) | 0;
+    const frame = encodeBatchFrame(
+      this.seq,
+      recs[0].id,
+      last.id,
+      recs.map((r) => r.msg),
+    );
+    const flushed = this.socket.write(frame);
+    this.sentTo = last.id + recordSize(last.msg.body.length);
+    this.batchesSent++;
+    this.recordsSent += recs.length;
+    this.lastSendAt = new Date();
+    if (!flushed) await this.waitDrain();
+  }
+
+  /** Socket backpressure: wait until the slave has read what was sent, or drop it when it stalls. */
+  private waitDrain(): Promise<void> {
+    const ms = this.master.options.stallTimeoutMs;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        done();
+        this.drop(
+          `stalled: read nothing for ${ms} ms with ${this.socket.writableLength} bytes waiting ` +
+            `(${this.master.storage.store.nextId - this.sentTo} bytes behind); dropped, it resumes from its cursor when it reconnects`,
+          'warn',
+        );
+      }, ms);
+      this.socket.once('drain', done);
+      this.socket.once('close', done);
+    });
+  }
+
+  /** Closes the connection, logging why. */
+  drop(reason: string, level: 'log' | 'warn' | 'error'): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.handshakeTimer);
+    this.log[level](`slave ${this.address}: ${reason}`);
+    this.socket.destroy();
+    this.wake();
+    this.master.remove(this);
+  }
+
+  private onClose(): void {
+    if (!this.closed) {
+      this.closed = true;
+      clearTimeout(this.handshakeTimer);
+      this.log.log(
+        this.started
+          ? `slave ${this.address} disconnected at ${this.sentTo}`
+          : `connection from ${this.address} closed before MSG_STORAGE_SYNC_BEGIN`,
+      );
+      this.wake();
+      this.master.remove(this);
+    }
+  }
+
+  status(): SlaveStatus | null {
+    if (!this.started) return null;
+    return {
+      address: this.address,
+      connectedAt: this.connectedAt.toISOString(),
+      startCursor: this.startCursor,
+      cursor: this.sentTo,
+      lagBytes: Math.max(0, this.master.storage.store.nextId - this.sentTo),
+      caughtUp: this.caughtUp,
+      batchesSent: this.batchesSent,
+      recordsSent: this.recordsSent,
+      lastSendAt: this.lastSendAt?.toISOString() ?? null,
+    };
+  }
+}
+
+export class SyncMaster {
+  private server: net.Server | null = null;
+  private readonly sessions = new Set<SlaveSession>();
+  private unsubscribe: (() => void) | null = null;
+  private listening: string | null = null;
+
+  constructor(
+    readonly storage: StorageService,
+    readonly logger: StorageLogger,
+    readonly options: SyncMasterOptions,
+  ) {}
+
+  /** Subscribes to writes (start-up step 3). */
+  prepare(): void {
+    if (this.unsubscribe) return;
+    this.unsubscribe = this.storage.onWrite(() => {
+      if (this.sessions.size === 0) return;
+      if (this.options.durableOnly) {
+        this.storage.store.whenDurable().then(
+          () => this.wakeAll(),
+          () => undefined,
+        );
+      } else {
+        this.wakeAll();
+      }
+    });
+  }
+
+  private wakeAll(): void {
+    for (const s of this.sessions) s.wake();
+  }
+
+  /** The end of what may be sent: only durable records with durability=sync. */
+  sendableEnd(): number {
+    const store = this.storage.store;
+    return this.options.durableOnly ? Math.min(store.files.durableId, store.nextId) : store.nextId;
+  }
+
+  listen(host: string | undefined, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer((socket) => {
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 60_000);
+        this.sessions.add(new SlaveSession(this, socket));
+      });
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.logger.error(`sync listener: ${err.message}`));
+        this.server = server;
+        const a = server.address() as net.AddressInfo;
+        this.listening = `${a.address}:${a.port}`;
+        resolve();
+      });
+    });
+  }
+
+  get address(): string | null {
+    return this.listening;
+  }
+
+  remove(session: SlaveSession): void {
+    this.sessions.delete(session);
+  }
+
+  slaves(): SlaveStatus[] {
+    const out: SlaveStatus[] = [];
+    for (const s of this.sessions) {
+      const st = s.status();
+      if (st) out.push(st);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    for (const s of [...this.sessions]) s.drop('closed: the server is shutting down', 'log');
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
