@@ -1,5 +1,7 @@
-import { Injectable, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { Injectable, ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
+
+const BUILT_IN_TYPES = new Set<unknown>([Object, String, Number, Boolean, Array]);
 
 /** Every message of every failed rule, nested ones included. */
 function messagesOf(errors: ValidationError[], prefix = ''): string[] {
@@ -28,5 +30,13 @@ export class RpcValidationPipe extends ValidationPipe {
       validationError: { target: false, value: false },
       exceptionFactory: (errors: ValidationError[]) => new RpcException(messagesOf(errors).join('; ')),
     });
+  }
+
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // Every payload is an object; saying so beats listing each field a number or an array lacks.
+    const dto = metadata.metatype && !BUILT_IN_TYPES.has(metadata.metatype);
+    if (dto && (value === null || typeof value !== 'object' || Array.isArray(value)))
+      throw new RpcException('payload must be a JSON object');
+    return super.transform(value, metadata);
   }
 }

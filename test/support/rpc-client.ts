@@ -64,3 +64,5 @@ export function blockFilesSize(dataDir: string): number {
     .filter((f) => /^message_\d+$/.test(f))
     .reduce((sum, f) => sum + fs.statSync(path.join(dataDir, f)).size, 0);
 }
+
+export { freePort as freePortFor } from './server-process.js';
