@@ -22,7 +22,12 @@ import { versionBanner } from './version.js';
 export const DEFAULT_CONFIG = 'config/ims.cfg';
 
 async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
-  const app = await NestFactory.create(AppModule.forConfig(config), { logger, abortOnError: false });
+  const app = await NestFactory.create(AppModule.forConfig(config), {
+    logger,
+    abortOnError: false,
+    // A half-sent HTTP request must not hold up shutdown (storage closes after the HTTP server).
+    forceCloseConnections: true,
+  });
   const log = new Logger('ims');
   log.log(
     `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
