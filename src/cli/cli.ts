@@ -1,8 +1,259 @@
-/** Operator tools: `ims verify|inspect|repair DATA_DIR ...` (filled in by the operator-tools issue). */
+/**
+ * Operator tools: `ims verify|inspect|repair DATA_DIR ...`. They share the storage codecs with the
+ * server; verify and inspect only read, repair writes only with the server stopped.
+ * Exit codes: 0 clean / done, 1 problems found (or repair refused), 2 usage error.
+ */
+import * as fs from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { BLOCK_HEADER_SIZE, BLOCK_SIZE } from '../format/constants.js';
+import { listBlocks } from '../storage/block-files.js';
+import { runInspect, type InspectTarget } from './inspect.js';
+import { readStateFile } from './index-model.js';
+import { ProgressBar } from './progress.js';
+import { runRepair } from './repair.js';
+import { verifyFolder, type BlockReport, type VerifyReport } from './verify.js';
+
 export const CLI_COMMANDS = ['verify', 'inspect', 'repair'] as const;
+
+export const EXIT_OK = 0;
+export const EXIT_PROBLEMS = 1;
+export const EXIT_USAGE = 2;
+
+const USAGE = `usage:
+  ims verify DATA_DIR [--json] [--block-size N]
+      check every block, the index files and every queue chain; exit 0 clean, 1 problems found
+  ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
+                       [--limit N] [--rebuild] [--json] [--block-size N]
+      print records decoded (a user's or group's queue newest first, one record, or the log in order)
+  ims repair DATA_DIR [--dry-run] [--json] [--block-size N]
+      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files`;
+
+class UsageError extends Error {}
+class HelpRequested extends Error {}
+
+const print = (line: string): void => {
+  process.stdout.write(line + '\n');
+};
 
 /** Runs a tool; returns the process exit code (0 clean, 1 problems found, 2 usage error). */
 export async function runCli(argv: string[]): Promise<number> {
-  console.error(`ims ${argv[0]}: not implemented yet`);
-  return 2;
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'verify':
+        return verifyCommand(rest);
+      case 'inspect':
+        return inspectCommand(rest);
+      case 'repair':
+        return await repairCommand(rest);
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
+    }
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      print(USAGE);
+      return EXIT_OK;
+    }
+    if (err instanceof UsageError || isParseArgsError(err)) {
+      process.stderr.write(`ims ${command ?? ''}: ${(err as Error).message}\n${USAGE}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`ims ${command}: ${(err as Error).message}\n`);
+    return EXIT_PROBLEMS;
+  }
+}
+
+function isParseArgsError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}
+
+const COMMON = {
+  json: { type: 'boolean' },
+  'block-size': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>) {
+  const parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  if ((parsed.values as Record<string, unknown>).help) throw new HelpRequested();
+  if (parsed.positionals.length === 0) throw new UsageError('DATA_DIR is missing');
+  if (parsed.positionals.length > 1)
+    throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[1])}`);
+  return {
+    values: parsed.values as Record<string, string | boolean | undefined>,
+    dataDir: parsed.positionals[0],
+  };
+}
+
+function checkDataDir(dir: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dir);
+  } catch {
+    throw new UsageError(`DATA_DIR ${dir} does not exist`);
+  }
+  if (!stat.isDirectory()) throw new UsageError(`DATA_DIR ${dir} is not a folder`);
+  if (listBlocks(dir).length === 0)
+    throw new UsageError(`DATA_DIR ${dir} has no message_N block files: not an ims data folder`);
+}
+
+function positiveInt(name: string, text: string): number {
+  if (!/^\d+$/.test(text))
+    throw new UsageError(`--${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new UsageError(`--${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** The folder's block size: --block-size, else index_state's, else the default 128 MiB. */
+function blockSizeOf(
+  dir: string,
+  option: string | boolean | undefined,
+): { blockSize: number; blockSizeSource: string } {
+  const state = readStateFile(dir);
+  const recorded = state.status === 'read' ? state.state.blockSize : null;
+  if (typeof option === 'string') {
+    const n = positiveInt('block-size', option);
+    if (n < BLOCK_HEADER_SIZE + 1024) throw new UsageError(`--block-size ${n} is too small`);
+    if (recorded !== null && recorded !== n) {
+      throw new UsageError(
+        `--block-size ${n} disagrees with index_state, which says the folder uses ${recorded}-byte blocks`,
+      );
+    }
+    return { blockSize: n, blockSizeSource: '--block-size' };
+  }
+  if (recorded !== null) return { blockSize: recorded, blockSizeSource: 'index_state' };
+  return { blockSize: BLOCK_SIZE, blockSizeSource: 'default' };
+}
+
+/** `APPID:ID` with int64 parts. */
+function pair(name: string, text: string): { appid: bigint; id: bigint } {
+  const m = /^(-?\d+):(-?\d+)$/.exec(text);
+  if (!m)
+    throw new UsageError(
+      `--${name} must be APPID:${name === 'user' ? 'UID' : 'GID'}, not ${JSON.stringify(text)}`,
+    );
+  const [appid, id] = [BigInt(m[1]), BigInt(m[2])];
+  const limit = 2n ** 63n;
+  if (appid >= limit || appid < -limit || id >= limit || id < -limit)
+    throw new UsageError(`--${name} ${text}: out of the int64 range`);
+  return { appid, id };
+}
+
+function blockLine(b: BlockReport): string {
+  const what = `${b.file}: ${b.size} bytes, ${b.records} records`;
+  switch (b.status) {
+    case 'ok':
+      return `${what}: ok`;
+    case 'missing':
+      return `${b.file}: MISSING`;
+    case 'too-big':
+      return `${what}: larger than the block size`;
+    default:
+      return `${what}: ${b.status.toUpperCase()} at offset ${b.bad?.offset}: ${b.bad?.reason}`;
+  }
+}
+
+function verifyCommand(args: string[]): number {
+  const { values, dataDir } = parse(args, COMMON);
+  checkDataDir(dataDir);
+  const sizes = blockSizeOf(dataDir, values['block-size']);
+  const json = values.json === true;
+  const bar = new ProgressBar();
+  if (!json) print(`ims verify ${dataDir} (block size ${sizes.blockSize}, from ${sizes.blockSizeSource})`);
+  const report = verifyFolder(dataDir, {
+    ...sizes,
+    onProgress: (done, total, file) => bar.update(done, total, file),
+    onBlock: (b) => {
+      bar.clear();
+      if (!json) print(blockLine(b));
+    },
+  });
+  bar.clear();
+  if (json) print(JSON.stringify(report, null, 2));
+  else printVerify(report);
+  return report.clean ? EXIT_OK : EXIT_PROBLEMS;
+}
+
+function printVerify(r: VerifyReport): void {
+  print(
+    `log: ${r.records} records, ends at ${r.logEnd}${r.scanComplete ? '' : ' (walk incomplete: damage)'}`,
+  );
+  print(r.index.peer.message);
+  print(r.index.group.message);
+  print(r.index.state.message);
+  const c = r.chains;
+  print(
+    `chains: ${c.peerEntries} user queue entries (${c.users} users), ${c.groupEntries} group entries (${c.groups} groups); ` +
+      `${c.linksToPreviousHead} links to the previous head, ${c.linksSkippingEntries} skipping entries, ` +
+      `${c.linksRestarting} restarting at 0; ${c.badLinks} bad links, ${c.badMessagePointers} bad message pointers, ` +
+      `${c.malformedEntries} malformed entries`,
+  );
+  if (r.clean) {
+    print('clean');
+    return;
+  }
+  print(`problems (${r.problems.length}):`);
+  for (const p of r.problems)
+    print(`  - [${p.kind}] ${p.message}${p.repairable ? '' : ' (not repairable by ims repair)'}`);
+  const repairable = r.problems.filter((p) => p.repairable).length;
+  print(`found ${r.problems.length} problems; ${repairable} can be fixed by 'ims repair'`);
+}
+
+function inspectCommand(args: string[]): number {
+  const { values, dataDir } = parse(args, {
+    ...COMMON,
+    user: { type: 'string' },
+    group: { type: 'string' },
+    at: { type: 'string' },
+    from: { type: 'string' },
+    limit: { type: 'string' },
+    'peer-only': { type: 'boolean' },
+    rebuild: { type: 'boolean' },
+  });
+  const selectors = (['user', 'group', 'at', 'from'] as const).filter((k) => values[k] !== undefined);
+  if (selectors.length > 1)
+    throw new UsageError(
+      `give only one of --user, --group, --at, --from (got ${selectors.map((s) => `--${s}`).join(', ')})`,
+    );
+  if (values['peer-only'] && values.user === undefined) throw new UsageError('--peer-only goes with --user');
+  const limit = typeof values.limit === 'string' ? positiveInt('limit', values.limit) : 20;
+  let target: InspectTarget;
+  if (typeof values.user === 'string')
+    target = { kind: 'user', ...pair('user', values.user), peerOnly: values['peer-only'] === true };
+  else if (typeof values.group === 'string') target = { kind: 'group', ...pair('group', values.group) };
+  else if (typeof values.at === 'string') target = { kind: 'at', msgId: positiveInt('at', values.at) };
+  else if (typeof values.from === 'string')
+    target = { kind: 'log', fromId: positiveInt('from', values.from) };
+  else target = { kind: 'log', fromId: null };
+  checkDataDir(dataDir);
+  const sizes = blockSizeOf(dataDir, values['block-size']);
+  return runInspect(dataDir, target, {
+    blockSize: sizes.blockSize,
+    limit,
+    json: values.json === true,
+    rebuild: values.rebuild === true,
+    progress: new ProgressBar(),
+    print,
+  });
+}
+
+async function repairCommand(args: string[]): Promise<number> {
+  const { values, dataDir } = parse(args, { ...COMMON, 'dry-run': { type: 'boolean' } });
+  checkDataDir(dataDir);
+  const sizes = blockSizeOf(dataDir, values['block-size']);
+  const json = values.json === true;
+  const bar = new ProgressBar();
+  return runRepair(dataDir, {
+    ...sizes,
+    dryRun: values['dry-run'] === true,
+    json,
+    print: (line) => {
+      bar.clear();
+      print(line);
+    },
+    onProgress: (done, total, file) => bar.update(done, total, file),
+  });
 }

@@ -1,0 +1,192 @@
+/**
+ * Read-only access to the block files of a data folder for the operator tools. Unlike BlockFiles it
+ * never creates, truncates or rewrites anything, so `verify` and `inspect` are safe on any folder,
+ * including one a server is using.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BLOCK_HEADER_SIZE, MAGIC, MAX_BODY_SIZE, RECORD_OVERHEAD } from '../format/constants.js';
+import { blockHeaderProblem, decodeRecord, type RawMessage } from '../format/record.js';
+import { blockFileName, listBlocks } from '../storage/block-files.js';
+
+const CHUNK = 1 << 20;
+/** The largest record there can be: a chunk read this much past a MAGIC holds the whole record. */
+const MAX_RECORD = RECORD_OVERHEAD + MAX_BODY_SIZE;
+
+export type ReadResult = { kind: 'ok'; message: RawMessage; size: number } | { kind: 'bad'; reason: string };
+
+export interface BlockScan {
+  /** Offset after the last whole record read. */
+  end: number;
+  fileSize: number;
+  /** Why the scan stopped before the end of the file, or null. */
+  problem: string | null;
+}
+
+export class FolderReader {
+  readonly blocks: number[];
+  private readonly fds = new Map<number, number>();
+  private readonly sizes = new Map<number, number>();
+
+  constructor(
+    readonly root: string,
+    readonly blockSize: number,
+  ) {
+    this.blocks = listBlocks(root);
+  }
+
+  get newestBlock(): number {
+    return this.blocks.length > 0 ? this.blocks[this.blocks.length - 1] : -1;
+  }
+
+  filePath(blockNo: number): string {
+    return path.join(this.root, blockFileName(blockNo));
+  }
+
+  blockOf(id: number): number {
+    return Math.floor(id / this.blockSize);
+  }
+
+  offsetOf(id: number): number {
+    return id % this.blockSize;
+  }
+
+  idOf(blockNo: number, offset: number): number {
+    return blockNo * this.blockSize + offset;
+  }
+
+  /** `message_N offset X` for messages. */
+  describe(id: number): string {
+    return `${blockFileName(this.blockOf(id))} offset ${this.offsetOf(id)}`;
+  }
+
+  fileSize(blockNo: number): number {
+    let size = this.sizes.get(blockNo);
+    if (size === undefined) {
+      try {
+        size = fs.statSync(this.filePath(blockNo)).size;
+      } catch {
+        size = -1;
+      }
+      this.sizes.set(blockNo, size);
+    }
+    return size;
+  }
+
+  private fd(blockNo: number): number | null {
+    let fd = this.fds.get(blockNo);
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(this.filePath(blockNo), 'r');
+      } catch {
+        return null;
+      }
+      this.fds.set(blockNo, fd);
+    }
+    return fd;
+  }
+
+  /** Why the block's header is unacceptable, or null. */
+  headerProblem(blockNo: number): string | null {
+    const fd = this.fd(blockNo);
+    if (fd === null) return 'cannot open the file';
+    const header = Buffer.alloc(BLOCK_HEADER_SIZE);
+    const n = fs.readSync(fd, header, 0, BLOCK_HEADER_SIZE, 0);
+    return blockHeaderProblem(header.subarray(0, n));
+  }
+
+  /** Reads the record at `id`; never throws for bad data (the reason is returned instead). */
+  read(id: number): ReadResult {
+    if (!Number.isSafeInteger(id) || id < 0) return { kind: 'bad', reason: `invalid id ${id}` };
+    const blockNo = this.blockOf(id);
+    const offset = this.offsetOf(id);
+    if (offset < BLOCK_HEADER_SIZE) return { kind: 'bad', reason: 'points into the block header' };
+    const size = this.fileSize(blockNo);
+    const fd = size < 0 ? null : this.fd(blockNo);
+    if (fd === null) return { kind: 'bad', reason: `${blockFileName(blockNo)} is missing` };
+    if (offset >= size)
+      return { kind: 'bad', reason: `past the end of ${blockFileName(blockNo)} (${size} bytes)` };
+    let buf = Buffer.allocUnsafe(4096);
+    let n = fs.readSync(fd, buf, 0, buf.length, offset);
+    let result = decodeRecord(buf, 0, n);
+    if (result.kind === 'short' && n === buf.length) {
+      buf = Buffer.allocUnsafe(result.need);
+      n = fs.readSync(fd, buf, 0, buf.length, offset);
+      result = decodeRecord(buf, 0, n);
+    }
+    if (result.kind === 'ok') return { kind: 'ok', message: result.message, size: result.size };
+    if (result.kind === 'short') return { kind: 'bad', reason: 'record is cut short by the end of the file' };
+    return { kind: 'bad', reason: result.reason };
+  }
+
+  /**
+   * Calls `onRecord` for each whole record of a block from `fromOffset`, in order; stops at the end of
+   * the file or at the first bytes that are not a whole record. `onProgress` gets the offset reached.
+   */
+  scan(
+    blockNo: number,
+    fromOffset: number,
+    onRecord: (id: number, msg: RawMessage, size: number) => void,
+    onProgress?: (offset: number) => void,
+  ): BlockScan {
+    const fd = this.fd(blockNo);
+    const fileSize = this.fileSize(blockNo);
+    if (fd === null || fileSize < 0) return { end: fromOffset, fileSize: 0, problem: 'cannot open the file' };
+    const chunk = Buffer.allocUnsafe(CHUNK + MAX_RECORD);
+    let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
+    let bufStart = pos;
+    let bufEnd = pos;
+    for (;;) {
+      if (pos >= fileSize) return { end: pos, fileSize, problem: null };
+      // Keep at least one largest record ahead in the buffer, so only the file's end can cut one short.
+      if (bufEnd < fileSize && bufEnd - pos < MAX_RECORD) {
+        const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, fileSize - pos), pos);
+        bufStart = pos;
+        bufEnd = pos + n;
+        onProgress?.(pos);
+      }
+      const result = decodeRecord(chunk, pos - bufStart, bufEnd - bufStart);
+      if (result.kind === 'short') {
+        return {
+          end: pos,
+          fileSize,
+          problem: `partial record: ${fileSize - pos} bytes left where ${result.need} are needed`,
+        };
+      }
+      if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
+      onRecord(this.idOf(blockNo, pos), result.message, result.size);
+      pos += result.size;
+    }
+  }
+
+  /**
+   * The offset of the first whole record after `offset` in a block (a MAGIC that starts a record that
+   * decodes), or null when none follows: then the bytes from `offset` on are a torn tail, not damage
+   * in the middle of good records.
+   */
+  nextWholeRecord(blockNo: number, offset: number): number | null {
+    const fd = this.fd(blockNo);
+    const fileSize = this.fileSize(blockNo);
+    if (fd === null) return null;
+    const magic = Buffer.alloc(4);
+    magic.writeUInt32BE(MAGIC);
+    const buf = Buffer.allocUnsafe(CHUNK + MAX_RECORD);
+    let pos = offset + 1;
+    while (pos < fileSize) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, fileSize - pos), pos);
+      const searchEnd = Math.min(n, CHUNK);
+      let at = buf.indexOf(magic, 0);
+      while (at >= 0 && at < searchEnd) {
+        if (decodeRecord(buf, at, n).kind === 'ok') return pos + at;
+        at = buf.indexOf(magic, at + 1);
+      }
+      pos += searchEnd;
+    }
+    return null;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}

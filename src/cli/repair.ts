@@ -1,0 +1,213 @@
+/**
+ * `ims repair`: with the server stopped, cuts a torn tail of the newest block (keeping the cut bytes in
+ * message_N.torn-OFFSET) and rebuilds or updates the index files. It never cuts a record: damage with
+ * whole records after it is left alone and reported, since cutting there would destroy good messages.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DataDirLock, DataDirLockedError, lockHolder } from '../storage/data-dir-lock.js';
+import { MessageStore } from '../storage/message-store.js';
+import { verifyFolder, type Problem, type VerifyOptions, type VerifyReport } from './verify.js';
+
+export interface RepairOptions extends VerifyOptions {
+  dryRun: boolean;
+  json: boolean;
+  print: (line: string) => void;
+}
+
+export interface RepairResult {
+  dataDir: string;
+  dryRun: boolean;
+  status: 'nothing-to-do' | 'repaired' | 'would-repair' | 'refused' | 'incomplete';
+  /** What was (or, with --dry-run, would be) changed. */
+  changes: string[];
+  /** Problems repair does not fix. */
+  unrepaired: Problem[];
+  refusal?: string;
+  after?: { clean: boolean; problems: Problem[] };
+}
+
+/** Returns the exit code: 0 done (or nothing to do), 1 refused or problems remain. */
+export async function runRepair(root: string, options: RepairOptions): Promise<number> {
+  const result = await repair(root, options);
+  if (options.json) {
+    options.print(JSON.stringify(result, null, 2));
+  } else {
+    const verb = options.dryRun ? 'would change' : 'changed';
+    if (result.refusal) options.print(`ims repair: refused: ${result.refusal}`);
+    if (result.changes.length > 0) {
+      options.print(`${verb}:`);
+      for (const c of result.changes) options.print(`  - ${c}`);
+    }
+    if (result.unrepaired.length > 0) {
+      options.print(`not repairable by ims repair (${result.unrepaired.length}):`);
+      for (const p of result.unrepaired) options.print(`  - [${p.kind}] ${p.message}`);
+    }
+    if (result.after) {
+      options.print(
+        result.after.clean
+          ? 'after repair the folder verifies clean'
+          : `after repair ${result.after.problems.length} problems remain`,
+      );
+    }
+    if (result.status === 'nothing-to-do') options.print('nothing to repair: the folder verifies clean');
+    if (result.status === 'would-repair') options.print('dry run: nothing was changed');
+  }
+  return result.status === 'nothing-to-do' || result.status === 'repaired' || result.status === 'would-repair'
+    ? 0
+    : 1;
+}
+
+/** Damage that stops the engine from opening the folder, or that cutting would make worse. */
+function blocksRepair(p: Problem): boolean {
+  return (
+    p.kind === 'damaged-record' ||
+    p.kind === 'block-header' ||
+    p.kind === 'block-too-big' ||
+    p.kind === 'block-missing'
+  );
+}
+
+async function repair(root: string, options: RepairOptions): Promise<RepairResult> {
+  const base = {
+    dataDir: root,
+    dryRun: options.dryRun,
+    changes: [] as string[],
+    unrepaired: [] as Problem[],
+  };
+  if (options.dryRun) {
+    const holder = lockHolder(root);
+    if (holder)
+      process.stderr.write(
+        `note: ${holder.role} pid ${holder.pid} holds this folder; a real repair would refuse\n`,
+      );
+    return repairLocked(root, options, base);
+  }
+  // Held for the whole repair, so no server can start on the folder half-way through.
+  const lock = new DataDirLock(root, 'ims repair');
+  try {
+    lock.acquire();
+  } catch (err) {
+    if (!(err instanceof DataDirLockedError)) throw err;
+    return { ...base, status: 'refused', refusal: `${err.message}, then run ims repair again` };
+  }
+  try {
+    return await repairLocked(root, options, base);
+  } finally {
+    lock.release();
+  }
+}
+
+async function repairLocked(
+  root: string,
+  options: RepairOptions,
+  base: Pick<RepairResult, 'dataDir' | 'dryRun' | 'changes' | 'unrepaired'>,
+): Promise<RepairResult> {
+  const report = verifyFolder(root, options);
+  const unrepaired = report.problems.filter((p) => !p.repairable);
+  const blocking = unrepaired.filter(blocksRepair);
+  if (blocking.length > 0) {
+    return {
+      ...base,
+      unrepaired,
+      status: 'refused',
+      refusal:
+        `the log is damaged where no cut can help: ${blocking.map((p) => p.message).join('; ')}. ` +
+        `ims repair only cuts a torn tail (the end of the newest block with no whole record after it); ` +
+        `here that would destroy good records, so nothing was changed. Recover the folder from a slave ` +
+        `(its files are byte-identical to the master's) or from a backup.`,
+    };
+  }
+  const planned = plan(report);
+  if (planned.changes.length === 0) {
+    return { ...base, unrepaired, status: unrepaired.length > 0 ? 'incomplete' : 'nothing-to-do' };
+  }
+  if (options.dryRun) return { ...base, unrepaired, changes: planned.changes, status: 'would-repair' };
+
+  const changes: string[] = [];
+  // An index that disagrees with the log cannot be repaired from its position: move it aside (kept for
+  // the record) so the engine rebuilds both files from the blocks.
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (const { file, why } of planned.setAside) {
+    const to = `${file}.wrong-${stamp}`;
+    fs.renameSync(path.join(root, file), path.join(root, to));
+    changes.push(`moved ${file} aside to ${to} (${why})`);
+  }
+  // The engine's own open cuts the torn tail (saving the bytes) and repairs or rebuilds the index.
+  const store = MessageStore.open({ root, blockSize: options.blockSize, lock: false });
+  try {
+    const r = store.openReport!;
+    if (r.tornTail) {
+      changes.push(
+        `cut ${path.basename(r.tornTail.file)} at offset ${r.tornTail.offset} (${r.tornTail.bytes} bytes: ${r.tornTail.reason}); ` +
+          `the cut bytes are kept in ${path.basename(r.tornTail.savedTo ?? '')}`,
+      );
+    }
+    const how =
+      r.index === 'rebuilt'
+        ? `rebuilt from all blocks${r.reason ? ` (${r.reason})` : ''}`
+        : r.index === 'repaired'
+          ? `updated from log position ${r.scannedFrom} (${r.recordsScanned} records replayed)`
+          : 'loaded unchanged';
+    await store.saveIndex();
+    changes.push(
+      `index ${how}; wrote peer_index (${r.peerEntries} entries), group_index (${r.groupEntries} entries) and index_state`,
+    );
+  } finally {
+    await store.close({ saveIndex: false });
+  }
+  const after = verifyFolder(root, options);
+  return {
+    ...base,
+    changes,
+    unrepaired,
+    status: after.clean ? 'repaired' : 'incomplete',
+    after: { clean: after.clean, problems: after.problems },
+  };
+}
+
+function plan(report: VerifyReport): { changes: string[]; setAside: { file: string; why: string }[] } {
+  const changes: string[] = [];
+  const setAside: { file: string; why: string }[] = [];
+  for (const b of report.blocks) {
+    if (b.status === 'torn-tail' && b.bad) {
+      changes.push(
+        b.size < 32
+          ? `rewrite the incomplete header of ${b.file} (${b.size} bytes, no records)`
+          : `cut ${b.file} at offset ${b.bad.offset} (${b.size - b.bad.offset} bytes: ${b.bad.reason}); ` +
+              `the cut bytes are kept in ${b.file}.torn-${b.bad.offset}`,
+      );
+    }
+  }
+  const idx = report.index;
+  // Files that do not describe this log are moved aside (kept), so the engine cannot start a repair from them.
+  for (const r of [idx.peer, idx.group]) {
+    if (r.status === 'wrong' || r.status === 'past-log')
+      setAside.push({
+        file: r.file,
+        why:
+          r.status === 'wrong' ? 'its entries disagree with the blocks' : 'it points past the end of the log',
+      });
+  }
+  if (idx.state.status === 'past-log' || idx.state.status === 'bad') {
+    setAside.push({
+      file: 'index_state',
+      why: idx.state.status === 'bad' ? 'it is unreadable' : 'it points past the end of the log',
+    });
+  }
+  const statuses = [idx.peer.status, idx.group.status];
+  const rebuild = statuses.some((s) => s !== 'ok' && s !== 'stale') || setAside.length > 0;
+  for (const f of setAside) changes.push(`move ${f.file} aside to ${f.file}.wrong-TIME (${f.why})`);
+  if (rebuild) {
+    changes.push(
+      `rebuild peer_index and group_index from the blocks (${[idx.peer, idx.group].map((r) => `${r.file}: ${r.status}`).join(', ')})`,
+    );
+  } else if (statuses.includes('stale')) {
+    changes.push(
+      `update the stale index files from the position they reflect (${[idx.peer, idx.group].map((r) => `${r.file}: ${r.status}`).join(', ')})`,
+    );
+  } else if (changes.length > 0) {
+    changes.push('save peer_index, group_index and index_state for the cut log');
+  }
+  return { changes, setAside };
+}

@@ -1,0 +1,667 @@
+/**
+ * `ims verify`: a read-only walk of a data folder. It checks every block's header and record framing,
+ * rebuilds the peer and group indexes from the records and compares them with the index files, and
+ * checks that every queue entry points backwards, at an entry of its own queue, and at a message.
+ *
+ * Chains are checked during the one sequential pass: an entry's prev pointers must equal the queue's
+ * head at the moment the entry was written (which the replay knows), and only pointers that differ
+ * are read from disk. That covers every entry any chain can reach, in O(records), without a random
+ * read per link.
+ */
+import { BLOCK_HEADER_SIZE, Cmd, cmdName } from '../format/constants.js';
+import { decodeGroupEntry, decodeOfflineEntry } from '../format/bodies.js';
+import type { RawMessage } from '../format/record.js';
+import { blockFileName } from '../storage/block-files.js';
+import type { IdTable } from '../storage/id-table.js';
+import { FolderReader } from './folder-reader.js';
+import {
+  INDEX_FILES,
+  RebuiltIndex,
+  keyOf,
+  readIndexFile,
+  readStateFile,
+  type IndexFileRead,
+  type IndexKind,
+} from './index-model.js';
+
+export type ProblemKind =
+  | 'block-missing'
+  | 'block-header'
+  | 'block-too-big'
+  | 'torn-tail'
+  | 'damaged-record'
+  | 'index-missing'
+  | 'index-unreadable'
+  | 'index-truncated'
+  | 'index-past-log'
+  | 'index-wrong'
+  | 'index-stale'
+  | 'state-bad'
+  | 'chain-pointer'
+  | 'message-pointer'
+  | 'malformed-entry';
+
+export interface Problem {
+  kind: ProblemKind;
+  message: string;
+  file?: string;
+  offset?: number;
+  /** `ims repair` can fix it without losing a record. */
+  repairable: boolean;
+}
+
+export interface BlockReport {
+  file: string;
+  size: number;
+  records: number;
+  /** Offset after the last whole record. */
+  end: number;
+  status: 'ok' | 'torn-tail' | 'damaged' | 'bad-header' | 'missing' | 'too-big';
+  /** The first bad record: where and why. */
+  bad?: { offset: number; reason: string; nextWholeRecord: number | null };
+}
+
+export type IndexStatus = 'ok' | 'missing' | 'unreadable' | 'truncated' | 'past-log' | 'wrong' | 'stale';
+
+export interface IndexReport {
+  file: string;
+  status: IndexStatus;
+  entries: number;
+  rebuiltEntries: number;
+  /** The file reflects the records with ids below this (from index_state, or its newest entry for Go files). */
+  reflectsBefore: number | null;
+  wrongEntries: number;
+  staleEntries: number;
+  pastLogEntries: number;
+  duplicateKeys: number;
+  examples: string[];
+  message: string;
+}
+
+export interface ChainReport {
+  peerEntries: number;
+  groupEntries: number;
+  users: number;
+  groups: number;
+  /** Links equal to the queue's head when the entry was written (the normal case). */
+  linksToPreviousHead: number;
+  /** Links that point backwards at an older entry of the same queue, skipping some (Go's stale-index restart). */
+  linksSkippingEntries: number;
+  /** Links that start a queue afresh (0) although the queue had entries. */
+  linksRestarting: number;
+  badLinks: number;
+  badMessagePointers: number;
+  malformedEntries: number;
+}
+
+export interface VerifyReport {
+  dataDir: string;
+  blockSize: number;
+  blockSizeSource: string;
+  blocks: BlockReport[];
+  /** Id after the last whole record of the newest block (the log end after a torn tail is cut). */
+  logEnd: number;
+  records: number;
+  recordsByCmd: Record<string, number>;
+  /** False when damage stopped the walk of a block early: then index and chain results are partial. */
+  scanComplete: boolean;
+  index: {
+    peer: IndexReport;
+    group: IndexReport;
+    state: { status: string; logEnd?: number; message: string };
+  };
+  chains: ChainReport;
+  problems: Problem[];
+  clean: boolean;
+}
+
+export interface VerifyOptions {
+  blockSize: number;
+  blockSizeSource: string;
+  onProgress?: (done: number, total: number, file: string) => void;
+  onBlock?: (block: BlockReport) => void;
+}
+
+const MAX_EXAMPLES = 10;
+const QUEUE_CMDS = new Set<number>([Cmd.OFFLINE, Cmd.OFFLINE_V2, Cmd.GROUP_IM_LIST]);
+
+interface IndexCheckState {
+  kind: IndexKind;
+  read: IndexFileRead;
+  bound: number | null;
+  checked: boolean;
+  /** Per file entry: disagreed with the rebuilt index at `bound`. */
+  mismatch: Uint8Array;
+  /** Keys the rebuilt index had at `bound` that the file lacks. */
+  missingKeys: number;
+  missingExamples: string[];
+}
+
+function keyText(table: IdTable, e: number): string {
+  const [a, b] = keyOf(table, e);
+  return `${a}:${b}`;
+}
+
+function wordsText(key: [number, number, number, number]): string {
+  const buf = Buffer.allocUnsafe(16);
+  key.forEach((w, i) => buf.writeUInt32BE(w, i * 4));
+  return `${buf.readBigInt64BE(0)}:${buf.readBigInt64BE(8)}`;
+}
+
+export function verifyFolder(root: string, options: VerifyOptions): VerifyReport {
+  const reader = new FolderReader(root, options.blockSize);
+  try {
+    return new Verifier(reader, options).run();
+  } finally {
+    reader.close();
+  }
+}
+
+class Verifier {
+  private readonly problems: Problem[] = [];
+  private readonly rebuilt = new RebuiltIndex();
+  private readonly recordsByCmd = new Map<number, number>();
+  private records = 0;
+  private readonly chains: ChainReport = {
+    peerEntries: 0,
+    groupEntries: 0,
+    users: 0,
+    groups: 0,
+    linksToPreviousHead: 0,
+    linksSkippingEntries: 0,
+    linksRestarting: 0,
+    badLinks: 0,
+    badMessagePointers: 0,
+    malformedEntries: 0,
+  };
+  private chainExamples = 0;
+  private lastRecord: { id: number; cmd: number } | null = null;
+  /** Message ids already found to be readable messages (a fan-out points many entries at one). */
+  private readonly goodMessages = new Set<number>();
+  private readonly checks: IndexCheckState[] = [];
+
+  constructor(
+    private readonly reader: FolderReader,
+    private readonly options: VerifyOptions,
+  ) {}
+
+  private problem(p: Problem): void {
+    this.problems.push(p);
+  }
+
+  run(): VerifyReport {
+    const reader = this.reader;
+    const root = reader.root;
+    const state = readStateFile(root);
+    const stateLogEnd = state.status === 'read' ? state.state.logEnd : null;
+    for (const kind of ['peer', 'group'] as const) {
+      const read = readIndexFile(root, kind);
+      let bound: number | null = null;
+      if (read.status === 'read') {
+        const newest = read.entries.length > 0 ? read.maxId + 1 : 0;
+        bound = Math.max(newest, stateLogEnd ?? 0);
+      }
+      this.checks.push({
+        kind,
+        read,
+        bound,
+        checked: false,
+        mismatch: new Uint8Array(read.status === 'read' ? read.entries.length : 0),
+        missingKeys: 0,
+        missingExamples: [],
+      });
+    }
+
+    const blocks: BlockReport[] = [];
+    const total = reader.blocks.reduce((sum, b) => sum + Math.max(0, reader.fileSize(b)), 0);
+    let doneBefore = 0;
+    let scanComplete = true;
+    let logEnd = 0;
+    let expected = 0;
+    for (const b of reader.blocks) {
+      for (; expected < b; expected++) {
+        const file = blockFileName(expected);
+        blocks.push({ file, size: 0, records: 0, end: 0, status: 'missing' });
+        this.problem({
+          kind: 'block-missing',
+          file,
+          message: `${file} is missing: the history it held is gone`,
+          repairable: false,
+        });
+        scanComplete = false;
+      }
+      expected = b + 1;
+      const report = this.verifyBlock(b, (offset) =>
+        this.options.onProgress?.(doneBefore + offset, total, blockFileName(b)),
+      );
+      if (report.status !== 'ok') scanComplete = false;
+      if (b === reader.newestBlock) logEnd = reader.idOf(b, Math.max(report.end, BLOCK_HEADER_SIZE));
+      doneBefore += Math.max(0, report.size);
+      this.options.onProgress?.(doneBefore, total, report.file);
+      blocks.push(report);
+      this.options.onBlock?.(report);
+    }
+    this.runChecksUpTo(Infinity);
+    this.chains.users = this.rebuilt.peers.size;
+    this.chains.groups = this.rebuilt.groups.size;
+
+    const peer = this.indexReport(this.checks[0], logEnd, scanComplete);
+    const group = this.indexReport(this.checks[1], logEnd, scanComplete);
+    let stateReport: VerifyReport['index']['state'];
+    if (state.status === 'missing') {
+      stateReport = {
+        status: 'missing',
+        message: 'index_state is absent (a Go-written folder, or one never saved by this server)',
+      };
+    } else if (state.status === 'bad') {
+      stateReport = { status: 'bad', message: `index_state is unreadable: ${state.reason}` };
+      this.problem({
+        kind: 'state-bad',
+        file: 'index_state',
+        message: stateReport.message,
+        repairable: true,
+      });
+    } else if (state.state.logEnd > logEnd) {
+      stateReport = {
+        status: 'past-log',
+        logEnd: state.state.logEnd,
+        message: `index_state says the index reflects the log up to ${state.state.logEnd}, past the end of the log (${logEnd})`,
+      };
+      this.problem({
+        kind: 'state-bad',
+        file: 'index_state',
+        message: stateReport.message,
+        repairable: true,
+      });
+    } else {
+      stateReport = {
+        status: 'ok',
+        logEnd: state.state.logEnd,
+        message: `index_state: the index reflects the log up to ${state.state.logEnd}`,
+      };
+    }
+
+    const recordsByCmd: Record<string, number> = {};
+    for (const [cmd, n] of [...this.recordsByCmd.entries()].sort((a, b) => a[0] - b[0]))
+      recordsByCmd[cmdName(cmd)] = n;
+    return {
+      dataDir: root,
+      blockSize: this.options.blockSize,
+      blockSizeSource: this.options.blockSizeSource,
+      blocks,
+      logEnd,
+      records: this.records,
+      recordsByCmd,
+      scanComplete,
+      index: { peer, group, state: stateReport },
+      chains: this.chains,
+      problems: this.problems,
+      clean: this.problems.length === 0,
+    };
+  }
+
+  private verifyBlock(b: number, onProgress: (offset: number) => void): BlockReport {
+    const reader = this.reader;
+    const file = blockFileName(b);
+    const size = reader.fileSize(b);
+    const newest = b === reader.newestBlock;
+    const headerProblem = reader.headerProblem(b);
+    if (headerProblem) {
+      // An incomplete header of the newest block is a crash while creating it; the engine rewrites it.
+      const torn = newest && size < BLOCK_HEADER_SIZE;
+      this.problem({
+        kind: torn ? 'torn-tail' : 'block-header',
+        file,
+        offset: 0,
+        message: `${file} offset 0: ${headerProblem}${torn ? ' (a block created just before a crash)' : ''}`,
+        repairable: torn,
+      });
+      return {
+        file,
+        size,
+        records: 0,
+        end: 0,
+        status: torn ? 'torn-tail' : 'bad-header',
+        bad: { offset: 0, reason: headerProblem, nextWholeRecord: null },
+      };
+    }
+    let records = 0;
+    const scan = reader.scan(
+      b,
+      BLOCK_HEADER_SIZE,
+      (id, msg) => {
+        records++;
+        this.onRecord(id, msg);
+      },
+      onProgress,
+    );
+    if (size > this.options.blockSize) {
+      this.problem({
+        kind: 'block-too-big',
+        file,
+        message: `${file} is ${size} bytes, more than the block size ${this.options.blockSize} (wrong --block-size?)`,
+        repairable: false,
+      });
+    }
+    if (scan.problem === null) {
+      return { file, size, records, end: scan.end, status: size > this.options.blockSize ? 'too-big' : 'ok' };
+    }
+    const next = reader.nextWholeRecord(b, scan.end);
+    const bad = { offset: scan.end, reason: scan.problem, nextWholeRecord: next };
+    if (next === null && newest) {
+      this.problem({
+        kind: 'torn-tail',
+        file,
+        offset: scan.end,
+        message:
+          `${file} offset ${scan.end}: ${scan.problem}; no whole record follows, so the last ` +
+          `${size - scan.end} bytes are a torn tail (repair cuts them, keeping a copy)`,
+        repairable: true,
+      });
+      return { file, size, records, end: scan.end, status: 'torn-tail', bad };
+    }
+    const after =
+      next === null
+        ? `it is not the newest block, so its end must be whole (disk damage, not a torn write)`
+        : `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail`;
+    this.problem({
+      kind: 'damaged-record',
+      file,
+      offset: scan.end,
+      message: `${file} offset ${scan.end}: ${scan.problem}; ${after}`,
+      repairable: false,
+    });
+    return { file, size, records, end: scan.end, status: 'damaged', bad };
+  }
+
+  private onRecord(id: number, msg: RawMessage): void {
+    this.runChecksUpTo(id);
+    this.records++;
+    this.recordsByCmd.set(msg.cmd, (this.recordsByCmd.get(msg.cmd) ?? 0) + 1);
+    if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) this.checkPeerEntry(id, msg);
+    else if (msg.cmd === Cmd.GROUP_IM_LIST) this.checkGroupEntry(id, msg);
+    this.rebuilt.apply(id, msg);
+    this.lastRecord = { id, cmd: msg.cmd };
+  }
+
+  private chainProblem(
+    kind: 'chain-pointer' | 'message-pointer' | 'malformed-entry',
+    id: number,
+    message: string,
+  ): void {
+    if (kind === 'chain-pointer') this.chains.badLinks++;
+    else if (kind === 'message-pointer') this.chains.badMessagePointers++;
+    else this.chains.malformedEntries++;
+    // Every bad pointer counts; only the first few are listed one by one.
+    if (this.chainExamples++ >= MAX_EXAMPLES * 2) return;
+    const file = blockFileName(this.reader.blockOf(id));
+    const offset = this.reader.offsetOf(id);
+    this.problem({ kind, file, offset, message: `${file} offset ${offset}: ${message}`, repairable: false });
+  }
+
+  /** Checks a link that is not the queue's previous head: it must still point backwards into the same queue. */
+  private checkOddLink(
+    entryId: number,
+    what: string,
+    target: number,
+    sameQueue: (msg: RawMessage) => string | null,
+  ): void {
+    if (target === 0) {
+      this.chains.linksRestarting++;
+      return;
+    }
+    if (!(target < entryId)) {
+      this.chainProblem(
+        'chain-pointer',
+        entryId,
+        `${what} ${target} does not point backwards (entry id ${entryId})`,
+      );
+      return;
+    }
+    const rec = this.reader.read(target);
+    if (rec.kind !== 'ok') {
+      this.chainProblem(
+        'chain-pointer',
+        entryId,
+        `${what} ${target} is not a readable record: ${rec.reason}`,
+      );
+      return;
+    }
+    const why = sameQueue(rec.message);
+    if (why) {
+      this.chainProblem('chain-pointer', entryId, `${what} ${target} points at ${why}`);
+      return;
+    }
+    this.chains.linksSkippingEntries++;
+  }
+
+  private checkMessagePointer(entryId: number, msgid: number): void {
+    if (!(msgid > 0 && msgid < entryId)) {
+      this.chainProblem(
+        'message-pointer',
+        entryId,
+        `msgid ${msgid} does not point backwards at a message (entry id ${entryId})`,
+      );
+      return;
+    }
+    if (this.lastRecord && this.lastRecord.id === msgid && !QUEUE_CMDS.has(this.lastRecord.cmd)) return;
+    if (this.goodMessages.has(msgid)) return;
+    const rec = this.reader.read(msgid);
+    if (rec.kind !== 'ok') {
+      this.chainProblem('message-pointer', entryId, `msgid ${msgid} is not a readable record: ${rec.reason}`);
+      return;
+    }
+    if (QUEUE_CMDS.has(rec.message.cmd)) {
+      this.chainProblem(
+        'message-pointer',
+        entryId,
+        `msgid ${msgid} points at a queue entry (${cmdName(rec.message.cmd)}), not a message`,
+      );
+      return;
+    }
+    if (this.goodMessages.size > 100_000) this.goodMessages.clear();
+    this.goodMessages.add(msgid);
+  }
+
+  private checkPeerEntry(id: number, msg: RawMessage): void {
+    const entry = decodeOfflineEntry(msg.cmd, msg.body);
+    if (!entry) {
+      this.chainProblem(
+        'malformed-entry',
+        id,
+        `${cmdName(msg.cmd)} body of ${msg.body.length} bytes is not a queue entry`,
+      );
+      return;
+    }
+    this.chains.peerEntries++;
+    const table = this.rebuilt.peers;
+    const body = msg.body;
+    const e = table.find(
+      body.readUInt32BE(0),
+      body.readUInt32BE(4),
+      body.readUInt32BE(8),
+      body.readUInt32BE(12),
+    );
+    const headId = e < 0 ? 0 : table.getValue(e, 0);
+    const headPeerId = e < 0 ? 0 : table.getValue(e, 1);
+    const owner = `${entry.appid}:${entry.receiver}`;
+    const sameUser = (rec: RawMessage): string | null => {
+      const other = decodeOfflineEntry(rec.cmd, rec.body);
+      if (!other) return `a ${cmdName(rec.cmd)} record, not a user queue entry`;
+      if (other.appid !== entry.appid || other.receiver !== entry.receiver) {
+        return `an entry of user ${other.appid}:${other.receiver}, not of ${owner}`;
+      }
+      return null;
+    };
+    if (entry.prevMsgid === headId) this.chains.linksToPreviousHead++;
+    else this.checkOddLink(id, `prev_msgid of ${owner}`, entry.prevMsgid, sameUser);
+    // The old MSG_OFFLINE has no separate peer link.
+    if (msg.cmd === Cmd.OFFLINE_V2) {
+      if (entry.prevPeerMsgid === headPeerId) this.chains.linksToPreviousHead++;
+      else this.checkOddLink(id, `prev_peer_msgid of ${owner}`, entry.prevPeerMsgid, sameUser);
+    }
+    this.checkMessagePointer(id, entry.msgid);
+  }
+
+  private checkGroupEntry(id: number, msg: RawMessage): void {
+    const entry = decodeGroupEntry(msg.body);
+    if (!entry) {
+      this.chainProblem(
+        'malformed-entry',
+        id,
+        `MSG_GROUP_IM_LIST body of ${msg.body.length} bytes is not a group entry`,
+      );
+      return;
+    }
+    this.chains.groupEntries++;
+    const table = this.rebuilt.groups;
+    const body = msg.body;
+    const e = table.find(
+      body.readUInt32BE(0),
+      body.readUInt32BE(4),
+      body.readUInt32BE(24),
+      body.readUInt32BE(28),
+    );
+    const headId = e < 0 ? 0 : table.getValue(e, 0);
+    const owner = `${entry.appid}:${entry.gid}`;
+    if (entry.prevMsgid === headId) this.chains.linksToPreviousHead++;
+    else {
+      this.checkOddLink(id, `prev_msgid of group ${owner}`, entry.prevMsgid, (rec) => {
+        if (rec.cmd !== Cmd.GROUP_IM_LIST) return `a ${cmdName(rec.cmd)} record, not a group entry`;
+        const other = decodeGroupEntry(rec.body);
+        if (!other) return 'a malformed group entry';
+        if (other.appid !== entry.appid || other.gid !== entry.gid)
+          return `an entry of group ${other.appid}:${other.gid}`;
+        return null;
+      });
+    }
+    this.checkMessagePointer(id, entry.msgid);
+  }
+
+  /** Compares each index file with the rebuilt index once the walk reaches the position the file reflects. */
+  private runChecksUpTo(id: number): void {
+    for (const check of this.checks) {
+      if (check.checked || check.bound === null || check.read.status !== 'read') continue;
+      if (id < check.bound) continue;
+      check.checked = true;
+      const table = this.rebuilt.table(check.kind);
+      const values = INDEX_FILES[check.kind].values;
+      let matchedKeys = 0;
+      check.read.entries.forEach((entry, i) => {
+        const e = table.find(...entry.key);
+        if (e >= 0) matchedKeys++;
+        for (let v = 0; v < values; v++) {
+          const want = e < 0 ? 0 : table.getValue(e, v);
+          if (entry.values[v] !== want) check.mismatch[i] = 1;
+        }
+      });
+      check.missingKeys = table.size - matchedKeys;
+      if (check.missingKeys > 0) {
+        const fileKeys = new Set(check.read.entries.map((x) => wordsText(x.key)));
+        for (let e = 0; e < table.size && check.missingExamples.length < MAX_EXAMPLES; e++) {
+          const k = keyText(table, e);
+          if (!fileKeys.has(k)) check.missingExamples.push(k);
+        }
+      }
+    }
+  }
+
+  private indexReport(check: IndexCheckState, logEnd: number, scanComplete: boolean): IndexReport {
+    const { name: file } = INDEX_FILES[check.kind];
+    const table = this.rebuilt.table(check.kind);
+    const values = INDEX_FILES[check.kind].values;
+    const base = {
+      file,
+      entries: 0,
+      rebuiltEntries: table.size,
+      reflectsBefore: check.bound,
+      wrongEntries: 0,
+      staleEntries: 0,
+      pastLogEntries: 0,
+      duplicateKeys: 0,
+      examples: [] as string[],
+    };
+    const read = check.read;
+    if (read.status === 'missing') {
+      const message = `${file} is missing (repair rebuilds it from the blocks)`;
+      this.problem({ kind: 'index-missing', file, message, repairable: true });
+      return { ...base, status: 'missing', message };
+    }
+    if (read.status === 'unreadable') {
+      const message = `${file} cannot be read: ${read.reason}`;
+      this.problem({ kind: 'index-unreadable', file, message, repairable: true });
+      return { ...base, status: 'unreadable', message };
+    }
+    if (read.status === 'truncated') {
+      const message = `${file}: ${read.reason} (repair rebuilds it)`;
+      this.problem({ kind: 'index-truncated', file, message, repairable: true });
+      return { ...base, status: 'truncated', message };
+    }
+    const report: IndexReport = {
+      ...base,
+      status: 'ok',
+      entries: read.entries.length,
+      duplicateKeys: read.duplicates,
+      message: '',
+    };
+    let found = 0;
+    read.entries.forEach((entry, i) => {
+      if (table.find(...entry.key) >= 0) found++;
+      const past = entry.values.some((v) => !(v < logEnd));
+      if (past) {
+        report.pastLogEntries++;
+        if (report.examples.length < MAX_EXAMPLES) {
+          report.examples.push(
+            `${wordsText(entry.key)} -> ${entry.values.join(', ')} (past the log end ${logEnd})`,
+          );
+        }
+      } else if (check.mismatch[i]) {
+        report.wrongEntries++;
+        if (report.examples.length < MAX_EXAMPLES) {
+          const e = table.find(...entry.key);
+          report.examples.push(
+            `${wordsText(entry.key)} -> ${entry.values.join(', ')} (the blocks say ${e < 0 ? 'no entry' : `${[...Array(values).keys()].map((v) => table.getValue(e, v)).join(', ')}`})`,
+          );
+        }
+      } else {
+        const e = table.find(...entry.key);
+        for (let v = 0; v < values; v++) {
+          if (entry.values[v] !== (e < 0 ? 0 : table.getValue(e, v))) {
+            report.staleEntries++;
+            break;
+          }
+        }
+      }
+    });
+    report.wrongEntries += check.missingKeys + read.duplicates;
+    for (const k of check.missingExamples) {
+      if (report.examples.length < MAX_EXAMPLES) report.examples.push(`${k} is missing from ${file}`);
+    }
+    // Queues that began after the position the file reflects: stale, not wrong.
+    const newKeys = table.size - found - check.missingKeys;
+    if (newKeys > 0 && report.pastLogEntries === 0) report.staleEntries += newKeys;
+    const partial = scanComplete
+      ? ''
+      : ' (compared with a partial rebuild: damage stopped the walk of a block)';
+    if (report.pastLogEntries > 0) {
+      report.status = 'past-log';
+      report.message = `${file}: ${report.pastLogEntries} of ${report.entries} entries point past the end of the log (${logEnd}) (repair rebuilds it)`;
+      this.problem({ kind: 'index-past-log', file, message: report.message, repairable: true });
+    } else if (report.wrongEntries > 0) {
+      report.status = 'wrong';
+      report.message =
+        `${file}: ${report.wrongEntries} entries disagree with the index rebuilt from the blocks up to ` +
+        `${check.bound}, the position the file reflects${read.duplicates ? ` (${read.duplicates} duplicate keys)` : ''}${partial} (repair rebuilds it)`;
+      this.problem({ kind: 'index-wrong', file, message: report.message, repairable: true });
+    } else if (report.staleEntries > 0) {
+      report.status = 'stale';
+      report.message =
+        `${file}: stale (repair will update it): it reflects the log before id ${check.bound}; ` +
+        `${report.staleEntries} queues changed after that${partial}`;
+      this.problem({ kind: 'index-stale', file, message: report.message, repairable: true });
+    } else {
+      report.message = `${file}: ${report.entries} entries, equal to the index rebuilt from the blocks${partial}`;
+    }
+    return report;
+  }
+}
