@@ -271,6 +271,46 @@ describe('RPC methods against the real server (default limits)', () => {
   });
 });
 
+describe('RPC counters in /summary', () => {
+  it('count requests (refused ones too), user-queue entries and super-group saves', async () => {
+    const server = await startServer({ config: { block_size: 1048576 } });
+    const client = clientFor(server);
+    try {
+      await client.savePeerMessage({
+        appId: APP,
+        uid: 1,
+        deviceId: 0,
+        cmd: Cmd.SYSTEM,
+        raw: Buffer.from('a'),
+      });
+      await client.savePeerGroupMessage({
+        appId: APP,
+        members: [1, 2, 3],
+        deviceId: 0,
+        cmd: Cmd.SYSTEM,
+        raw: Buffer.from('b'),
+      });
+      await client.saveGroupMessage({
+        appId: APP,
+        groupId: 5,
+        deviceId: 0,
+        cmd: Cmd.GROUP_NOTIFICATION,
+        raw: Buffer.from('c'),
+      });
+      await client.syncMessage({ appId: APP, uid: 1, deviceId: 0, lastMsgId: 0 });
+      await assert.rejects(client.getLatestMessage({ appId: APP, uid: 1, limit: 0 }), ImsRpcError);
+      const summary = (await (await fetch(`${server.httpBase}/summary`)).json()) as Record<string, number>;
+      assert.equal(summary.request_count, 5);
+      assert.equal(summary.peer_message_count, 4);
+      assert.equal(summary.group_message_count, 1);
+    } finally {
+      await client.close();
+      await server.stop();
+      removeDir(path.dirname(server.dataDir));
+    }
+  });
+});
+
 describe('RPC sync limits from the config (limit=5, group_limit=2)', () => {
   let server: ServerProcess;
   let client: ImsClient;
