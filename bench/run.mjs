@@ -1,0 +1,793 @@
+// `npm run bench`: starts the real ims server on loopback and measures saves, syncs, index rebuild and
+// index memory, next to two ceilings measured in the same run (the disk's and the Nest transport's).
+// Every figure is the median of several runs. Results: bench/results/latest.json and latest.md.
+//
+//   node bench/run.mjs [--quick] [--out DIR] [--profile] [--no-profile] [--keep]
+//
+// --quick    a smoke run of a few seconds (1 run each, short windows, 100k users instead of 10M)
+// --out DIR  where to write the results (default bench/results; --quick writes quick.json/quick.md)
+// --profile  always CPU-profile the server and the client during a 64-in-flight sync-durability run
+//            (a full run profiles anyway when that run is below 50k saves/s; --no-profile stops it)
+// --keep     keep the temporary data folders
+// --nodelay  what-if: Nagle's algorithm off on every socket (server, echo server and client)
+// --only a,b run only these sections (disk, engine, framing, transport, saves, sync, rebuild, memory)
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Session } from 'node:inspector';
+import {
+  APP_ID,
+  CMD_IM,
+  REPO_ROOT,
+  SAMPLE_TEXT,
+  createClient,
+  distUrl,
+  drive,
+  freePort,
+  imBody,
+  killChildren,
+  machineInfo,
+  medianOf,
+  round,
+  runJsonChild,
+  startChild,
+  startImsServer,
+  waitForQuiet,
+} from './lib.mjs';
+import { summarizeProfile } from './profile-summary.mjs';
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const QUICK = flag('--quick');
+const OUT_DIR = path.resolve(option('--out') ?? path.join(REPO_ROOT, 'bench/results'));
+const ONLY = option('--only')?.split(',') ?? null;
+const OUT_NAME = ONLY ? 'partial' : QUICK ? 'quick' : 'latest';
+const want = (section) => !ONLY || ONLY.includes(section);
+const NODELAY = flag('--nodelay');
+const NODELAY_PRELOAD = path.join(REPO_ROOT, 'bench/nodelay-preload.mjs');
+if (NODELAY) await import(NODELAY_PRELOAD);
+const preloadFlags = NODELAY ? ['--import', NODELAY_PRELOAD] : [];
+
+const SETTINGS = QUICK
+  ? {
+      runs: 1,
+      durationMs: 300,
+      warmupMs: 100,
+      inflights: [1, 16, 64],
+      syncUsers: 20,
+      syncMessagesPerUser: 100,
+      rebuildBytes: 8 * 2 ** 20,
+      memoryUsers: 100_000,
+      profileMs: 0,
+    }
+  : {
+      runs: 3,
+      durationMs: 2000,
+      warmupMs: 500,
+      inflights: [1, 16, 64],
+      syncUsers: 200,
+      syncMessagesPerUser: 100,
+      rebuildBytes: 320 * 2 ** 20,
+      memoryUsers: 10_000_000,
+      profileMs: 4000,
+    };
+
+const TARGETS = {
+  savesPerSecSync64: 54_000,
+  fullSyncsPerSec64: 1_300,
+  fullSyncP99Ms64: 256,
+  tailSyncsPerSec64: 12_000,
+  rebuildMBps: 200,
+  rssMBFor10MUsers: 600,
+};
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ims-bench-'));
+const log = (...a) => console.error(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s]`, ...a);
+const T0 = performance.now();
+
+const { MessageStore } = await import(distUrl('src/storage/message-store.js'));
+const { encodeRecord, recordSize } = await import(distUrl('src/format/record.js'));
+const { OFFLINE_V2_BODY_SIZE } = await import(distUrl('src/format/bodies.js'));
+const { PEER_INDEX_ENTRY_SIZE } = await import(distUrl('src/format/index-file.js'));
+
+const body = imBody(1001, 2002, SAMPLE_TEXT);
+const uidOf = (n) => BigInt(10_000 + (n % 10_000));
+
+async function repeat(fn) {
+  const runs = [];
+  for (let r = 0; r < SETTINGS.runs; r++) {
+    if (!QUICK) await waitForQuiet({ log });
+    runs.push(await fn(r));
+  }
+  return { ...medianOf(runs), runs: runs.length };
+}
+
+// ---- 2a. disk ceiling: a bare loop appending the same records with the same fsync grouping --------
+
+/**
+ * `inflight` producers each append a message record and its queue entry (one write, as the engine
+ * commits a save) and, with sync durability, wait for the fdatasync that covers them; one fdatasync
+ * at a time serves every producer that wrote before it started (the engine's group commit).
+ */
+async function diskCeiling(inflight, durability, runNo) {
+  const file = path.join(work, `disk-${durability}-${inflight}-${runNo}`);
+  const fd = fs.openSync(file, 'w');
+  const msgRecord = encodeRecord({ cmd: CMD_IM, seq: 0, version: 1, flag: 0, body });
+  const entryRecord = encodeRecord({
+    cmd: 250,
+    seq: 0,
+    version: 1,
+    flag: 0,
+    body: Buffer.alloc(OFFLINE_V2_BODY_SIZE, 1),
+  });
+  const pair = msgRecord.length + entryRecord.length;
+  const staging = Buffer.allocUnsafe(pair);
+  let end = 32;
+  fs.writeSync(fd, Buffer.alloc(32), 0, 32, 0);
+  let durable = end;
+  let waiters = [];
+  let syncing = false;
+  const syncLoop = async () => {
+    syncing = true;
+    while (waiters.length > 0) {
+      const target = end;
+      await new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+      durable = target;
+      const pending = [];
+      for (const w of waiters) {
+        if (w.id <= durable) w.resolve();
+        else pending.push(w);
+      }
+      waiters = pending;
+    }
+    syncing = false;
+  };
+  const append = () => {
+    msgRecord.copy(staging, 0);
+    entryRecord.copy(staging, msgRecord.length);
+    fs.writeSync(fd, staging, 0, pair, end);
+    end += pair;
+    return end;
+  };
+  let lastSync = performance.now();
+  const call =
+    durability === 'sync'
+      ? (n) => {
+          const id = append(n);
+          if (id <= durable) return undefined;
+          return new Promise((resolve) => {
+            waiters.push({ id, resolve });
+            if (!syncing) void syncLoop();
+          });
+        }
+      : async () => {
+          append();
+          // The interval mode's once-a-second fdatasync, run inline as a bare loop would.
+          if (performance.now() - lastSync >= 1000) {
+            fs.fdatasyncSync(fd);
+            lastSync = performance.now();
+          }
+        };
+  const r = await drive({ call, inflight, durationMs: SETTINGS.durationMs, warmupMs: SETTINGS.warmupMs });
+  fs.closeSync(fd);
+  fs.rmSync(file, { force: true });
+  return {
+    opsPerSec: r.opsPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    cpuPct: r.clientCpuPct,
+    otherCpuPct: r.otherCpuPct,
+    bytesPerSave: pair,
+  };
+}
+
+// ---- 2b. engine alone: MessageStore in this process (no Nest, no RPC) --------------------------------
+
+async function engineCeiling(inflight, durability, runNo) {
+  const root = path.join(work, `engine-${durability}-${inflight}-${runNo}`);
+  const store = MessageStore.open({ root });
+  const call =
+    durability === 'sync'
+      ? (n) => {
+          store.savePeerMessage(APP_ID, uidOf(n), 1n, CMD_IM, body);
+          return store.whenDurable();
+        }
+      : async (n) => {
+          store.savePeerMessage(APP_ID, uidOf(n), 1n, CMD_IM, body);
+        };
+  const flusher = durability === 'interval' ? setInterval(() => void store.flush(), 1000) : null;
+  const r = await drive({ call, inflight, durationMs: SETTINGS.durationMs, warmupMs: SETTINGS.warmupMs });
+  if (flusher) clearInterval(flusher);
+  await store.close({ saveIndex: false });
+  fs.rmSync(root, { recursive: true, force: true });
+  return {
+    opsPerSec: r.opsPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    cpuPct: r.clientCpuPct,
+    otherCpuPct: r.otherCpuPct,
+  };
+}
+
+// ---- 2c. transport ceiling: a Nest TCP handler that stores nothing ------------------------------------
+
+async function startEcho() {
+  const port = await freePort();
+  const child = startChild([...preloadFlags, path.join(REPO_ROOT, 'bench/echo-server.mjs'), String(port)]);
+  await child.waitFor(/echo listening/);
+  return { ...child, host: '127.0.0.1', port };
+}
+
+function saveCall(client) {
+  return (n) =>
+    client.savePeerMessage({ appId: APP_ID, uid: uidOf(n), deviceId: 1n, cmd: CMD_IM, raw: body });
+}
+
+async function measureSaves(server, client, inflight) {
+  const r = await drive({
+    call: saveCall(client),
+    inflight,
+    durationMs: SETTINGS.durationMs,
+    warmupMs: SETTINGS.warmupMs,
+    serverPid: server.proc.pid,
+  });
+  return {
+    opsPerSec: r.opsPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    serverCpuPct: r.serverCpuPct,
+    clientCpuPct: r.clientCpuPct,
+    otherCpuPct: r.otherCpuPct,
+  };
+}
+
+// ---- Nest TCP framing cost, in isolation ------------------------------------------------------------------
+
+/** µs per message that Nest's JsonSocket spends framing + JSON for one SavePeerMessage request and reply. */
+async function framingCost() {
+  const { JsonSocket } = await import('@nestjs/microservices/helpers/json-socket.js');
+  const { EventEmitter } = await import('node:events');
+  const fake = new EventEmitter();
+  fake.writableLength = 0;
+  let received = 0;
+  fake.on('message', () => received++);
+  const sock = new JsonSocket(fake, { incompleteMessageTimeout: 0 });
+  const request = {
+    pattern: 'SavePeerMessage',
+    data: { appId: 7, uid: 12345, deviceId: 1, cmd: CMD_IM, raw: body.toString('base64') },
+    id: 'a1b2c3d4-e5f6-4a5b-8c7d-0123456789ab',
+  };
+  const reply = {
+    err: null,
+    response: { msgId: 123456789, prevMsgId: 123456000 },
+    isDisposed: true,
+    id: request.id,
+  };
+  const batch = 64;
+  const n = batch * (QUICK ? 300 : 3000);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += batch) {
+    let chunk = '';
+    for (let j = 0; j < batch; j++) chunk += sock.formatMessageData(j & 1 ? reply : request);
+    sock.handleData(Buffer.from(chunk, 'utf8'));
+  }
+  const us = ((performance.now() - t0) * 1000) / n;
+  if (received !== n) throw new Error(`framing bench decoded ${received} of ${n} messages`);
+  return {
+    usPerMessage: round(us, 3),
+    requestBytes: Buffer.byteLength(sock.formatMessageData(request)),
+    replyBytes: Buffer.byteLength(sock.formatMessageData(reply)),
+    note: 'JSON.stringify + length prefix + utf8 encode + StringDecoder + parse, 64 frames per read; a call costs one request and one reply on each side',
+  };
+}
+
+// ---- 3. SyncMessage ------------------------------------------------------------------------------------------
+
+async function syncBench() {
+  const dataDir = path.join(work, 'sync-data');
+  const server = await startImsServer({
+    workDir: work,
+    dataDir,
+    durability: 'sync',
+    nodeFlags: preloadFlags,
+  });
+  const client = await createClient(server.host, server.port);
+  try {
+    const users = SETTINGS.syncUsers;
+    const per = SETTINGS.syncMessagesPerUser;
+    const lastTwo = new Map();
+    let next = 0;
+    const total = users * per;
+    // Fill every user's queue with `per` messages, 64 saves in flight.
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        for (;;) {
+          const n = next++;
+          if (n >= total) return;
+          const uid = BigInt(500_000 + (n % users));
+          const r = await client.savePeerMessage({
+            appId: APP_ID,
+            uid,
+            deviceId: 1n,
+            cmd: CMD_IM,
+            raw: body,
+          });
+          const ids = lastTwo.get(uid) ?? [];
+          ids.push(r.msgId);
+          ids.sort((a, b) => a - b);
+          lastTwo.set(uid, ids.slice(-2));
+        }
+      }),
+    );
+    const uidAt = (n) => BigInt(500_000 + (n % users));
+    const check = await client.syncMessage({ appId: APP_ID, uid: uidAt(0), deviceId: 2n, lastMsgId: 0 });
+    if (check.messages.length !== per)
+      throw new Error(`full sync returned ${check.messages.length}, expected ${per}`);
+    const tailCheck = await client.syncMessage({
+      appId: APP_ID,
+      uid: uidAt(0),
+      deviceId: 2n,
+      lastMsgId: lastTwo.get(uidAt(0))[0],
+    });
+    if (tailCheck.messages.length !== 1)
+      throw new Error(`tail sync returned ${tailCheck.messages.length}, expected 1`);
+    const full = (n) => client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: 0 });
+    const tail = (n) =>
+      client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: lastTwo.get(uidAt(n))[0] });
+    const out = { messagesPerFullSync: per, users };
+    for (const [name, call] of [
+      ['full', full],
+      ['tail', tail],
+    ]) {
+      for (const inflight of [1, 64]) {
+        log(`sync ${name} ${inflight} in flight`);
+        out[`${name}_${inflight}`] = await repeat(async () => {
+          const r = await drive({
+            call,
+            inflight,
+            durationMs: SETTINGS.durationMs,
+            warmupMs: SETTINGS.warmupMs,
+            serverPid: server.proc.pid,
+          });
+          return {
+            opsPerSec: r.opsPerSec,
+            p50Ms: r.p50Ms,
+            p99Ms: r.p99Ms,
+            serverCpuPct: r.serverCpuPct,
+            clientCpuPct: r.clientCpuPct,
+            otherCpuPct: r.otherCpuPct,
+          };
+        });
+      }
+    }
+    return out;
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+}
+
+// ---- 4. index rebuild ------------------------------------------------------------------------------------------
+
+async function rebuildBench() {
+  const root = path.join(work, 'rebuild-data');
+  const store = MessageStore.open({ root });
+  const pair = recordSize(body.length) + recordSize(OFFLINE_V2_BODY_SIZE);
+  const saves = Math.ceil(SETTINGS.rebuildBytes / pair);
+  for (let i = 0; i < saves; i++)
+    store.savePeerMessage(APP_ID, BigInt(1_000_000 + (i % 100_000)), 1n, CMD_IM, body);
+  await store.close();
+  for (const f of ['peer_index', 'group_index', 'index_state'])
+    fs.rmSync(path.join(root, f), { force: true });
+  const bytesOnDisk = fs.readdirSync(root).reduce((s, f) => s + fs.statSync(path.join(root, f)).size, 0);
+  log(`rebuild: ${round(bytesOnDisk / 2 ** 20, 1)} MB in ${fs.readdirSync(root).length} files`);
+  const result = await repeat(async () => {
+    const r = await runJsonChild([path.join(REPO_ROOT, 'bench/rebuild-child.mjs'), root]);
+    if (r.index !== 'rebuilt') throw new Error(`expected a rebuild, got index ${r.index}`);
+    return {
+      mbPerSec: r.bytesScanned / 2 ** 20 / (r.elapsedMs / 1000),
+      bytesScanned: r.bytesScanned,
+      recordsScanned: r.recordsScanned,
+      elapsedMs: r.elapsedMs,
+      users: r.peerEntries,
+    };
+  });
+  fs.rmSync(root, { recursive: true, force: true });
+  return {
+    ...result,
+    note: 'page cache warm (the folder was just written); a cold read is bounded by the disk',
+  };
+}
+
+// ---- 5. memory of a big peer index ---------------------------------------------------------------------------
+
+async function memoryBench() {
+  const root = path.join(work, 'memory-data');
+  const users = SETTINGS.memoryUsers;
+  // A real folder with one saved message, whose queue entry every synthetic user's index entry points at.
+  const store = MessageStore.open({ root });
+  store.savePeerMessage(APP_ID, 1n, 1n, CMD_IM, body);
+  const entryId = store.peerHead(APP_ID, 1n).lastId;
+  await store.close();
+  const state = JSON.parse(fs.readFileSync(path.join(root, 'index_state'), 'utf8'));
+  const fd = fs.openSync(path.join(root, 'peer_index'), 'w');
+  const perChunk = 1 << 20;
+  const chunk = Buffer.alloc(perChunk * PEER_INDEX_ENTRY_SIZE);
+  for (let start = 0; start < users; start += perChunk) {
+    const n = Math.min(perChunk, users - start);
+    for (let i = 0; i < n; i++) {
+      const off = i * PEER_INDEX_ENTRY_SIZE;
+      chunk.writeBigUInt64BE(APP_ID, off);
+      chunk.writeBigUInt64BE(BigInt(start + i + 1), off + 8);
+      chunk.writeBigUInt64BE(BigInt(entryId), off + 16);
+      chunk.writeBigUInt64BE(BigInt(entryId), off + 24);
+    }
+    fs.writeSync(fd, chunk, 0, n * PEER_INDEX_ENTRY_SIZE);
+  }
+  fs.closeSync(fd);
+  fs.writeFileSync(path.join(root, 'index_state'), JSON.stringify({ ...state, peerEntries: users }) + '\n');
+  const result = await repeat(async () => {
+    const r = await runJsonChild(['--expose-gc', path.join(REPO_ROOT, 'bench/memory-child.mjs'), root]);
+    if (r.users !== users || r.index !== 'loaded')
+      throw new Error(`memory child loaded ${r.users} users (index ${r.index})`);
+    const MB = 2 ** 20;
+    return {
+      rssMB: r.after.rss / MB,
+      heapUsedMB: r.after.heapUsed / MB,
+      arrayBuffersMB: r.after.arrayBuffers / MB,
+      peakRssMB: r.maxRssBytes / MB,
+      baselineRssMB: r.before.rss / MB,
+      bytesPerUser: (r.after.rss - r.before.rss) / users,
+      tableBytesPerUser: (r.indexBytes.peer + r.indexBytes.group) / users,
+      loadMs: r.loadMs,
+    };
+  });
+  fs.rmSync(root, { recursive: true, force: true });
+  return { users, indexFileMB: round((users * PEER_INDEX_ENTRY_SIZE) / 2 ** 20, 1), ...result };
+}
+
+// ---- profiling ---------------------------------------------------------------------------------------------
+
+async function profileSaves() {
+  const dataDir = path.join(work, 'profile-data');
+  const profileFile = path.join(work, 'server.cpuprofile');
+  const server = await startImsServer({
+    workDir: work,
+    dataDir,
+    durability: 'sync',
+    nodeFlags: [...preloadFlags, '--import', path.join(REPO_ROOT, 'bench/cpu-profile-preload.mjs')],
+    env: { IMS_BENCH_PROFILE_OUT: profileFile },
+  });
+  const client = await createClient(server.host, server.port);
+  const session = new Session();
+  session.connect();
+  const post = (m, p = {}) => new Promise((res, rej) => session.post(m, p, (e, r) => (e ? rej(e) : res(r))));
+  try {
+    await drive({ call: saveCall(client), inflight: 64, durationMs: 1000 });
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 200 });
+    server.proc.kill('SIGWINCH');
+    await post('Profiler.start');
+    const r = await drive({
+      call: saveCall(client),
+      inflight: 64,
+      durationMs: SETTINGS.profileMs,
+      serverPid: server.proc.pid,
+    });
+    const { profile: clientProfile } = await post('Profiler.stop');
+    server.proc.kill('SIGUSR2');
+    await server.waitFor(/cpu profile written/);
+    const serverProfile = JSON.parse(fs.readFileSync(profileFile, 'utf8'));
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    return {
+      during: {
+        opsPerSec: round(r.opsPerSec),
+        serverCpuPct: round(r.serverCpuPct),
+        clientCpuPct: round(r.clientCpuPct),
+      },
+      server: summarizeProfile(serverProfile, 20),
+      client: summarizeProfile(clientProfile, 12),
+    };
+  } finally {
+    session.disconnect();
+    await client.close();
+    await server.stop();
+  }
+}
+
+// ---- report ----------------------------------------------------------------------------------------------
+
+function fmt(x, digits = 0) {
+  if (!Number.isFinite(x)) return '–';
+  return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function markdown(res) {
+  const m = res.machine;
+  const L = [];
+  L.push(`### ims benchmark (${res.quick ? 'quick smoke run' : 'full run'}, ${res.date})`);
+  L.push('');
+  L.push(
+    `Machine: ${m.cpuCount} × ${m.cpuModel}, ${fmt(m.memoryMB / 1024, 1)} GB RAM, ${m.os}, Node ${m.node}, ` +
+      `data on ${m.dataFs ? `${m.dataFs.type} (${m.dataFs.device})` : '?'}; client, server and ceilings on the same machine. ` +
+      `Commit ${m.commit ?? '?'}. Median of ${res.settings.runs} run(s), ${res.settings.durationMs} ms windows after ` +
+      `${res.settings.warmupMs} ms warm-up. Client: ${res.client}.`,
+  );
+  L.push('');
+  L.push('**SavePeerMessage** (ops/s, p50 / p99 ms)');
+  L.push('');
+  L.push(
+    '| in flight | durability | ims | p50 | p99 | server CPU | client CPU | disk ceiling | ims ÷ disk | transport ceiling | ims ÷ transport | engine alone |',
+  );
+  L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const d of ['sync', 'interval']) {
+    for (const k of res.settings.inflights) {
+      const s = res.saves[d][k];
+      const disk = res.ceilings.disk[d][k];
+      const tr = res.ceilings.transport[k];
+      const eng = res.ceilings.engine[d][k];
+      L.push(
+        `| ${k} | ${d} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% | ${fmt(s.clientCpuPct)}% | ` +
+          `${fmt(disk.opsPerSec)} | ${fmt(s.opsPerSec / disk.opsPerSec, 2)} | ${fmt(tr.opsPerSec)} | ` +
+          `${fmt(s.opsPerSec / tr.opsPerSec, 2)} | ${fmt(eng.opsPerSec)} |`,
+      );
+    }
+  }
+  L.push('');
+  L.push(
+    `Transport ceiling: Nest TCP echo handler (same pattern, payload and client), server CPU ${res.settings.inflights
+      .map((k) => `${fmt(res.ceilings.transport[k].serverCpuPct)}%`)
+      .join(' / ')} at ${res.settings.inflights.join(' / ')} in flight. ` +
+      `Nest framing alone (JsonSocket, JSON): ${fmt(res.framing.usPerMessage, 2)} µs per message ` +
+      `(request ${res.framing.requestBytes} B, reply ${res.framing.replyBytes} B).`,
+  );
+  L.push('');
+  L.push('**SyncMessage** (ops/s, p50 / p99 ms)');
+  L.push('');
+  L.push('| sync | in flight | ops/s | p50 | p99 | server CPU |');
+  L.push('|---|---:|---:|---:|---:|---:|');
+  for (const name of ['full', 'tail']) {
+    for (const k of [1, 64]) {
+      const s = res.sync[`${name}_${k}`];
+      const label = name === 'full' ? `full (${res.sync.messagesPerFullSync} messages)` : 'tail (1 message)';
+      L.push(
+        `| ${label} | ${k} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% |`,
+      );
+    }
+  }
+  L.push('');
+  const rb = res.rebuild;
+  const mem = res.memory;
+  L.push('**Start-up and memory**');
+  L.push('');
+  L.push('| figure | value |');
+  L.push('|---|---:|');
+  L.push(
+    `| index rebuild (${fmt(rb.bytesScanned / 2 ** 20)} MB of blocks, warm cache) | ${fmt(rb.mbPerSec)} MB/s (${fmt(rb.elapsedMs)} ms) |`,
+  );
+  L.push(
+    `| peer index of ${fmt(mem.users)} users: RSS after GC | ${fmt(mem.rssMB)} MB (peak ${fmt(mem.peakRssMB)} MB, Node baseline ${fmt(mem.baselineRssMB)} MB) |`,
+  );
+  L.push(
+    `| same: heap used / array buffers | ${fmt(mem.heapUsedMB, 1)} MB / ${fmt(mem.arrayBuffersMB, 1)} MB |`,
+  );
+  L.push(
+    `| same: bytes per user (RSS growth; table alone) | ${fmt(mem.bytesPerUser, 1)}; ${fmt(mem.tableBytesPerUser, 1)} |`,
+  );
+  L.push(`| same: load time | ${fmt(mem.loadMs)} ms |`);
+  L.push('');
+  const others = [
+    ...Object.values(res.saves.sync),
+    ...Object.values(res.saves.interval),
+    ...Object.values(res.ceilings.transport),
+  ].map((f) => f.otherCpuPct);
+  L.push(
+    `Other processes on the machine used up to ${fmt(Math.max(...others))}% of a core during the RPC windows ` +
+      `(load average ${res.loadAverageAtStart.join(' ')} at the start).`,
+  );
+  L.push('');
+  L.push('**Targets** (Go ims on 2 cores acks before fsync; ims with durability=sync)');
+  L.push('');
+  L.push('| target | ims | met |');
+  L.push('|---|---:|---|');
+  for (const t of res.targets) L.push(`| ${t.name} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);
+  if (res.profile) {
+    L.push('');
+    L.push(
+      `**Server CPU profile**, 64 in flight, durability=sync (${fmt(res.profile.during.opsPerSec)} saves/s, server CPU ` +
+        `${fmt(res.profile.during.serverCpuPct)}%, client CPU ${fmt(res.profile.during.clientCpuPct)}%); % of samples:`,
+    );
+    L.push('');
+    L.push(`areas: ${res.profile.server.areas.map((a) => `${a.fn} ${a.pct}%`).join(', ')}`);
+    L.push('');
+    L.push(
+      `top self: ${res.profile.server.self
+        .slice(0, 12)
+        .map((a) => `${a.fn} ${a.pct}%`)
+        .join('; ')}`,
+    );
+  }
+  return L.join('\n') + '\n';
+}
+
+function targetsOf(res) {
+  const s64 = res.saves.sync[64];
+  const t = [];
+  const add = (name, value, shown, met) => t.push({ name, value: shown, raw: value, met });
+  add(
+    'saves/s at 64 in flight > 54k (Go 48–54k)',
+    s64.opsPerSec,
+    fmt(s64.opsPerSec),
+    s64.opsPerSec > TARGETS.savesPerSecSync64,
+  );
+  const f = res.sync.full_64;
+  add(
+    'full syncs/s at 64 in flight > 1.3k',
+    f.opsPerSec,
+    fmt(f.opsPerSec),
+    f.opsPerSec > TARGETS.fullSyncsPerSec64,
+  );
+  add(
+    'full sync p99 at 64 in flight < 256 ms',
+    f.p99Ms,
+    `${fmt(f.p99Ms, 1)} ms`,
+    f.p99Ms < TARGETS.fullSyncP99Ms64,
+  );
+  const tl = res.sync.tail_64;
+  add(
+    'tail syncs/s at 64 in flight > 12k',
+    tl.opsPerSec,
+    fmt(tl.opsPerSec),
+    tl.opsPerSec > TARGETS.tailSyncsPerSec64,
+  );
+  add(
+    'index rebuild ≥ 200 MB/s',
+    res.rebuild.mbPerSec,
+    `${fmt(res.rebuild.mbPerSec)} MB/s`,
+    res.rebuild.mbPerSec >= TARGETS.rebuildMBps,
+  );
+  const rssFor10M = res.memory.baselineRssMB + (res.memory.bytesPerUser * 10_000_000) / 2 ** 20;
+  add(
+    '10M users ≤ 600 MB RSS',
+    rssFor10M,
+    `${fmt(res.memory.users === 10_000_000 ? res.memory.rssMB : rssFor10M)} MB${res.memory.users === 10_000_000 ? '' : ' (extrapolated)'}`,
+    (res.memory.users === 10_000_000 ? res.memory.rssMB : rssFor10M) <= TARGETS.rssMBFor10MUsers,
+  );
+  return t;
+}
+
+// ---- main ------------------------------------------------------------------------------------------------
+
+async function main() {
+  const res = {
+    date: new Date().toISOString(),
+    quick: QUICK,
+    nodelay: NODELAY,
+    machine: machineInfo(work),
+    settings: SETTINGS,
+    client: null,
+    ceilings: { disk: { sync: {}, interval: {} }, engine: { sync: {}, interval: {} }, transport: {} },
+    saves: { sync: {}, interval: {} },
+  };
+  log(`work folder ${work}; ${QUICK ? 'quick' : 'full'} run`);
+  res.loadAverageAtStart = os.loadavg().map((x) => round(x, 2));
+
+  for (const d of ['sync', 'interval']) {
+    for (const k of SETTINGS.inflights) {
+      if (want('disk')) {
+        log(`disk ceiling ${d} ${k} in flight`);
+        res.ceilings.disk[d][k] = await repeat((r) => diskCeiling(k, d, r));
+      }
+      if (want('engine')) {
+        log(`engine alone ${d} ${k} in flight`);
+        res.ceilings.engine[d][k] = await repeat((r) => engineCeiling(k, d, r));
+      }
+    }
+  }
+
+  if (want('framing')) res.framing = await framingCost();
+
+  if (want('transport')) {
+    const echo = await startEcho();
+    try {
+      const client = await createClient(echo.host, echo.port);
+      res.client = client.kind;
+      for (const k of SETTINGS.inflights) {
+        log(`transport ceiling ${k} in flight`);
+        res.ceilings.transport[k] = await repeat(() => measureSaves(echo, client, k));
+      }
+      await client.close();
+    } finally {
+      await echo.stop();
+    }
+  }
+
+  if (want('saves')) {
+    for (const d of ['sync', 'interval']) {
+      const server = await startImsServer({
+        workDir: work,
+        dataDir: path.join(work, `saves-${d}`),
+        durability: d,
+        nodeFlags: preloadFlags,
+      });
+      try {
+        const client = await createClient(server.host, server.port);
+        res.client = client.kind;
+        for (const k of SETTINGS.inflights) {
+          log(`ims saves ${d} ${k} in flight`);
+          res.saves[d][k] = await repeat(() => measureSaves(server, client, k));
+        }
+        await client.close();
+      } finally {
+        await server.stop();
+      }
+      fs.rmSync(path.join(work, `saves-${d}`), { recursive: true, force: true });
+    }
+  }
+
+  if (want('sync')) {
+    log('sync');
+    res.sync = await syncBench();
+  }
+  if (want('rebuild')) {
+    log('rebuild');
+    res.rebuild = await rebuildBench();
+  }
+  if (want('memory')) {
+    log(`memory (${SETTINGS.memoryUsers} users)`);
+    res.memory = await memoryBench();
+  }
+
+  const wantProfile =
+    flag('--profile') ||
+    (!QUICK && !flag('--no-profile') && want('saves') && res.saves.sync[64].opsPerSec < 50_000);
+  if (wantProfile && SETTINGS.profileMs > 0) {
+    log('profiling the server at 64 in flight, durability=sync');
+    await waitForQuiet({ log });
+    res.profile = await profileSaves();
+  }
+
+  if (ONLY) {
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    fs.writeFileSync(path.join(OUT_DIR, `${OUT_NAME}.json`), JSON.stringify(res, null, 2) + '\n');
+    console.log(JSON.stringify(res, null, 2));
+    return;
+  }
+
+  res.ratios = {};
+  for (const d of ['sync', 'interval']) {
+    for (const k of SETTINGS.inflights) {
+      res.ratios[`${d}_${k}`] = {
+        ofDisk: round(res.saves[d][k].opsPerSec / res.ceilings.disk[d][k].opsPerSec, 3),
+        ofTransport: round(res.saves[d][k].opsPerSec / res.ceilings.transport[k].opsPerSec, 3),
+        ofEngine: round(res.saves[d][k].opsPerSec / res.ceilings.engine[d][k].opsPerSec, 3),
+      };
+    }
+  }
+  res.targets = targetsOf(res);
+  res.loadAverageAtEnd = os.loadavg().map((x) => round(x, 2));
+  res.noiseNote =
+    'otherCpuPct in each figure is the CPU other processes of the machine used during its window (% of one core)';
+  res.elapsedS = round((performance.now() - T0) / 1000, 1);
+
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+  const md = markdown(res);
+  fs.writeFileSync(path.join(OUT_DIR, `${OUT_NAME}.json`), JSON.stringify(res, null, 2) + '\n');
+  fs.writeFileSync(path.join(OUT_DIR, `${OUT_NAME}.md`), md);
+  console.log(md);
+  log(`results in ${path.join(OUT_DIR, OUT_NAME)}.json/.md (${res.elapsedS} s)`);
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
+} finally {
+  killChildren();
+  if (!flag('--keep')) fs.rmSync(work, { recursive: true, force: true });
+}
