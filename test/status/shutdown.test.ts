@@ -137,7 +137,11 @@ describe('shutdown under a stream of writes', () => {
     await stream.done;
     const again = await start();
     const opened = await again.waitForLog(/\[Storage\] opened /);
-    assert.match(opened, /index repaired/, 'the index saved at the last clean shutdown is repaired from the log');
+    assert.match(
+      opened,
+      /index repaired/,
+      'the index saved at the last clean shutdown is repaired from the log',
+    );
     await assertAllAcked(again, acked);
     await again.stop();
   });

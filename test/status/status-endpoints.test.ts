@@ -30,7 +30,13 @@ describe('status endpoints (/summary, /stack, /health)', () => {
     const client = clientFor(server);
     try {
       for (let i = 0; i < 5; i++) {
-        await client.savePeerMessage({ appId: APP, uid: 100 + i, deviceId: 1, cmd: 4, raw: imBody(1, 100 + i, `m${i}`) });
+        await client.savePeerMessage({
+          appId: APP,
+          uid: 100 + i,
+          deviceId: 1,
+          cmd: 4,
+          raw: imBody(1, 100 + i, `m${i}`),
+        });
       }
       await client.saveGroupMessage({ appId: APP, groupId: 9, deviceId: 1, cmd: 8, raw: imBody(1, 9, 'g') });
       await client.syncMessage({ appId: APP, uid: 100, deviceId: 1, lastMsgId: 0 });
@@ -46,7 +52,11 @@ describe('status endpoints (/summary, /stack, /health)', () => {
     assert.ok(body.rss > 0 && body.heap_used > 0);
     assert.ok(typeof body.event_loop.delay_p99_ms === 'number');
     assert.ok(body.storage.next_message_id > before.storage.next_message_id);
-    assert.equal(body.storage.durable_message_id, body.storage.next_message_id, 'durability=sync: all acked is durable');
+    assert.equal(
+      body.storage.durable_message_id,
+      body.storage.next_message_id,
+      'durability=sync: all acked is durable',
+    );
     assert.equal(body.storage.write_block, 0);
     assert.equal(body.storage.write_block_size, body.storage.next_message_id);
     assert.equal(body.storage.peer_index_entries, 5, 'one queue per uid saved to');
