@@ -57,4 +57,33 @@ describe('readiness: disk threshold and a slave without its master', () => {
       removeDir(path.dirname(slave.configPath));
     }
   });
+
+  it('a slave linked to a live master is ready, and not ready once the master is gone', async () => {
+    const master = await startServer();
+    const slave = await startServer({ masterAddress: master.syncAddress });
+    try {
+      const deadline = Date.now() + 10000;
+      let r = await ready(slave);
+      while (r.status !== 200 && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await ready(slave);
+      }
+      assert.equal(r.status, 200);
+      assert.equal(r.body.details.replication.status, 'up');
+      assert.equal(r.body.details.replication.master, master.syncAddress);
+      await master.kill9();
+      let down = await ready(slave);
+      while (down.status === 200 && Date.now() < deadline + 5000) {
+        await new Promise((res) => setTimeout(res, 100));
+        down = await ready(slave);
+      }
+      assert.equal(down.status, 503);
+      assert.equal(down.body.error.replication.status, 'down');
+    } finally {
+      await slave.stop();
+      await master.stop();
+      removeDir(path.dirname(slave.configPath));
+      removeDir(path.dirname(master.configPath));
+    }
+  });
 });
