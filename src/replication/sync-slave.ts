@@ -152,6 +152,7 @@ export class SyncSlave {
     return new Promise<boolean>((resolve) => {
       let progressed = false;
       let pumping: Promise<void> | null = null;
+      let busy = false;
       let failed = false;
       const reader = new FrameReader();
       const socket = net.connect({ host: this.host, port: this.port });
@@ -177,6 +178,7 @@ export class SyncSlave {
         this.logger.log(`connected to master ${this.masterAddress}, cursor ${cursor}`);
       });
       const pump = async () => {
+        busy = true;
         socket.pause();
         try {
           for (;;) {
@@ -193,13 +195,13 @@ export class SyncSlave {
             'error',
           );
         } finally {
-          pumping = null;
+          busy = false;
           if (!failed && !socket.destroyed) socket.resume();
         }
       };
       socket.on('data', (chunk: Buffer) => {
         reader.push(chunk);
-        pumping ??= pump();
+        if (!busy) pumping = pump();
       });
       socket.on('error', (err) => fail(`${err.message}`, 'log'));
       socket.on('close', () => {
