@@ -2,9 +2,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Logger } from '@nestjs/common';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor, imBody } from '../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
+
+// The test's own RPC clients log every reset the shutdowns cause; that is expected here.
+Logger.overrideLogger(false);
 
 const APP = 11n;
 const BLOCK_SIZE = 1048576;
