@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { splitFrames } from '../../src/format/sync-frames.js';
+import { copyFixtureDir, fixturePath, removeDir, tempDir } from '../support/fixtures.js';
+import { startServer, type ServerProcess } from '../support/server-process.js';
+import { RawSyncSocket, waitFor } from './support.js';
+
+const wire = (name: string) => fs.readFileSync(fixturePath('wire', name));
+
+/** A fake Go master: checks the SYNC_BEGIN it receives, then replies with the captured stream. */
+function fakeGoMaster(expectBegin: Buffer, stream: Buffer) {
+  const received: Buffer[] = [];
+  const server = net.createServer((socket) => {
+    let got = Buffer.alloc(0);
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk) => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length >= expectBegin.length && received.length === 0) {
+        received.push(got.subarray(0, expectBegin.length));
+        socket.write(stream);
+      }
+    });
+  });
+  return {
+    received,
+    listen: () =>
+      new Promise<number>((r) =>
+        server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)),
+      ),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe('wire compatibility with the Go 2.0 master and slave', () => {
+  const servers: ServerProcess[] = [];
+  const dirs: string[] = [];
+  after(async () => {
+    for (const s of servers) await s.kill9().catch(() => undefined);
+    for (const s of servers) removeDir(path.dirname(s.configPath));
+    for (const d of dirs) removeDir(d);
+  });
+  const clean = fs.readFileSync(fixturePath('clean', 'message_0'));
+
+  for (const cursor of [32, 266353]) {
+    it(`our slave fed the Go master's bytes from cursor ${cursor} ends with a message_0 identical to Go's`, async () => {
+      const begin = wire(`sync_begin_cursor${cursor}.bin`);
+      const fake = fakeGoMaster(begin, wire(`sync_stream_cursor${cursor}.bin`));
+      const port = await fake.listen();
+      const dataDir = tempDir('ims-goslave-');
+      dirs.push(dataDir);
+      if (cursor > 32) fs.writeFileSync(path.join(dataDir, 'message_0'), clean.subarray(0, cursor));
+      const slave = await startServer({ dataDir, masterAddress: `127.0.0.1:${port}` });
+      servers.push(slave);
+      try {
+        await waitFor(
+          'message_0 equal to the fixture',
+          () => fs.readFileSync(path.join(dataDir, 'message_0')).equals(clean),
+          15000,
+          100,
+        );
+        assert.equal(fake.received.length, 1);
+        assert.deepEqual(fake.received[0], begin, 'the SYNC_BEGIN frame is byte-identical to the Go slave');
+        assert.ok(!slave.logText().includes('ERROR'), slave.logText());
+      } finally {
+        await slave.stop();
+        await fake.close();
+      }
+    });
+  }
+
+  it("our master serving clean/ sends the Go master's stream byte for byte (same batches, ids and messages)", async () => {
+    const dataDir = copyFixtureDir('clean');
+    dirs.push(dataDir);
+    const master = await startServer({ dataDir });
+    servers.push(master);
+    for (const cursor of [32, 266353]) {
+      const expected = wire(`sync_stream_cursor${cursor}.bin`);
+      const expectedFrames = splitFrames(expected).frames.length;
+      const s = await RawSyncSocket.connect(master.ports.sync);
+      s.send(wire(`sync_begin_cursor${cursor}.bin`));
+      await waitFor('the whole backlog', () => s.frames.length >= expectedFrames, 10000);
+      // Nothing more is sent while nothing is written.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(s.frames.length, expectedFrames);
+      assert.equal(s.problem, null);
+      const got = Buffer.concat(
+        s.frames.map((f) => {
+          const h = Buffer.alloc(12);
+          h.writeInt32BE(f.length, 0);
+          h.writeInt32BE(f.seq, 4);
+          h[8] = f.cmd;
+          h[9] = f.version;
+          h[10] = f.flag;
+          return Buffer.concat([h, f.body]);
+        }),
+      );
+      assert.deepEqual(got, expected);
+      s.close();
+    }
+    await master.stop();
+  });
+});
