@@ -160,6 +160,14 @@ export function startChild(args, { cwd = REPO_ROOT, env = {} } = {}) {
   return child;
 }
 
+/** Runs a child to its end; throws with its output when it fails. */
+export async function runChild(args, options) {
+  const child = startChild(args, options);
+  const { code } = await child.exited;
+  if (code !== 0) throw new Error(`${args.join(' ')} failed (exit ${code}):\n${child.lines.join('\n')}`);
+  return child.lines;
+}
+
 /** Runs a child to its end and parses the last stdout line that is JSON. */
 export async function runJsonChild(args, options) {
   const child = startChild(args, options);

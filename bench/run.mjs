@@ -9,7 +9,11 @@
 // --profile  always CPU-profile the server and the client during a 64-in-flight sync-durability run
 //            (a full run profiles anyway when that run is below 50k saves/s; --no-profile stops it)
 // --keep     keep the temporary data folders
-// --nodelay  what-if: Nagle's algorithm off on every socket (server, echo server and client)
+// --whatif L what-if changes on the Nest transport, comma-separated: nodelay, route, cork (see
+//            bench/whatif-preload.mjs); preloaded into the server, the echo server and this client
+// --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
+// --no-whatif a full run also measures transport and saves under --whatif route and route,nodelay,cork
+//            (16 and 64 in flight, in a child run); this skips that
 // --only a,b run only these sections (disk, engine, framing, transport, saves, sync, rebuild, memory)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -29,6 +33,7 @@ import {
   machineInfo,
   medianOf,
   round,
+  runChild,
   runJsonChild,
   startChild,
   startImsServer,
@@ -45,12 +50,16 @@ const option = (name) => {
 const QUICK = flag('--quick');
 const OUT_DIR = path.resolve(option('--out') ?? path.join(REPO_ROOT, 'bench/results'));
 const ONLY = option('--only')?.split(',') ?? null;
-const OUT_NAME = ONLY ? 'partial' : QUICK ? 'quick' : 'latest';
+const OUT_NAME = ONLY || option('--whatif') ? 'partial' : QUICK ? 'quick' : 'latest';
 const want = (section) => !ONLY || ONLY.includes(section);
-const NODELAY = flag('--nodelay');
-const NODELAY_PRELOAD = path.join(REPO_ROOT, 'bench/nodelay-preload.mjs');
-if (NODELAY) await import(NODELAY_PRELOAD);
-const preloadFlags = NODELAY ? ['--import', NODELAY_PRELOAD] : [];
+if (option('--inflights')) SETTINGS.inflights = option('--inflights').split(',').map(Number);
+const WHATIF = option('--whatif') ?? '';
+const WHATIF_PRELOAD = path.join(REPO_ROOT, 'bench/whatif-preload.mjs');
+if (WHATIF) {
+  process.env.IMS_BENCH_WHATIF = WHATIF;
+  await import(WHATIF_PRELOAD);
+}
+const preloadFlags = WHATIF ? ['--import', WHATIF_PRELOAD] : [];
 
 const SETTINGS = QUICK
   ? {
@@ -62,7 +71,7 @@ const SETTINGS = QUICK
       syncMessagesPerUser: 100,
       rebuildBytes: 8 * 2 ** 20,
       memoryUsers: 100_000,
-      profileMs: 0,
+      profileMs: flag('--profile') ? 2000 : 0,
     }
   : {
       runs: 3,
@@ -396,10 +405,25 @@ async function rebuildBench() {
       users: r.peerEntries,
     };
   });
+  let profile;
+  if (flag('--profile') || (!QUICK && !flag('--no-profile') && result.mbPerSec < TARGETS.rebuildMBps)) {
+    // The child exits normally, so --cpu-prof writes its profile.
+    const dir = path.join(work, 'rebuild-profile');
+    await runJsonChild([
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      dir,
+      path.join(REPO_ROOT, 'bench/rebuild-child.mjs'),
+      root,
+    ]);
+    const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    profile = summarizeProfile(JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')), 15);
+  }
   fs.rmSync(root, { recursive: true, force: true });
   return {
     ...result,
     note: 'page cache warm (the folder was just written); a cold read is bounded by the disk',
+    profile,
   };
 }
 
@@ -546,6 +570,27 @@ function markdown(res) {
       `(request ${res.framing.requestBytes} B, reply ${res.framing.replyBytes} B).`,
   );
   L.push('');
+  if (res.whatif) {
+    L.push(
+      '**What-if on the Nest transport** (not in ims; preloaded patches, bench/whatif-preload.mjs): ' +
+        'route = no JSON.parse of string patterns, nodelay = TCP_NODELAY, cork = one write per tick. ops/s (p99 ms)',
+    );
+    L.push('');
+    L.push('| variant | echo 16 | echo 64 | ims sync 16 | ims sync 64 | ims interval 16 | ims interval 64 |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|');
+    const cell = (f) => (f ? `${fmt(f.opsPerSec)} (${fmt(f.p99Ms, 1)})` : '–');
+    const rows = [
+      ['as shipped', { transport: res.ceilings.transport, saves: res.saves }],
+      ...Object.entries(res.whatif),
+    ];
+    for (const [name, w] of rows) {
+      L.push(
+        `| ${name} | ${cell(w.transport[16])} | ${cell(w.transport[64])} | ${cell(w.saves.sync[16])} | ` +
+          `${cell(w.saves.sync[64])} | ${cell(w.saves.interval[16])} | ${cell(w.saves.interval[64])} |`,
+      );
+    }
+    L.push('');
+  }
   L.push('**SyncMessage** (ops/s, p50 / p99 ms)');
   L.push('');
   L.push('| sync | in flight | ops/s | p50 | p99 | server CPU |');
@@ -666,7 +711,7 @@ async function main() {
   const res = {
     date: new Date().toISOString(),
     quick: QUICK,
-    nodelay: NODELAY,
+    whatif: WHATIF || null,
     machine: machineInfo(work),
     settings: SETTINGS,
     client: null,
@@ -749,6 +794,27 @@ async function main() {
     log('profiling the server at 64 in flight, durability=sync');
     await waitForQuiet({ log });
     res.profile = await profileSaves();
+  }
+
+  if (!QUICK && !ONLY && !WHATIF && !flag('--no-whatif')) {
+    res.whatif = {};
+    for (const w of ['route', 'route,nodelay,cork']) {
+      log(`what-if ${w}`);
+      const out = path.join(work, `whatif-${w.replaceAll(',', '-')}`);
+      await runChild([
+        path.join(REPO_ROOT, 'bench/run.mjs'),
+        '--only',
+        'transport,saves',
+        '--inflights',
+        '16,64',
+        '--whatif',
+        w,
+        '--out',
+        out,
+      ]);
+      const r = JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8'));
+      res.whatif[w] = { transport: r.ceilings.transport, saves: r.saves };
+    }
   }
 
   if (ONLY) {
