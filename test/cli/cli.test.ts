@@ -4,6 +4,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { ProgressBar } from '../../src/cli/progress.js';
 import { MessageStore } from '../../src/storage/index.js';
 import { copyFixtureDir, loadManifest, removeDir, tempDir, type GoMessage } from '../support/fixtures.js';
 import { MAIN_JS, startServer } from '../support/server-process.js';
@@ -168,6 +169,47 @@ describe('ims verify', () => {
       assert.match(fix.stdout, /refused: .*would destroy good records, so nothing was changed/);
       assert.deepEqual(fingerprint(dir), before, 'repair changed a damaged folder');
     }
+  });
+});
+
+describe('ims verify: chains', () => {
+  it('reports queue links that do not point backwards into their own queue, which repair cannot fix', async () => {
+    const dir = copy('clean');
+    const file = path.join(dir, 'message_0');
+    const log = fs.readFileSync(file);
+    // Entry 31825 is user 7:10031's second queue entry (its prev links point at 129).
+    const entry = 31825;
+    assert.equal(log.readBigInt64BE(entry + 16 + 32), 129n);
+    // prev_msgid: forward, past the entry; prev_peer_msgid: another user's entry; msgid: a queue entry.
+    log.writeBigInt64BE(BigInt(entry + 1000), entry + 16 + 32);
+    const other = manifest.saves.find(
+      (s) => s.method === 'SavePeerMessage' && s.req.Uid !== 10031 && s.resp < entry,
+    )!;
+    const otherEntryId = other.resp + 20 + Buffer.from(other.req.Raw, 'base64').length;
+    assert.equal(log.readUInt8(otherEntryId + 12), 250, 'an MSG_OFFLINE_V2 record');
+    log.writeBigInt64BE(BigInt(otherEntryId), entry + 16 + 40);
+    log.writeBigInt64BE(129n, entry + 16 + 16);
+    fs.writeFileSync(file, log);
+    const run = await ims('verify', dir, '--json');
+    assert.equal(run.code, 1);
+    const report = json(run);
+    assert.equal(report.chains.badLinks, 2);
+    assert.equal(report.chains.badMessagePointers, 1);
+    const kinds = report.problems.map((p: any) => `${p.kind} ${p.offset}`);
+    assert.ok(kinds.includes(`chain-pointer ${entry}`), kinds.join(', '));
+    assert.ok(kinds.includes(`message-pointer ${entry}`), kinds.join(', '));
+    const text = await ims('verify', dir);
+    assert.match(text.stdout, /prev_msgid of 7:10031 32825 does not point backwards/);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `prev_peer_msgid of 7:10031 ${otherEntryId} points at an entry of user ${other.req.AppID}:${other.req.Uid}, not of 7:10031`,
+      ),
+    );
+    assert.match(text.stdout, /msgid 129 points at a queue entry \(MSG_OFFLINE_V2\), not a message/);
+    const fix = await ims('repair', dir);
+    assert.equal(fix.code, 1);
+    assert.match(fix.stdout, /not repairable by ims repair/);
   });
 });
 
@@ -368,4 +410,22 @@ describe('usage errors exit 2', () => {
       assert.match(run.stderr, /usage:/);
     });
   }
+});
+
+describe('progress bar', () => {
+  it('draws on a terminal and clears itself; stays silent otherwise', () => {
+    const written: string[] = [];
+    const tty = { isTTY: true, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+    const bar = new ProgressBar(tty);
+    bar.update(512 * 1024, 1024 * 1024, 'message_0');
+    assert.match(written[0], /^\r\[#{15}-{15}\]  50% 512\.0 KiB\/1\.0 MiB message_0/);
+    bar.clear();
+    assert.equal(written[1], '\r\x1b[K');
+    const quiet: string[] = [];
+    const pipe = { isTTY: false, write: (s: string) => quiet.push(s) } as unknown as NodeJS.WriteStream;
+    const silent = new ProgressBar(pipe);
+    silent.update(1, 2, 'message_0');
+    silent.clear();
+    assert.deepEqual(quiet, []);
+  });
 });
