@@ -3,9 +3,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ImsClient } from '../../src/client/index.js';
+import { encodeSyncBegin } from '../../src/format/sync-frames.js';
+import { imBody } from '../support/workload.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 import {
+  RawSyncSocket,
   SMALL_BLOCK,
   assertNoZeroPadding,
   blockNames,
@@ -126,5 +129,56 @@ describe('master and slave processes', () => {
     assert.deepEqual(backoffs.slice(0, 3), [100, 200, 400]);
     const s = (await httpJson(`${slave.httpBase}/summary`)).replication as { slave: { connected: boolean } };
     assert.equal(s.slave.connected, true);
+  });
+
+  it('live writes are batched: at most 1000 messages a frame, the rest within about a second', async () => {
+    const rpc = await client(master);
+    const end = ((await httpJson(`${master.httpBase}/summary`)).storage as { next_message_id: number })
+      .next_message_id;
+    const s = await RawSyncSocket.connect(master.ports.sync);
+    try {
+      s.send(encodeSyncBegin(end));
+      await master.waitForLog(new RegExp(`slave 127.0.0.1:${s.socket.localPort} caught up at ${end}`));
+      // Three saves at once (two records each) travel in one batch.
+      const t0 = Date.now();
+      await Promise.all([0, 1, 2].map(() => writePeer(rpc, written++)));
+      await waitFor('one live batch', () => s.frames.length >= 1, 5000);
+      const waited = Date.now() - t0;
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(s.frames.length, 1);
+      assert.equal(s.batches()[0].messages.length, 6);
+      assert.ok(waited < 2500, `first live batch after ${waited} ms`);
+      // One fan-out save of 1 + 1200 records: a full batch of 1000 at once, then the rest.
+      const members = Array.from({ length: 1200 }, (_, i) => 50_000 + i);
+      await rpc.savePeerGroupMessage({
+        appId: 7,
+        members,
+        deviceId: 1,
+        cmd: 8,
+        raw: imBody(1n, 2n, 'fan-out'),
+      });
+      await waitFor('the fan-out batches', () => s.records(SMALL_BLOCK).length >= 6 + 1201, 5000);
+      assert.deepEqual(
+        s.batches().map((b) => b.messages.length),
+        [6, 1000, 201],
+      );
+      await waitIdentical(masterDir, slaveDir);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('with durability=interval (records sent before their fsync) the slave follows across blocks too', async () => {
+    const mDir = tempDir('ims-interval-m-');
+    const sDir = tempDir('ims-interval-s-');
+    dirs.push(mDir, sDir);
+    const m = await start({ dataDir: mDir, config: { ...config, durability: 'interval' }, http: false });
+    const sl = await start({ dataDir: sDir, masterAddress: m.syncAddress, config, http: false });
+    const rpc = await client(m);
+    for (let i = 0; i < 400; i++) await writePeer(rpc, i, 3000);
+    await waitIdentical(mDir, sDir);
+    assert.ok(blockNames(sDir).length >= 2);
+    await sl.stop();
+    await m.stop();
   });
 });
