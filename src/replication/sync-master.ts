@@ -198,6 +198,9 @@ class SlaveSession {
             this.pending.push(rec);
             this.pendingBytes += 12 + rec.msg.body.length;
           }
+          if (r.records.length === 0 && r.next === this.readTo) {
+            throw new Error(`the log does not advance at ${this.readTo} (end ${end})`);
+          }
           this.readTo = r.next;
         }
         const full = this.pending.length >= limit || this.pendingBytes >= MAX_BATCH_BYTES;

@@ -104,7 +104,7 @@ export class SyncSlave {
   private lastAppliedId = 0;
   private recordsApplied = 0;
   private lastBatchAt: Date | null = null;
-  private levelAt = 0;
+  private levelAt = Date.now();
   private caughtUp = false;
   private reconnects = 0;
   private nextRetryMs: number | null = null;
