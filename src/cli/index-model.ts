@@ -4,7 +4,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Cmd, MESSAGE_FLAG_GROUP } from '../format/constants.js';
 import {
   GROUP_INDEX_ENTRY_SIZE,
   GROUP_INDEX_FILE,
@@ -14,6 +13,7 @@ import {
 } from '../format/index-file.js';
 import { int64FromParts, readId } from '../format/int64.js';
 import type { RawMessage } from '../format/record.js';
+import { replayQueueEntry } from '../storage/queue-replay.js';
 import { IdTable } from '../storage/id-table.js';
 import { INDEX_STATE_FILE, type IndexState } from '../storage/index-files.js';
 
@@ -32,30 +32,9 @@ export class RebuiltIndex {
     return kind === 'peer' ? this.peers : this.groups;
   }
 
-  /** Enters a record, exactly as the engine's replay does (MessageStore.applyRecord). */
+  /** Enters a record by the engine's own replay rule. */
   apply(id: number, msg: RawMessage): void {
-    const body = msg.body;
-    if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) {
-      if (body.length < 32) return;
-      const e = this.peers.upsert(
-        body.readUInt32BE(0),
-        body.readUInt32BE(4),
-        body.readUInt32BE(8),
-        body.readUInt32BE(12),
-      );
-      this.peers.setValue(e, 0, id);
-      const groupFlagged = msg.cmd === Cmd.OFFLINE_V2 && (msg.flag & MESSAGE_FLAG_GROUP) !== 0;
-      if (!groupFlagged) this.peers.setValue(e, 1, id);
-    } else if (msg.cmd === Cmd.GROUP_IM_LIST) {
-      if (body.length < 40) return;
-      const e = this.groups.upsert(
-        body.readUInt32BE(0),
-        body.readUInt32BE(4),
-        body.readUInt32BE(24),
-        body.readUInt32BE(28),
-      );
-      this.groups.setValue(e, 0, id);
-    }
+    replayQueueEntry(this.peers, this.groups, id, msg);
   }
 }
 

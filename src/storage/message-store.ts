@@ -31,11 +31,18 @@ import {
   writeGroupEntryBody,
   writeOfflineV2Body,
 } from '../format/bodies.js';
-import { int64Hi, int64Lo, readId } from '../format/int64.js';
+import { int64Hi, int64Lo } from '../format/int64.js';
 import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../format/record.js';
 import { BlockFiles, blockFileName } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { IdTable } from './id-table.js';
+import {
+  GROUP_LAST_ID,
+  PEER_LAST_ID,
+  PEER_LAST_PEER_ID,
+  msgIdDelta,
+  replayQueueEntry,
+} from './queue-replay.js';
 import { loadIndexFile, readIndexState, saveIndexFiles } from './index-files.js';
 import { CorruptRecordError, StorageInputError, StorageOpenError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
@@ -90,18 +97,10 @@ export interface OpenReport {
   elapsedMs: number;
 }
 
-const PEER_LAST_ID = 0;
-const PEER_LAST_PEER_ID = 1;
-const GROUP_LAST_ID = 0;
 const ENTRY_RECORD_SIZE = recordSize(OFFLINE_V2_BODY_SIZE);
 const GROUP_ENTRY_RECORD_SIZE = recordSize(GROUP_ENTRY_BODY_SIZE);
 /** How far past the limit a sync keeps walking to learn whether more messages exist. */
 const HAS_MORE_PROBE = 64;
-
-function deltaOf(entryId: number, msgId: number): number {
-  const d = entryId - msgId;
-  return msgId > 0 && d > 0 && d <= 0xffff_ffff ? d : 0;
-}
 
 export class MessageStore {
   readonly files: BlockFiles;
@@ -281,30 +280,7 @@ export class MessageStore {
 
   /** Enters a record into the indexes (Go: execMessage). */
   private applyRecord(id: number, msg: RawMessage): void {
-    const body = msg.body;
-    if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) {
-      if (body.length < 32) return;
-      const e = this.peers.upsert(
-        body.readUInt32BE(0),
-        body.readUInt32BE(4),
-        body.readUInt32BE(8),
-        body.readUInt32BE(12),
-      );
-      this.peers.setValue(e, PEER_LAST_ID, id);
-      const groupFlagged = msg.cmd === Cmd.OFFLINE_V2 && (msg.flag & MESSAGE_FLAG_GROUP) !== 0;
-      if (!groupFlagged) this.peers.setValue(e, PEER_LAST_PEER_ID, id);
-      this.peers.setAux(e, deltaOf(id, readId(body, 16)));
-    } else if (msg.cmd === Cmd.GROUP_IM_LIST) {
-      if (body.length < 40) return;
-      const e = this.groups.upsert(
-        body.readUInt32BE(0),
-        body.readUInt32BE(4),
-        body.readUInt32BE(24),
-        body.readUInt32BE(28),
-      );
-      this.groups.setValue(e, GROUP_LAST_ID, id);
-      this.groups.setAux(e, deltaOf(id, readId(body, 16)));
-    }
+    replayQueueEntry(this.peers, this.groups, id, msg);
   }
 
   // ---- index lookups -------------------------------------------------------------------------------
@@ -350,7 +326,7 @@ export class MessageStore {
         `expected a queue entry, found ${cmdName(rec.cmd)}`,
       );
     }
-    table.setAux(e, deltaOf(entryId, msgId));
+    table.setAux(e, msgIdDelta(entryId, msgId));
     return msgId;
   }
 
@@ -424,7 +400,7 @@ export class MessageStore {
     const e = this.peers.upsert(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
     this.peers.setValue(e, PEER_LAST_ID, entryId);
     if (!group) this.peers.setValue(e, PEER_LAST_PEER_ID, entryId);
-    this.peers.setAux(e, deltaOf(entryId, msgId));
+    this.peers.setAux(e, msgIdDelta(entryId, msgId));
   }
 
   private prevPeerMsgId(appid: bigint, uid: bigint): number {
@@ -508,7 +484,7 @@ export class MessageStore {
     });
     const e = this.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
     this.groups.setValue(e, GROUP_LAST_ID, entryId);
-    this.groups.setAux(e, deltaOf(entryId, msgId));
+    this.groups.setAux(e, msgIdDelta(entryId, msgId));
     return { msgId, prevMsgId };
   }
 
