@@ -52,7 +52,6 @@ const OUT_DIR = path.resolve(option('--out') ?? path.join(REPO_ROOT, 'bench/resu
 const ONLY = option('--only')?.split(',') ?? null;
 const OUT_NAME = ONLY || option('--whatif') ? 'partial' : QUICK ? 'quick' : 'latest';
 const want = (section) => !ONLY || ONLY.includes(section);
-if (option('--inflights')) SETTINGS.inflights = option('--inflights').split(',').map(Number);
 const WHATIF = option('--whatif') ?? '';
 const WHATIF_PRELOAD = path.join(REPO_ROOT, 'bench/whatif-preload.mjs');
 if (WHATIF) {
@@ -85,6 +84,8 @@ const SETTINGS = QUICK
       profileMs: 4000,
     };
 
+if (option('--inflights')) SETTINGS.inflights = option('--inflights').split(',').map(Number);
+
 const TARGETS = {
   savesPerSecSync64: 54_000,
   fullSyncsPerSec64: 1_300,
@@ -109,7 +110,7 @@ const uidOf = (n) => BigInt(10_000 + (n % 10_000));
 async function repeat(fn) {
   const runs = [];
   for (let r = 0; r < SETTINGS.runs; r++) {
-    if (!QUICK) await waitForQuiet({ log });
+    if (!QUICK) await waitForQuiet({ log, maxWaitMs: 20000 });
     runs.push(await fn(r));
   }
   return { ...medianOf(runs), runs: runs.length };
@@ -792,7 +793,7 @@ async function main() {
     (!QUICK && !flag('--no-profile') && want('saves') && res.saves.sync[64].opsPerSec < 50_000);
   if (wantProfile && SETTINGS.profileMs > 0) {
     log('profiling the server at 64 in flight, durability=sync');
-    await waitForQuiet({ log });
+    await waitForQuiet({ log, maxWaitMs: 20000 });
     res.profile = await profileSaves();
   }
 
@@ -801,19 +802,24 @@ async function main() {
     for (const w of ['route', 'route,nodelay,cork']) {
       log(`what-if ${w}`);
       const out = path.join(work, `whatif-${w.replaceAll(',', '-')}`);
-      await runChild([
-        path.join(REPO_ROOT, 'bench/run.mjs'),
-        '--only',
-        'transport,saves',
-        '--inflights',
-        '16,64',
-        '--whatif',
-        w,
-        '--out',
-        out,
-      ]);
-      const r = JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8'));
-      res.whatif[w] = { transport: r.ceilings.transport, saves: r.saves };
+      try {
+        await runChild([
+          path.join(REPO_ROOT, 'bench/run.mjs'),
+          '--only',
+          'transport,saves',
+          '--inflights',
+          '16,64',
+          '--whatif',
+          w,
+          '--out',
+          out,
+        ]);
+        const r = JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8'));
+        res.whatif[w] = { transport: r.ceilings.transport, saves: r.saves };
+      } catch (err) {
+        log(`what-if ${w} failed: ${err.message}`);
+        res.whatif[w] = { error: err.message, transport: {}, saves: { sync: {}, interval: {} } };
+      }
     }
   }
 
