@@ -8,14 +8,17 @@
 // --out DIR  where to write the results (default bench/results; --quick writes quick.json/quick.md)
 // --profile  always CPU-profile the server and the client during a 64-in-flight sync-durability run
 //            (a full run profiles anyway when that run is below 50k saves/s; --no-profile stops it)
+// --profile-durability interval   profile with durability=interval instead
 // --keep     keep the temporary data folders
 // --whatif L what-if changes on the Nest transport, comma-separated: nodelay, route, cork (see
 //            bench/whatif-preload.mjs); preloaded into the server, the echo server and this client
 // --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
-// --no-whatif a full run also measures transport and saves under --whatif route and route,nodelay,cork
-//            (16 and 64 in flight, in a child run); this skips that
+// --no-whatif a full run also measures transport and saves at 64 in flight under --whatif nodelay, route
+//            and route,novalidate (each in a child run); this skips that
 // --only a,b run only these sections (disk, engine, framing, transport, saves, sync, rebuild, memory)
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Session } from 'node:inspector';
@@ -94,6 +97,24 @@ const TARGETS = {
   rebuildMBps: 200,
   rssMBFor10MUsers: 600,
 };
+
+// Counts fdatasync calls made in this process (the disk ceiling and the engine alone), to report the
+// group size: saves per fdatasync.
+let fdatasyncCalls = 0;
+const fdatasync = fsModule.fdatasync;
+fsModule.fdatasync = function (...a) {
+  fdatasyncCalls++;
+  return fdatasync.apply(this, a);
+};
+syncBuiltinESMExports();
+
+/** Adds fdatasyncs/s and saves per fdatasync over a drive() of the current settings. */
+async function withFsyncCount(run) {
+  const before = fdatasyncCalls;
+  const r = await run();
+  const perSec = (fdatasyncCalls - before) / ((SETTINGS.warmupMs + SETTINGS.durationMs) / 1000);
+  return { ...r, fsyncsPerSec: perSec, savesPerFsync: perSec > 0 ? r.opsPerSec / perSec : 0 };
+}
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ims-bench-'));
 const log = (...a) => console.error(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s]`, ...a);
@@ -477,13 +498,13 @@ async function memoryBench() {
 
 // ---- profiling ---------------------------------------------------------------------------------------------
 
-async function profileSaves() {
+async function profileSaves(durability = option('--profile-durability') ?? 'sync') {
   const dataDir = path.join(work, 'profile-data');
   const profileFile = path.join(work, 'server.cpuprofile');
   const server = await startImsServer({
     workDir: work,
     dataDir,
-    durability: 'sync',
+    durability,
     nodeFlags: [...preloadFlags, '--import', path.join(REPO_ROOT, 'bench/cpu-profile-preload.mjs')],
     env: { IMS_BENCH_PROFILE_OUT: profileFile },
   });
@@ -563,6 +584,14 @@ function markdown(res) {
     }
   }
   L.push('');
+  const dk = res.ceilings.disk.sync;
+  L.push(
+    `Disk ceiling (sync): ${res.settings.inflights
+      .map((k) => `${fmt(dk[k].fsyncsPerSec)} fdatasyncs/s, ${fmt(dk[k].savesPerFsync, 1)} saves each`)
+      .join(' / ')} at ${res.settings.inflights.join(' / ')} in flight; the bare loop's CPU ` +
+      `${res.settings.inflights.map((k) => `${fmt(dk[k].cpuPct)}%`).join(' / ')} is nearly all fdatasync.`,
+  );
+  L.push('');
   L.push(
     `Transport ceiling: Nest TCP echo handler (same pattern, payload and client), server CPU ${res.settings.inflights
       .map((k) => `${fmt(res.ceilings.transport[k].serverCpuPct)}%`)
@@ -573,21 +602,22 @@ function markdown(res) {
   L.push('');
   if (res.whatif) {
     L.push(
-      '**What-if on the Nest transport** (not in ims; preloaded patches, bench/whatif-preload.mjs): ' +
-        'route = no JSON.parse of string patterns, nodelay = TCP_NODELAY, cork = one write per tick. ops/s (p99 ms)',
+      '**What-if at 64 in flight** (not in ims: patches preloaded by bench/whatif-preload.mjs into server, echo ' +
+        'server and client). nodelay = TCP_NODELAY; route = Nest does not JSON.parse string patterns (today ' +
+        'every request throws and catches a SyntaxError); novalidate = no class-validator/class-transformer ' +
+        '(upper bound of hand-written checks). ops/s (p99 ms, server CPU)',
     );
     L.push('');
-    L.push('| variant | echo 16 | echo 64 | ims sync 16 | ims sync 64 | ims interval 16 | ims interval 64 |');
-    L.push('|---|---:|---:|---:|---:|---:|---:|');
-    const cell = (f) => (f ? `${fmt(f.opsPerSec)} (${fmt(f.p99Ms, 1)})` : '–');
+    L.push('| variant | echo | ims sync | ims interval |');
+    L.push('|---|---:|---:|---:|');
+    const cell = (f) => (f ? `${fmt(f.opsPerSec)} (${fmt(f.p99Ms, 1)} ms, ${fmt(f.serverCpuPct)}%)` : '–');
     const rows = [
       ['as shipped', { transport: res.ceilings.transport, saves: res.saves }],
       ...Object.entries(res.whatif),
     ];
     for (const [name, w] of rows) {
       L.push(
-        `| ${name} | ${cell(w.transport[16])} | ${cell(w.transport[64])} | ${cell(w.saves.sync[16])} | ` +
-          `${cell(w.saves.sync[64])} | ${cell(w.saves.interval[16])} | ${cell(w.saves.interval[64])} |`,
+        `| ${name} | ${cell(w.transport[64])} | ${cell(w.saves.sync[64])} | ${cell(w.saves.interval[64])} |`,
       );
     }
     L.push('');
@@ -726,11 +756,11 @@ async function main() {
     for (const k of SETTINGS.inflights) {
       if (want('disk')) {
         log(`disk ceiling ${d} ${k} in flight`);
-        res.ceilings.disk[d][k] = await repeat((r) => diskCeiling(k, d, r));
+        res.ceilings.disk[d][k] = await repeat((r) => withFsyncCount(() => diskCeiling(k, d, r)));
       }
       if (want('engine')) {
         log(`engine alone ${d} ${k} in flight`);
-        res.ceilings.engine[d][k] = await repeat((r) => engineCeiling(k, d, r));
+        res.ceilings.engine[d][k] = await repeat((r) => withFsyncCount(() => engineCeiling(k, d, r)));
       }
     }
   }
@@ -799,7 +829,7 @@ async function main() {
 
   if (!QUICK && !ONLY && !WHATIF && !flag('--no-whatif')) {
     res.whatif = {};
-    for (const w of ['route', 'route,nodelay,cork']) {
+    for (const w of ['nodelay', 'route', 'route,novalidate']) {
       log(`what-if ${w}`);
       const out = path.join(work, `whatif-${w.replaceAll(',', '-')}`);
       try {
