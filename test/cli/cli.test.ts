@@ -6,7 +6,14 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ProgressBar } from '../../src/cli/progress.js';
 import { MessageStore } from '../../src/storage/index.js';
-import { copyFixtureDir, loadManifest, removeDir, tempDir, type GoMessage } from '../support/fixtures.js';
+import {
+  copyFixtureDir,
+  loadManifest,
+  removeDir,
+  tempDir,
+  type GoMessage,
+  sortedIndex,
+} from '../support/fixtures.js';
 import { MAIN_JS, startServer } from '../support/server-process.js';
 
 const manifest = loadManifest();
@@ -49,20 +56,6 @@ function fingerprint(dir: string): Record<string, string> {
       .digest('hex');
   }
   return out;
-}
-
-function sortedIndex(dir: string): { peer: number[][]; group: number[][] } {
-  const read = (name: string, size: number) => {
-    const data = fs.readFileSync(path.join(dir, name));
-    const rows: number[][] = [];
-    for (let off = 0; off < data.length; off += size) {
-      const row: number[] = [];
-      for (let f = 0; f < size; f += 8) row.push(Number(data.readBigInt64BE(off + f)));
-      rows.push(row);
-    }
-    return rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  };
-  return { peer: read('peer_index', 32), group: read('group_index', 24) };
 }
 
 function json(run: Run): any {

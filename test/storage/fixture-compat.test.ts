@@ -11,6 +11,7 @@ import {
   tempDir,
   type GoMessage,
   type ManifestQuery,
+  sortedIndex,
 } from '../support/fixtures.js';
 import { expectedNewCount } from '../support/go-model.js';
 
@@ -56,20 +57,6 @@ function expected(q: ManifestQuery): unknown {
 }
 
 const sha256 = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-
-function sortedIndex(dir: string): { peer: number[][]; group: number[][] } {
-  const read = (name: string, size: number) => {
-    const data = fs.readFileSync(path.join(dir, name));
-    const rows: number[][] = [];
-    for (let off = 0; off < data.length; off += size) {
-      const row: number[] = [];
-      for (let f = 0; f < size; f += 8) row.push(Number(data.readBigInt64BE(off + f)));
-      rows.push(row);
-    }
-    return rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  };
-  return { peer: read('peer_index', 32), group: read('group_index', 24) };
-}
 
 for (const folder of ['clean', 'noindex', 'stale'] as const) {
   describe(`Go fixture ${folder}/`, () => {

@@ -79,3 +79,18 @@ export function copyFixtureDir(name: 'clean' | 'noindex' | 'stale'): string {
 export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
+
+/** Entries of a folder's peer_index ([appid, uid, last_id, last_peer_id]) and group_index, sorted (files are in any order). */
+export function sortedIndex(dir: string): { peer: number[][]; group: number[][] } {
+  const read = (name: string, size: number) => {
+    const data = fs.readFileSync(path.join(dir, name));
+    const rows: number[][] = [];
+    for (let off = 0; off < data.length; off += size) {
+      const row: number[] = [];
+      for (let f = 0; f < size; f += 8) row.push(Number(data.readBigInt64BE(off + f)));
+      rows.push(row);
+    }
+    return rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  };
+  return { peer: read('peer_index', 32), group: read('group_index', 24) };
+}
