@@ -119,3 +119,37 @@ if (wanted.has('fsyncgap') || wanted.has('fsyncgap1ms')) {
     }
   };
 }
+
+// fsyncstats (diagnosis): logs fdatasync count, mean duration and saves-per-second once a second.
+if (wanted.has('fsyncstats')) {
+  const fsm = (await import('node:fs')).default;
+  const orig = fsm.fdatasync;
+  let n = 0;
+  let total = 0;
+  let max = 0;
+  fsm.fdatasync = function (fd, cb) {
+    const t0 = process.hrtime.bigint();
+    n++;
+    return orig.call(this, fd, (err) => {
+      const d = Number(process.hrtime.bigint() - t0) / 1e3;
+      total += d;
+      if (d > max) max = d;
+      cb(err);
+    });
+  };
+  syncBuiltinESMExports();
+  const { performance } = await import('node:perf_hooks');
+  let elu = performance.eventLoopUtilization();
+  setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    const u = performance.eventLoopUtilization(now, elu).utilization;
+    elu = now;
+    if (n)
+      process.stderr.write(
+        `fsyncstats ${n}/s mean ${(total / n).toFixed(0)}us max ${max.toFixed(0)}us loop ${(u * 100).toFixed(0)}%\n`,
+      );
+    n = 0;
+    total = 0;
+    max = 0;
+  }, 1000).unref();
+}

@@ -7,13 +7,14 @@ import 'reflect-metadata';
 import * as fs from 'node:fs';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import { type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module.js';
 import { CLI_COMMANDS, runCli } from './cli/cli.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
 import { ImsLogger } from './logging/ims-logger.js';
 import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
+import { ImsTcpServer } from './rpc/ims-tcp.server.js';
 import { ReplicationService } from './replication/replication.service.js';
 import { installSignalHandlers } from './status/shutdown.js';
 import { StorageService } from './storage/storage.service.js';
@@ -46,7 +47,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
   const rpc = parseHostPort(config.rpc_listen);
   app.connectMicroservice<MicroserviceOptions>(
-    { transport: Transport.TCP, options: { host: rpc.host ?? '0.0.0.0', port: rpc.port } },
+    { strategy: new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port }) },
     { inheritAppConfig: true },
   );
   // 5-6. The flush jobs (@Interval) start when the application initialises.

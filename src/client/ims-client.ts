@@ -9,6 +9,7 @@ import {
   type WireNewCountReply,
   type WirePingReply,
   type WireSavePeerGroupReply,
+  type WireSavePeerMessagesReply,
   type WireSaveReply,
   type WireSyncReply,
 } from './wire.js';
@@ -39,6 +40,32 @@ export interface ImsClientOptions {
   port: number;
   /** Per-request timeout in ms (default 10000). */
   timeoutMs?: number;
+  /**
+   * Send concurrent savePeerMessage calls together as one SavePeerMessages request (default true). Calls
+   * made in the same turn of the event loop go out together, up to `maxBatch` calls or 1 MiB of bodies;
+   * each call still gets its own result or error. A server without SavePeerMessages gets single calls.
+   */
+  batchSaves?: boolean;
+  /** Most calls in one batch (default 500, at most 1000). */
+  maxBatch?: number;
+}
+
+/** Bodies (base64 characters) above which a batch is sent at once. */
+const MAX_BATCH_BODY_CHARS = 1 << 20;
+const SERVER_MAX_BATCH = 1000;
+
+interface WireSavePeerMessage {
+  appId: WireInt64;
+  uid: WireInt64;
+  deviceId: WireInt64;
+  cmd: number;
+  raw: string;
+}
+
+interface QueuedSave {
+  payload: WireSavePeerMessage;
+  resolve: (r: SaveReply) => void;
+  reject: (err: Error) => void;
 }
 
 /** The server refused a request; `message` names the pattern and what was wrong. */
@@ -61,6 +88,16 @@ export class ImsTimeoutError extends Error {
     super(`${pattern}: no answer from ims within ${timeoutMs} ms`);
     this.name = 'ImsTimeoutError';
   }
+}
+
+/** A whole batch's failure, told to each call as its own SavePeerMessage failure. */
+function asSingleSaveError(err: Error): Error {
+  if (err instanceof ImsTimeoutError) return new ImsTimeoutError(RpcPattern.SavePeerMessage, err.timeoutMs);
+  if (err instanceof ImsRpcError) {
+    const text = err.message.replace(`${RpcPattern.SavePeerMessages}:`, `${RpcPattern.SavePeerMessage}:`);
+    return new ImsRpcError(RpcPattern.SavePeerMessage, text);
+  }
+  return err;
 }
 
 function int64Out(value: Int64Input): WireInt64 {
@@ -98,17 +135,29 @@ function syncIn(r: WireSyncReply): SyncReply {
 export class ImsClient {
   private readonly proxy: ClientTCP;
   private readonly timeoutMs: number;
+  private batchSaves: boolean;
+  private readonly maxBatch: number;
+  private queued: QueuedSave[] = [];
+  private queuedChars = 0;
+  private flushScheduled = false;
 
   constructor(options: ImsClientOptions) {
     this.proxy = new ClientTCP({ host: options.host, port: options.port });
     this.timeoutMs = options.timeoutMs ?? 10000;
+    this.batchSaves = options.batchSaves ?? true;
+    const maxBatch = options.maxBatch ?? 500;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > SERVER_MAX_BATCH)
+      throw new RangeError(`maxBatch must be an integer from 1 to ${SERVER_MAX_BATCH}, not ${maxBatch}`);
+    this.maxBatch = maxBatch;
   }
 
   async connect(): Promise<void> {
     await this.proxy.connect();
   }
 
+  /** Closes the connection. Saves still queued are sent first and, like every request still waiting, fail. */
   async close(): Promise<void> {
+    this.flushSaves();
     await this.proxy.close();
   }
 
@@ -132,21 +181,72 @@ export class ImsClient {
     }
   }
 
-  async savePeerMessage(r: {
+  /** Stores a message in a user's queue; with `batchSaves`, together with other calls of the same tick. */
+  savePeerMessage(r: {
     appId: Int64Input;
     uid: Int64Input;
     deviceId: Int64Input;
     cmd: number;
     raw: Buffer;
   }): Promise<SaveReply> {
-    const res = await this.call<WireSaveReply>(RpcPattern.SavePeerMessage, {
+    const payload: WireSavePeerMessage = {
       appId: int64Out(r.appId),
       uid: int64Out(r.uid),
       deviceId: int64Out(r.deviceId),
       cmd: r.cmd,
       raw: r.raw.toString('base64'),
+    };
+    if (!this.batchSaves) return this.saveOne(payload);
+    return new Promise<SaveReply>((resolve, reject) => {
+      this.queued.push({ payload, resolve, reject });
+      this.queuedChars += payload.raw.length;
+      if (this.queued.length >= this.maxBatch || this.queuedChars >= MAX_BATCH_BODY_CHARS) this.flushSaves();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // After the current I/O callbacks: replies that arrive together release callers together.
+        setImmediate(() => {
+          this.flushScheduled = false;
+          this.flushSaves();
+        });
+      }
     });
+  }
+
+  private async saveOne(payload: WireSavePeerMessage): Promise<SaveReply> {
+    const res = await this.call<WireSaveReply>(RpcPattern.SavePeerMessage, payload);
     return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  private flushSaves(): void {
+    const batch = this.queued;
+    if (batch.length === 0) return;
+    this.queued = [];
+    this.queuedChars = 0;
+    if (batch.length === 1) {
+      this.saveOne(batch[0].payload).then(batch[0].resolve, batch[0].reject);
+      return;
+    }
+    this.call<WireSavePeerMessagesReply>(RpcPattern.SavePeerMessages, {
+      messages: batch.map((q) => q.payload),
+    }).then(
+      (res) =>
+        batch.forEach((q, i) => {
+          const o = res.results?.[i];
+          if (o && 'msgId' in o) q.resolve({ msgId: o.msgId, prevMsgId: o.prevMsgId });
+          else
+            q.reject(new ImsRpcError(RpcPattern.SavePeerMessage, o?.error ?? 'SavePeerMessage: no result'));
+        }),
+      (err: Error) => {
+        if (err instanceof ImsRpcError && err.message.includes('no matching message handler')) {
+          // An older server: nothing was stored; send each call alone from now on.
+          this.batchSaves = false;
+          for (const q of batch) this.saveOne(q.payload).then(q.resolve, q.reject);
+          return;
+        }
+        const single = asSingleSaveError(err);
+        for (const q of batch) q.reject(single);
+      },
+    );
   }
 
   async saveGroupMessage(r: {

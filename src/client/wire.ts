@@ -6,6 +6,8 @@
 
 export const RpcPattern = {
   SavePeerMessage: 'SavePeerMessage',
+  /** Several SavePeerMessage payloads in one packet (ImsClient batches concurrent saves this way). */
+  SavePeerMessages: 'SavePeerMessages',
   SaveGroupMessage: 'SaveGroupMessage',
   SavePeerGroupMessage: 'SavePeerGroupMessage',
   SyncMessage: 'SyncMessage',
@@ -31,6 +33,14 @@ export interface WireHistoryMessage {
 export interface WireSaveReply {
   msgId: number;
   prevMsgId: number;
+}
+
+/** One item of a SavePeerMessages reply: the save's ids, or why that one payload was refused. */
+export type WireSaveOutcome = WireSaveReply | { error: string };
+
+export interface WireSavePeerMessagesReply {
+  /** In the order of the request's `messages`. */
+  results: WireSaveOutcome[];
 }
 
 export interface WireSyncReply {

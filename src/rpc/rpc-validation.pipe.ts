@@ -1,5 +1,12 @@
-import { Injectable, ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
+import {
+  Injectable,
+  ValidationPipe,
+  type ArgumentMetadata,
+  type Type,
+  type ValidationError,
+} from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
+import { compilePayloadCheck, type PayloadCheck } from './payload-check.js';
 
 const BUILT_IN_TYPES = new Set<unknown>([Object, String, Number, Boolean, Array]);
 
@@ -20,9 +27,14 @@ function messagesOf(errors: ValidationError[], prefix = ''): string[] {
  * The ValidationPipe configured for RPC: failures become RpcExceptions whose message names each bad field
  * (Nest's default throws a BadRequestException, which the RPC layer would report as an unknown error).
  * Unknown fields are dropped, not refused, so newer clients can add fields.
+ *
+ * A payload that passes every rule takes a fast path compiled from the DTO's own class-validator rules
+ * (see payload-check.ts); anything else goes through class-validator, which writes the error message.
  */
 @Injectable()
 export class RpcValidationPipe extends ValidationPipe {
+  private readonly checks = new Map<unknown, PayloadCheck | null>();
+
   constructor() {
     super({
       whitelist: true,
@@ -33,10 +45,35 @@ export class RpcValidationPipe extends ValidationPipe {
   }
 
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    const type = metadata.metatype;
+    const dto = type && !BUILT_IN_TYPES.has(type);
+    if (!dto) return super.transform(value, metadata);
     // Every payload is an object; saying so beats listing each field a number or an array lacks.
-    const dto = metadata.metatype && !BUILT_IN_TYPES.has(metadata.metatype);
-    if (dto && (value === null || typeof value !== 'object' || Array.isArray(value)))
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
       throw new RpcException('payload must be a JSON object');
-    return super.transform(value, metadata);
+    return this.acceptFast(type, value) ?? super.transform(value, metadata);
+  }
+
+  /** The whitelisted copy of a payload that passes every rule of `dto`, or null when it needs class-validator. */
+  acceptFast(dto: Type, value: unknown): Record<string, unknown> | null {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+    let check = this.checks.get(dto);
+    if (check === undefined) {
+      check = compilePayloadCheck(dto);
+      this.checks.set(dto, check);
+    }
+    return check ? check(value as Record<string, unknown>) : null;
+  }
+
+  /** Checks one item of a batch as a whole payload of `dto`: the checked copy, or the exception it would get. */
+  async checkItem(dto: Type, value: unknown): Promise<Record<string, unknown> | RpcException> {
+    const fast = this.acceptFast(dto, value);
+    if (fast) return fast;
+    try {
+      return (await this.transform(value, { type: 'body', metatype: dto })) as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof RpcException) return err;
+      throw err;
+    }
   }
 }

@@ -1,16 +1,5 @@
-import {
-  Controller,
-  Injectable,
-  UseFilters,
-  UseGuards,
-  UseInterceptors,
-  UsePipes,
-  type CallHandler,
-  type CanActivate,
-  type NestInterceptor,
-} from '@nestjs/common';
+import { Controller, Injectable, UseFilters, UseGuards, UsePipes, type CanActivate } from '@nestjs/common';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
-import type { Observable } from 'rxjs';
 import {
   RpcPattern,
   type WireHistoryMessage,
@@ -18,16 +7,18 @@ import {
   type WireNewCountReply,
   type WirePingReply,
   type WireSaveReply,
+  type WireSaveOutcome,
   type WireSavePeerGroupReply,
+  type WireSavePeerMessagesReply,
   type WireSyncReply,
 } from '../client/wire.js';
 import { ImsConfig } from '../config/ims-config.js';
 import { int64ToJson } from '../format/int64.js';
 import type { HistoryMessage, SyncResult } from '../storage/message-store.js';
-import { StorageService } from '../storage/storage.service.js';
+import { StorageService, type PeerSave } from '../storage/storage.service.js';
 import { decodeBase64, parseWireInt64 } from './int64-validators.js';
 import { RpcCountersService } from './rpc-counters.service.js';
-import { RpcErrorFilter } from './rpc-error.filter.js';
+import { RpcErrorFilter, rpcErrorMessage } from './rpc-error.filter.js';
 import { RpcValidationPipe } from './rpc-validation.pipe.js';
 import {
   GetLatestMessageRequest,
@@ -35,18 +26,22 @@ import {
   SaveGroupMessageRequest,
   SavePeerGroupMessageRequest,
   SavePeerMessageRequest,
+  SavePeerMessagesRequest,
   SyncGroupMessageRequest,
   SyncMessageRequest,
 } from './rpc.dto.js';
 
-/** Counts every request that reaches a handler, before validation, as Go counts every call. */
+/**
+ * Counts every request that reaches a handler, before validation, as Go counts every call. A guard
+ * rather than an interceptor: any interceptor makes Nest wrap every call in extra observables.
+ */
 @Injectable()
-export class RequestCountInterceptor implements NestInterceptor {
+export class RequestCountGuard implements CanActivate {
   constructor(private readonly counters: RpcCountersService) {}
 
-  intercept(_context: unknown, next: CallHandler): Observable<unknown> {
+  canActivate(): boolean {
     this.counters.requestCount++;
-    return next.handle();
+    return true;
   }
 }
 
@@ -82,12 +77,13 @@ function syncReply(r: SyncResult): WireSyncReply {
 /** The ims RPC methods over the Nest TCP transport: payloads validated, answers from the storage engine. */
 @Controller()
 @UseFilters(RpcErrorFilter)
-@UseInterceptors(RequestCountInterceptor)
+@UseGuards(RequestCountGuard)
 @UsePipes(RpcValidationPipe)
 export class RpcController {
   constructor(
     private readonly storage: StorageService,
     private readonly counters: RpcCountersService,
+    private readonly validation: RpcValidationPipe,
   ) {}
 
   @MessagePattern(RpcPattern.SavePeerMessage)
@@ -102,6 +98,48 @@ export class RpcController {
     );
     this.counters.peerMessageCount++;
     return { msgId: res.msgId, prevMsgId: res.prevMsgId };
+  }
+
+  /**
+   * Several SavePeerMessage payloads in one packet. Each item is checked and saved on its own, so a bad
+   * item refuses only itself, with the error a single SavePeerMessage would have had; the reply goes out
+   * once every saved item is durable.
+   */
+  @MessagePattern(RpcPattern.SavePeerMessages)
+  @UseGuards(WritableGuard)
+  async savePeerMessages(@Payload() r: SavePeerMessagesRequest): Promise<WireSavePeerMessagesReply> {
+    // Counted per message, as if each had come alone (the guard counted the packet once).
+    this.counters.requestCount += r.messages.length - 1;
+    const results: (WireSaveOutcome | null)[] = [];
+    const saves: PeerSave[] = [];
+    const slots: number[] = [];
+    for (const item of r.messages) {
+      const checked = await this.validation.checkItem(SavePeerMessageRequest, item);
+      if (checked instanceof RpcException) {
+        results.push({ error: `${RpcPattern.SavePeerMessage}: ${rpcErrorMessage(checked)}` });
+        continue;
+      }
+      const m = checked as unknown as SavePeerMessageRequest;
+      slots.push(results.length);
+      results.push(null);
+      saves.push({
+        appid: id(m.appId),
+        uid: id(m.uid),
+        deviceId: id(m.deviceId),
+        cmd: m.cmd,
+        raw: body(m.raw),
+      });
+    }
+    const saved = saves.length > 0 ? await this.storage.savePeerMessages(saves) : [];
+    saved.forEach((res, i) => {
+      if (res instanceof Error) {
+        results[slots[i]] = { error: `${RpcPattern.SavePeerMessage}: ${rpcErrorMessage(res)}` };
+      } else {
+        this.counters.peerMessageCount++;
+        results[slots[i]] = { msgId: res.msgId, prevMsgId: res.prevMsgId };
+      }
+    });
+    return { results: results as WireSaveOutcome[] };
   }
 
   @MessagePattern(RpcPattern.SaveGroupMessage)

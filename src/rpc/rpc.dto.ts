@@ -1,5 +1,5 @@
 /** Payloads of the RPC patterns (SPEC "RPC over the Nest TCP transport"), validated before any handler runs. */
-import { IsIn, IsInt, Max, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayNotEmpty, IsArray, IsIn, IsInt, Max, Min } from 'class-validator';
 import { Cmd } from '../format/constants.js';
 import { IsInt64List, IsNonNegativeInt64, IsStorableBody } from './int64-validators.js';
 
@@ -15,6 +15,8 @@ export const PEER_SAVE_CMDS: readonly number[] = [
 ];
 /** Message kinds saved into a super group's queue. */
 export const GROUP_SAVE_CMDS: readonly number[] = [Cmd.GROUP_NOTIFICATION, Cmd.GROUP_IM];
+/** Most payloads one SavePeerMessages request may carry. */
+export const MAX_BATCH = 1000;
 /** Most members one SavePeerGroupMessage may fan out to. */
 export const MAX_MEMBERS = 10000;
 
@@ -33,6 +35,14 @@ export class SavePeerMessageRequest {
   @IsNonNegativeInt64() deviceId: WireId;
   @IsIn(PEER_SAVE_CMDS, cmdMessage(PEER_SAVE_CMDS)) cmd: number;
   @IsStorableBody('cmd', PEER_SAVE_CMDS) raw: string;
+}
+
+/** The items are checked one by one against SavePeerMessageRequest, so one bad item refuses only itself. */
+export class SavePeerMessagesRequest {
+  @IsArray({ message: 'messages must be an array of SavePeerMessage payloads' })
+  @ArrayNotEmpty({ message: 'messages must not be empty' })
+  @ArrayMaxSize(MAX_BATCH, { message: `messages has more than ${MAX_BATCH} items` })
+  messages: unknown[];
 }
 
 export class SaveGroupMessageRequest {

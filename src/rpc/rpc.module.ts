@@ -1,7 +1,8 @@
 import { Module } from '@nestjs/common';
 import { StorageModule } from '../storage/storage.module.js';
+import { RpcValidationPipe } from './rpc-validation.pipe.js';
 import { RpcCountersService } from './rpc-counters.service.js';
-import { RpcController, RequestCountInterceptor, WritableGuard } from './rpc.controller.js';
+import { RpcController, RequestCountGuard, WritableGuard } from './rpc.controller.js';
 
 /**
  * RPC over the Nest TCP transport (main.ts connects the microservice on rpc_listen). Validation, error
@@ -11,7 +12,7 @@ import { RpcController, RequestCountInterceptor, WritableGuard } from './rpc.con
 @Module({
   imports: [StorageModule],
   controllers: [RpcController],
-  providers: [RpcCountersService, RequestCountInterceptor, WritableGuard],
+  providers: [RpcCountersService, RequestCountGuard, WritableGuard, RpcValidationPipe],
   exports: [RpcCountersService],
 })
 export class RpcModule {}

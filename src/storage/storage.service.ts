@@ -9,6 +9,15 @@ import {
   type SyncResult,
 } from './message-store.js';
 
+/** One SavePeerMessage of a batch. */
+export interface PeerSave {
+  appid: bigint;
+  uid: bigint;
+  deviceId: bigint;
+  cmd: number;
+  raw: Buffer;
+}
+
 export interface StorageStatus {
   open: boolean;
   nextId: number;
@@ -89,6 +98,31 @@ export class StorageService implements OnApplicationShutdown {
     raw: Buffer,
   ): Promise<SaveResult> {
     return this.afterWrite(this.store.savePeerMessage(appid, uid, deviceId, cmd, raw));
+  }
+
+  /**
+   * Saves several independent messages and waits once for their durability. Each item succeeds or fails
+   * on its own (a refused item stores nothing); the result holds its ids or its error.
+   */
+  async savePeerMessages(items: readonly PeerSave[]): Promise<(SaveResult | Error)[]> {
+    const store = this.store;
+    const out: (SaveResult | Error)[] = [];
+    for (const m of items) {
+      try {
+        out.push(store.savePeerMessage(m.appid, m.uid, m.deviceId, m.cmd, m.raw));
+      } catch (err) {
+        out.push(err as Error);
+      }
+    }
+    if (out.some((r) => !(r instanceof Error))) {
+      try {
+        await this.afterWrite(undefined);
+      } catch (err) {
+        // Not durable: no item may be acknowledged.
+        return out.map((r) => (r instanceof Error ? r : (err as Error)));
+      }
+    }
+    return out;
   }
 
   savePeerGroupMessage(
