@@ -210,6 +210,19 @@ describe('a slave (master_address set)', () => {
           return true;
         });
       }
+      // Batched saves too: concurrent calls go out as one SavePeerMessages, refused whole.
+      const batch = await Promise.allSettled(
+        [1, 2, 3].map((uid) =>
+          client.savePeerMessage({ appId: 7, uid, deviceId: 1, cmd: Cmd.IM, raw: imBody(2, uid, 'x') }),
+        ),
+      );
+      for (const r of batch) {
+        assert.equal(r.status, 'rejected');
+        assert.match(
+          String((r as PromiseRejectedResult).reason.message),
+          /^SavePeerMessage: read-only replica/,
+        );
+      }
       assert.deepEqual(await client.syncMessage({ appId: 7, uid: 1, deviceId: 1, lastMsgId: 0 }), {
         messages: [],
         lastMsgId: 0,
