@@ -247,14 +247,14 @@ export async function startImsServer({ workDir, dataDir, durability = 'sync', no
  * The typed client (dist/src/client) when it is built; otherwise Nest's ClientProxy with the pattern
  * names, which is what the typed client wraps.
  */
-export async function createClient(host, port) {
+export async function createClient(host, port, { batchSaves = true } = {}) {
   const clientJs = path.join(DIST, 'src/client/index.js');
   if (fs.existsSync(clientJs)) {
     const { ImsClient } = await import(distUrl('src/client/index.js'));
-    const client = new ImsClient({ host, port, timeoutMs: 60000 });
+    const client = new ImsClient({ host, port, timeoutMs: 60000, batchSaves });
     await client.connect();
     return {
-      kind: 'ImsClient (dist/src/client)',
+      kind: `ImsClient (dist/src/client${batchSaves ? '' : ', batchSaves: false'})`,
       savePeerMessage: (r) => client.savePeerMessage(r),
       syncMessage: (r) => client.syncMessage(r),
       close: () => client.close(),

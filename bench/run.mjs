@@ -10,11 +10,11 @@
 //            (a full run profiles anyway when that run is below 50k saves/s; --no-profile stops it)
 // --profile-durability interval   profile with durability=interval instead
 // --keep     keep the temporary data folders
-// --whatif L what-if changes on the Nest transport, comma-separated: nodelay, route, cork (see
+// --whatif L what-if changes on the Nest transport, comma-separated: nodelay, cork, batchwrite (see
 //            bench/whatif-preload.mjs); preloaded into the server, the echo server and this client
 // --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
-// --no-whatif a full run also measures transport and saves at 64 in flight under --whatif nodelay, route
-//            and route,novalidate (each in a child run); this skips that
+// --no-whatif a full run also measures transport and saves at 16 and 64 in flight under --whatif nodelay
+//            and batchwrite (each in a child run); this skips that
 // --only a,b run only these sections (disk, engine, framing, transport, saves, sync, rebuild, memory)
 import * as fs from 'node:fs';
 import fsModule from 'node:fs';
@@ -564,7 +564,10 @@ function markdown(res) {
       `${res.settings.warmupMs} ms warm-up. Client: ${res.client}.`,
   );
   L.push('');
-  L.push('**SavePeerMessage** (ops/s, p50 / p99 ms)');
+  L.push(
+    '**SavePeerMessage** through ImsClient, which sends the saves its callers make in the same tick as one ' +
+      'SavePeerMessages request (ops/s, p50 / p99 ms)',
+  );
   L.push('');
   L.push(
     '| in flight | durability | ims | p50 | p99 | server CPU | client CPU | disk ceiling | ims ÷ disk | transport ceiling | ims ÷ transport | engine alone |',
@@ -580,6 +583,24 @@ function markdown(res) {
         `| ${k} | ${d} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% | ${fmt(s.clientCpuPct)}% | ` +
           `${fmt(disk.opsPerSec)} | ${fmt(s.opsPerSec / disk.opsPerSec, 2)} | ${fmt(tr.opsPerSec)} | ` +
           `${fmt(s.opsPerSec / tr.opsPerSec, 2)} | ${fmt(eng.opsPerSec)} |`,
+      );
+    }
+  }
+  L.push('');
+  L.push(
+    '**SavePeerMessage, one request per save** (ImsClient with `batchSaves: false`, or any plain Nest client; ' +
+      'ceiling: the echo handler driven the same way)',
+  );
+  L.push('');
+  L.push('| in flight | durability | ims | p50 | p99 | server CPU | transport ceiling | ims ÷ transport |');
+  L.push('|---:|---|---:|---:|---:|---:|---:|---:|');
+  for (const d of ['sync', 'interval']) {
+    for (const k of res.settings.inflights) {
+      const s = res.savesSingle[d][k];
+      const tr = res.ceilings.transportSingle[k];
+      L.push(
+        `| ${k} | ${d} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% | ` +
+          `${fmt(tr.opsPerSec)} | ${fmt(s.opsPerSec / tr.opsPerSec, 2)} |`,
       );
     }
   }
@@ -603,21 +624,21 @@ function markdown(res) {
   if (res.whatif) {
     L.push(
       '**What-if at 64 in flight** (not in ims: patches preloaded by bench/whatif-preload.mjs into server, echo ' +
-        'server and client). nodelay = TCP_NODELAY; route = Nest does not JSON.parse string patterns (today ' +
-        'every request throws and catches a SyntaxError); novalidate = no class-validator/class-transformer ' +
-        '(upper bound of hand-written checks). ops/s (p99 ms, server CPU)',
+        'server and client). nodelay = TCP_NODELAY; batchwrite = one file write per group commit instead of ' +
+        'one per save. ops/s (p99 ms, server CPU)',
     );
     L.push('');
-    L.push('| variant | echo | ims sync | ims interval |');
-    L.push('|---|---:|---:|---:|');
+    L.push('| variant | echo | ims sync | ims interval | ims sync, one call per save |');
+    L.push('|---|---:|---:|---:|---:|');
     const cell = (f) => (f ? `${fmt(f.opsPerSec)} (${fmt(f.p99Ms, 1)} ms, ${fmt(f.serverCpuPct)}%)` : '–');
     const rows = [
-      ['as shipped', { transport: res.ceilings.transport, saves: res.saves }],
+      ['as shipped', { transport: res.ceilings.transport, saves: res.saves, savesSingle: res.savesSingle }],
       ...Object.entries(res.whatif),
     ];
     for (const [name, w] of rows) {
       L.push(
-        `| ${name} | ${cell(w.transport[64])} | ${cell(w.saves.sync[64])} | ${cell(w.saves.interval[64])} |`,
+        `| ${name} | ${cell(w.transport[64])} | ${cell(w.saves.sync[64])} | ${cell(w.saves.interval[64])} | ` +
+          `${cell(w.savesSingle?.sync?.[64])} |`,
       );
     }
     L.push('');
@@ -746,8 +767,14 @@ async function main() {
     machine: machineInfo(work),
     settings: SETTINGS,
     client: null,
-    ceilings: { disk: { sync: {}, interval: {} }, engine: { sync: {}, interval: {} }, transport: {} },
+    ceilings: {
+      disk: { sync: {}, interval: {} },
+      engine: { sync: {}, interval: {} },
+      transport: {},
+      transportSingle: {},
+    },
     saves: { sync: {}, interval: {} },
+    savesSingle: { sync: {}, interval: {} },
   };
   log(`work folder ${work}; ${QUICK ? 'quick' : 'full'} run`);
   res.loadAverageAtStart = os.loadavg().map((x) => round(x, 2));
@@ -771,12 +798,16 @@ async function main() {
     const echo = await startEcho();
     try {
       const client = await createClient(echo.host, echo.port);
+      const single = await createClient(echo.host, echo.port, { batchSaves: false });
       res.client = client.kind;
       for (const k of SETTINGS.inflights) {
         log(`transport ceiling ${k} in flight`);
         res.ceilings.transport[k] = await repeat(() => measureSaves(echo, client, k));
+        log(`transport ceiling ${k} in flight, one call per save`);
+        res.ceilings.transportSingle[k] = await repeat(() => measureSaves(echo, single, k));
       }
       await client.close();
+      await single.close();
     } finally {
       await echo.stop();
     }
@@ -792,12 +823,16 @@ async function main() {
       });
       try {
         const client = await createClient(server.host, server.port);
+        const single = await createClient(server.host, server.port, { batchSaves: false });
         res.client = client.kind;
         for (const k of SETTINGS.inflights) {
           log(`ims saves ${d} ${k} in flight`);
           res.saves[d][k] = await repeat(() => measureSaves(server, client, k));
+          log(`ims saves ${d} ${k} in flight, one call per save`);
+          res.savesSingle[d][k] = await repeat(() => measureSaves(server, single, k));
         }
         await client.close();
+        await single.close();
       } finally {
         await server.stop();
       }
@@ -829,7 +864,7 @@ async function main() {
 
   if (!QUICK && !ONLY && !WHATIF && !flag('--no-whatif')) {
     res.whatif = {};
-    for (const w of ['nodelay', 'route', 'route,novalidate']) {
+    for (const w of ['nodelay', 'batchwrite']) {
       log(`what-if ${w}`);
       const out = path.join(work, `whatif-${w.replaceAll(',', '-')}`);
       try {
@@ -845,10 +880,15 @@ async function main() {
           out,
         ]);
         const r = JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8'));
-        res.whatif[w] = { transport: r.ceilings.transport, saves: r.saves };
+        res.whatif[w] = { transport: r.ceilings.transport, saves: r.saves, savesSingle: r.savesSingle };
       } catch (err) {
         log(`what-if ${w} failed: ${err.message}`);
-        res.whatif[w] = { error: err.message, transport: {}, saves: { sync: {}, interval: {} } };
+        res.whatif[w] = {
+          error: err.message,
+          transport: {},
+          saves: { sync: {}, interval: {} },
+          savesSingle: { sync: {}, interval: {} },
+        };
       }
     }
   }
@@ -867,6 +907,10 @@ async function main() {
         ofDisk: round(res.saves[d][k].opsPerSec / res.ceilings.disk[d][k].opsPerSec, 3),
         ofTransport: round(res.saves[d][k].opsPerSec / res.ceilings.transport[k].opsPerSec, 3),
         ofEngine: round(res.saves[d][k].opsPerSec / res.ceilings.engine[d][k].opsPerSec, 3),
+        singleOfTransportSingle: round(
+          res.savesSingle[d][k].opsPerSec / res.ceilings.transportSingle[k].opsPerSec,
+          3,
+        ),
       };
     }
   }

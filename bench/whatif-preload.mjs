@@ -1,17 +1,12 @@
 // What-if changes for the benchmark (--whatif LIST), preloaded with --import into the server, the echo
 // server and the client. None is in ims itself; each shows what a change on the Nest transport would give.
 //   nodelay  Nagle's algorithm off on every TCP socket (a socketClass calling setNoDelay(true))
-//   route    no JSON.parse of plain string patterns (Nest parses every pattern, and a name like
-//            "SavePeerMessage" throws a SyntaxError per request); a custom ServerTCP strategy could do it
 //   cork     replies (and requests) written in the same tick go out in one write (socket.cork/uncork)
 //   batchwrite  one file write per group commit instead of one per save (see below)
 //   fsyncgap, fsyncgap1ms  a pause before each group fdatasync (see below)
-//   novalidate  ValidationPipe passes payloads through untouched: the upper bound of replacing
-//            class-validator/class-transformer with hand-written checks (unsafe; measurement only)
+//   fsyncstats  logs fdatasyncs per second, their mean time and the event loop's utilisation
 import net from 'node:net';
 import { syncBuiltinESMExports } from 'node:module';
-import { ValidationPipe } from '@nestjs/common';
-import { Server } from '@nestjs/microservices';
 import { JsonSocket } from '@nestjs/microservices/helpers/json-socket.js';
 
 const wanted = new Set((process.env.IMS_BENCH_WHATIF ?? '').split(',').filter(Boolean));
@@ -31,14 +26,6 @@ if (wanted.has('nodelay')) {
   syncBuiltinESMExports();
 }
 
-if (wanted.has('route')) {
-  const getRoute = Server.prototype.getRouteFromPattern;
-  Server.prototype.getRouteFromPattern = function (pattern) {
-    if (typeof pattern === 'string' && !/^\s*[[{"]/.test(pattern)) return this.normalizePattern(pattern);
-    return getRoute.call(this, pattern);
-  };
-}
-
 if (wanted.has('cork')) {
   const handleSend = JsonSocket.prototype.handleSend;
   JsonSocket.prototype.handleSend = function (message, callback) {
@@ -51,12 +38,6 @@ if (wanted.has('cork')) {
       });
     }
     return handleSend.call(this, message, callback);
-  };
-}
-
-if (wanted.has('novalidate')) {
-  ValidationPipe.prototype.transform = async function (value) {
-    return value;
   };
 }
 

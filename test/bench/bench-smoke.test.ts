@@ -51,11 +51,13 @@ describe('bench/run.mjs --quick', () => {
       for (const k of [1, 16, 64]) {
         for (const d of ['sync', 'interval']) {
           assertFigures(`saves ${d} ${k}`, res.saves[d][k]);
+          assertFigures(`saves, one call per save, ${d} ${k}`, res.savesSingle[d][k]);
           assertFigures(`disk ceiling ${d} ${k}`, res.ceilings.disk[d][k]);
           assertFigures(`engine ${d} ${k}`, res.ceilings.engine[d][k]);
           assert.ok(res.ratios[`${d}_${k}`].ofDisk > 0 && res.ratios[`${d}_${k}`].ofTransport > 0);
         }
         assertFigures(`transport ceiling ${k}`, res.ceilings.transport[k]);
+        assertFigures(`transport ceiling, one call per save, ${k}`, res.ceilings.transportSingle[k]);
       }
       for (const s of ['full_1', 'full_64', 'tail_1', 'tail_64']) assertFigures(`sync ${s}`, res.sync[s]);
       assert.equal(res.sync.messagesPerFullSync, 100);
