@@ -4,10 +4,10 @@
  * including one a server is using.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { BLOCK_HEADER_SIZE, MAGIC, MAX_BODY_SIZE, RECORD_OVERHEAD } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, type RawMessage } from '../format/record.js';
 import { blockFileName, listBlocks } from '../storage/block-files.js';
+import { BlockAddressing } from '../format/block-addressing.js';
 
 const CHUNK = 1 << 20;
 /** The largest record there can be: a chunk read this much past a MAGIC holds the whole record. */
@@ -23,41 +23,18 @@ export interface BlockScan {
   problem: string | null;
 }
 
-export class FolderReader {
+export class FolderReader extends BlockAddressing {
   readonly blocks: number[];
   private readonly fds = new Map<number, number>();
   private readonly sizes = new Map<number, number>();
 
-  constructor(
-    readonly root: string,
-    readonly blockSize: number,
-  ) {
+  constructor(root: string, blockSize: number) {
+    super(root, blockSize);
     this.blocks = listBlocks(root);
   }
 
   get newestBlock(): number {
     return this.blocks.length > 0 ? this.blocks[this.blocks.length - 1] : -1;
-  }
-
-  filePath(blockNo: number): string {
-    return path.join(this.root, blockFileName(blockNo));
-  }
-
-  blockOf(id: number): number {
-    return Math.floor(id / this.blockSize);
-  }
-
-  offsetOf(id: number): number {
-    return id % this.blockSize;
-  }
-
-  idOf(blockNo: number, offset: number): number {
-    return blockNo * this.blockSize + offset;
-  }
-
-  /** `message_N offset X` for messages. */
-  describe(id: number): string {
-    return `${blockFileName(this.blockOf(id))} offset ${this.offsetOf(id)}`;
   }
 
   fileSize(blockNo: number): number {

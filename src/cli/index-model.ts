@@ -4,25 +4,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  GROUP_INDEX_ENTRY_SIZE,
-  GROUP_INDEX_FILE,
-  PEER_INDEX_ENTRY_SIZE,
-  PEER_INDEX_FILE,
-  indexFileSizeProblem,
-} from '../format/index-file.js';
+import { INDEX_FILES, indexFileSizeProblem, type IndexKind } from '../format/index-file.js';
 import { int64FromParts, readId } from '../format/int64.js';
 import type { RawMessage } from '../format/record.js';
 import { replayQueueEntry } from '../storage/queue-replay.js';
 import { IdTable } from '../storage/id-table.js';
 import { INDEX_STATE_FILE, type IndexState } from '../storage/index-files.js';
 
-export type IndexKind = 'peer' | 'group';
-
-export const INDEX_FILES: Record<IndexKind, { name: string; entrySize: number; values: number }> = {
-  peer: { name: PEER_INDEX_FILE, entrySize: PEER_INDEX_ENTRY_SIZE, values: 2 },
-  group: { name: GROUP_INDEX_FILE, entrySize: GROUP_INDEX_ENTRY_SIZE, values: 1 },
-};
+export { INDEX_FILES, type IndexKind };
 
 export class RebuiltIndex {
   readonly peers = new IdTable(2);

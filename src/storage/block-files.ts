@@ -4,11 +4,11 @@
  * open read handles. Durability is group commit: callers wait for the fdatasync that covers their id.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE, MAGIC } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, encodeBlockHeader, type RawMessage } from '../format/record.js';
 import { CorruptRecordError, StorageOpenError, StorageWriteError } from './storage-errors.js';
 import type { StorageLogger } from './storage-logger.js';
+import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
 const READ_AHEAD = 4096;
@@ -22,9 +22,7 @@ export interface BlockFilesOptions {
   logger: StorageLogger;
 }
 
-export function blockFileName(blockNo: number): string {
-  return `message_${blockNo}`;
-}
+export { blockFileName };
 
 /** Block numbers present in `root`, ascending. Files that only look like blocks are reported, not used. */
 export function listBlocks(root: string, logger?: StorageLogger): number[] {
@@ -52,9 +50,7 @@ interface DurableWaiter {
   reject: (err: Error) => void;
 }
 
-export class BlockFiles {
-  readonly root: string;
-  readonly blockSize: number;
+export class BlockFiles extends BlockAddressing {
   private readonly maxOpenReadFiles: number;
   private readonly logger: StorageLogger;
 
@@ -80,8 +76,7 @@ export class BlockFiles {
   private readonly readScratch = Buffer.allocUnsafe(READ_AHEAD);
 
   constructor(options: BlockFilesOptions) {
-    this.root = options.root;
-    this.blockSize = options.blockSize ?? BLOCK_SIZE;
+    super(options.root, options.blockSize ?? BLOCK_SIZE);
     this.maxOpenReadFiles = options.maxOpenReadFiles ?? 128;
     this.logger = options.logger;
     if (this.blockSize < BLOCK_HEADER_SIZE + 1024)
@@ -116,27 +111,6 @@ export class BlockFiles {
 
   get lastSyncTime(): number {
     return this.lastSyncAt;
-  }
-
-  blockOf(id: number): number {
-    return Math.floor(id / this.blockSize);
-  }
-
-  offsetOf(id: number): number {
-    return id % this.blockSize;
-  }
-
-  idOf(blockNo: number, offset: number): number {
-    return blockNo * this.blockSize + offset;
-  }
-
-  filePath(blockNo: number): string {
-    return path.join(this.root, blockFileName(blockNo));
-  }
-
-  /** Where an id lives, for error messages: `message_N offset X`. */
-  describe(id: number): string {
-    return `${blockFileName(this.blockOf(id))} offset ${this.offsetOf(id)}`;
   }
 
   /**

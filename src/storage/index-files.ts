@@ -8,9 +8,11 @@ import * as path from 'node:path';
 import {
   GROUP_INDEX_ENTRY_SIZE,
   GROUP_INDEX_FILE,
+  INDEX_FILES,
   PEER_INDEX_ENTRY_SIZE,
   PEER_INDEX_FILE,
   indexFileSizeProblem,
+  type IndexKind,
 } from '../format/index-file.js';
 import { readId, writeId } from '../format/int64.js';
 import { fsyncDirectory } from './block-files.js';
@@ -25,14 +27,8 @@ export type IndexLoad =
  * Fills `table` from an index file. Values per entry: 2 for peer_index (last_id, last_peer_id),
  * 1 for group_index (last_id). Any id at or past `logEnd` makes the file unusable (it is ahead of the log).
  */
-export function loadIndexFile(
-  root: string,
-  kind: 'peer' | 'group',
-  table: IdTable,
-  logEnd: number,
-): IndexLoad {
-  const name = kind === 'peer' ? PEER_INDEX_FILE : GROUP_INDEX_FILE;
-  const entrySize = kind === 'peer' ? PEER_INDEX_ENTRY_SIZE : GROUP_INDEX_ENTRY_SIZE;
+export function loadIndexFile(root: string, kind: IndexKind, table: IdTable, logEnd: number): IndexLoad {
+  const { name, entrySize } = INDEX_FILES[kind];
   const file = path.join(root, name);
   let data: Buffer;
   try {
