@@ -38,6 +38,10 @@ export interface ServerOptions {
   ports?: Partial<{ rpc: number; sync: number; http: number }>;
   /** Wait for "rpc listening" (default true). */
   waitReady?: boolean;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Node flags placed before the entry point (e.g. `--import` of a test preload). */
+  nodeFlags?: string[];
 }
 
 export class ServerProcess {
@@ -151,9 +155,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
     master_address: options.masterAddress,
     ...options.config,
   });
-  const proc = spawn(process.execPath, [MAIN_JS, ...(options.flags ?? []), configPath], {
+  const args = [...(options.nodeFlags ?? []), MAIN_JS, ...(options.flags ?? []), configPath];
+  const proc = spawn(process.execPath, args, {
     cwd: work,
-    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const server = new ServerProcess(proc, dataDir, configPath, ports);
