@@ -10,7 +10,7 @@ import {
   StorageWriteError,
 } from '../../src/storage/storage-errors.js';
 import { removeDir } from '../support/fixtures.js';
-import { blockFilesSize, clientFor, freePortFor, imBody, RawRpcClient } from '../support/rpc-client.js';
+import { blockFilesSize, clientFor, freePortFor, imBody, rawServerFixture } from '../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 
 const b64 = (b: Buffer) => b.toString('base64');
@@ -87,20 +87,10 @@ const BAD: [string, unknown, RegExp][] = [
 ];
 
 describe('RPC input validation', () => {
-  let server: ServerProcess;
-  let rpc: RawRpcClient;
-
-  before(async () => {
-    server = await startServer({ config: { block_size: 1048576 } });
-    rpc = new RawRpcClient(server);
-  });
-  after(async () => {
-    rpc?.close();
-    await server?.stop();
-    if (server) removeDir(path.dirname(server.dataDir));
-  });
+  const fx = rawServerFixture();
 
   it(`answers ${BAD.length} bad payloads with errors naming the field, writes nothing, keeps the connection`, async () => {
+    const { server, rpc } = fx;
     assert.ok(BAD.length >= 25);
     // One good save first so the folder and its block file exist.
     const first = await rpc.call('SavePeerMessage', peer);
@@ -135,6 +125,7 @@ describe('RPC input validation', () => {
   });
 
   it('accepts ids as decimal strings and numbers alike, and ignores unknown fields', async () => {
+    const { rpc } = fx;
     const res = await rpc.call('SyncMessage', {
       appId: '7',
       uid: '1',
@@ -147,6 +138,7 @@ describe('RPC input validation', () => {
   });
 
   it('answers an unknown pattern with an error and keeps serving', async () => {
+    const { rpc } = fx;
     const res = await rpc.call('DeleteEverything', {});
     assert.equal(res.ok, false);
     assert.ok((await rpc.call('Ping', {})).ok);

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { Controller, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { ImsClient, ImsRpcError, type SaveReply } from '../../src/client/index.js';
 import { Cmd } from '../../src/format/constants.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
-import { blockFilesSize, clientFor, freePortFor, imBody, RawRpcClient } from '../support/rpc-client.js';
-import { startServer, type ServerProcess } from '../support/server-process.js';
+import { blockFilesSize, clientFor, freePortFor, imBody, rawServerFixture } from '../support/rpc-client.js';
+import { startServer } from '../support/server-process.js';
 
 const b64 = (b: Buffer) => b.toString('base64');
 const APP = 21;
@@ -60,20 +60,10 @@ function assertChains(results: { uid: number; r: SaveReply }[]): void {
 }
 
 describe('SavePeerMessages (several saves in one packet)', () => {
-  let server: ServerProcess;
-  let rpc: RawRpcClient;
-
-  before(async () => {
-    server = await startServer({ config: { block_size: 1048576 } });
-    rpc = new RawRpcClient(server);
-  });
-  after(async () => {
-    rpc?.close();
-    await server?.stop();
-    if (server) removeDir(path.dirname(server.dataDir));
-  });
+  const fx = rawServerFixture();
 
   it('saves the good items in order and refuses each bad one with the error a single save gets', async () => {
+    const { rpc } = fx;
     const good = (uid: number, text: string) => ({
       appId: APP,
       uid,
@@ -123,6 +113,7 @@ describe('SavePeerMessages (several saves in one packet)', () => {
   });
 
   it('refuses a batch that is not a non-empty array of at most 1000 items, and writes nothing', async () => {
+    const { server, rpc } = fx;
     const size = blockFilesSize(server.dataDir);
     const item = { appId: APP, uid: 5, deviceId: 1, cmd: Cmd.IM, raw: b64(imBody(1, 5, 'x')) };
     const cases: [unknown, RegExp][] = [
@@ -142,6 +133,7 @@ describe('SavePeerMessages (several saves in one packet)', () => {
   });
 
   it('ImsClient sends concurrent saves as batches; every caller gets its own ids and errors', async () => {
+    const { server } = fx;
     const proxy = new CountingProxy(server.ports.rpc);
     await proxy.listen();
     const client = new ImsClient({ host: '127.0.0.1', port: proxy.port });

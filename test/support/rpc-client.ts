@@ -5,7 +5,9 @@ import { ClientTCP } from '@nestjs/microservices';
 import { firstValueFrom, timeout } from 'rxjs';
 import { ImsClient } from '../../src/client/index.js';
 import { encodeImBody } from '../../src/format/bodies.js';
-import type { ServerProcess } from './server-process.js';
+import { after, before } from 'node:test';
+import { removeDir } from './fixtures.js';
+import { startServer, type ServerProcess } from './server-process.js';
 
 export function clientFor(server: ServerProcess, timeoutMs = 10000): ImsClient {
   return new ImsClient({ host: '127.0.0.1', port: server.ports.rpc, timeoutMs });
@@ -66,3 +68,21 @@ export function blockFilesSize(dataDir: string): number {
 }
 
 export { freePort as freePortFor } from './server-process.js';
+
+/**
+ * A server with 1 MiB blocks and a raw client, started before a describe block's tests and stopped
+ * (its folder removed) after them. Read `server` and `rpc` inside the tests.
+ */
+export function rawServerFixture(): { server: ServerProcess; rpc: RawRpcClient } {
+  const fixture = {} as { server: ServerProcess; rpc: RawRpcClient };
+  before(async () => {
+    fixture.server = await startServer({ config: { block_size: 1048576 } });
+    fixture.rpc = new RawRpcClient(fixture.server);
+  });
+  after(async () => {
+    fixture.rpc?.close();
+    await fixture.server?.stop();
+    if (fixture.server) removeDir(path.dirname(fixture.server.dataDir));
+  });
+  return fixture;
+}
