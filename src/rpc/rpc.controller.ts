@@ -114,7 +114,9 @@ export class RpcController {
     const saves: PeerSave[] = [];
     const slots: number[] = [];
     for (const item of r.messages) {
-      const checked = await this.validation.checkItem(SavePeerMessageRequest, item);
+      const checked =
+        this.validation.acceptFast(SavePeerMessageRequest, item) ??
+        (await this.validation.checkSlowly(SavePeerMessageRequest, item));
       if (checked instanceof RpcException) {
         results.push({ error: `${RpcPattern.SavePeerMessage}: ${rpcErrorMessage(checked)}` });
         continue;
