@@ -258,9 +258,14 @@ function saveCall(client) {
     client.savePeerMessage({ appId: APP_ID, uid: uidOf(n), deviceId: 1n, cmd: CMD_IM, raw: body });
 }
 
-async function measureSaves(server, client, inflight) {
+function measureSaves(server, client, inflight) {
+  return measureCalls(server, saveCall(client), inflight);
+}
+
+/** One measured window of `call` against a server process: throughput, latency and CPU. */
+async function measureCalls(server, call, inflight) {
   const r = await drive({
-    call: saveCall(client),
+    call,
     inflight,
     durationMs: SETTINGS.durationMs,
     warmupMs: SETTINGS.warmupMs,
@@ -376,23 +381,7 @@ async function syncBench() {
     ]) {
       for (const inflight of [1, 64]) {
         log(`sync ${name} ${inflight} in flight`);
-        out[`${name}_${inflight}`] = await repeat(async () => {
-          const r = await drive({
-            call,
-            inflight,
-            durationMs: SETTINGS.durationMs,
-            warmupMs: SETTINGS.warmupMs,
-            serverPid: server.proc.pid,
-          });
-          return {
-            opsPerSec: r.opsPerSec,
-            p50Ms: r.p50Ms,
-            p99Ms: r.p99Ms,
-            serverCpuPct: r.serverCpuPct,
-            clientCpuPct: r.clientCpuPct,
-            otherCpuPct: r.otherCpuPct,
-          };
-        });
+        out[`${name}_${inflight}`] = await repeat(() => measureCalls(server, call, inflight));
       }
     }
     return out;
