@@ -1,5 +1,5 @@
 /**
- * Go ims 2.0 storage bugs 1-16 (../shared/notes/go-ims-bugs.md), each shown fixed. Bugs covered in
+ * Go ims 2.0 storage bugs 1-16 (docs/go-ims-bugs.md), each shown fixed. Bugs covered in
  * depth elsewhere point there: 9 (recovery.test.ts), 10 (test/cli), 12 (kill9.test.ts, test/status).
  */
 import assert from 'node:assert/strict';

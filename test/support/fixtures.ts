@@ -1,4 +1,4 @@
-/** Access to the Go-written fixtures in ../shared (read-only: tests work on copies in temp folders). */
+/** Access to the Go-written fixtures in test/fixtures (read-only: tests work on copies in temp folders). */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export const FIXTURE_ROOT =
-  process.env.IMS_FIXTURES ?? path.resolve(REPO_ROOT, '../shared/fixtures/go-ims-2.0/small');
+  process.env.IMS_FIXTURES ?? path.resolve(REPO_ROOT, 'test/fixtures/go-ims-2.0/small');
 
 export interface GoMessage {
   MsgID: number;
