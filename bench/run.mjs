@@ -375,10 +375,7 @@ async function syncBench() {
     const tail = (n) =>
       client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: lastTwo.get(uidAt(n))[0] });
     const out = { messagesPerFullSync: per, users };
-    for (const [name, call] of [
-      ['full', full],
-      ['tail', tail],
-    ]) {
+    for (const [name, call] of Object.entries({ full, tail })) {
       for (const inflight of [1, 64]) {
         log(`sync ${name} ${inflight} in flight`);
         out[`${name}_${inflight}`] = await repeat(() => measureCalls(server, call, inflight));
@@ -620,11 +617,11 @@ function markdown(res) {
     L.push('| variant | echo | ims sync | ims interval | ims sync, one call per save |');
     L.push('|---|---:|---:|---:|---:|');
     const cell = (f) => (f ? `${fmt(f.opsPerSec)} (${fmt(f.p99Ms, 1)} ms, ${fmt(f.serverCpuPct)}%)` : '–');
-    const rows = [
-      ['as shipped', { transport: res.ceilings.transport, saves: res.saves, savesSingle: res.savesSingle }],
-      ...Object.entries(res.whatif),
-    ];
-    for (const [name, w] of rows) {
+    const rows = {
+      'as shipped': { transport: res.ceilings.transport, saves: res.saves, savesSingle: res.savesSingle },
+      ...res.whatif,
+    };
+    for (const [name, w] of Object.entries(rows)) {
       L.push(
         `| ${name} | ${cell(w.transport[64])} | ${cell(w.saves.sync[64])} | ${cell(w.saves.interval[64])} | ` +
           `${cell(w.savesSingle?.sync?.[64])} |`,

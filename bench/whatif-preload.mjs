@@ -27,6 +27,8 @@ if (wanted.has('nodelay')) {
 }
 
 if (wanted.has('cork')) {
+  // Kept to be called as handleSend.call(this, …) from the patched method, so `this` is never lost.
+  // oxlint-disable-next-line typescript/unbound-method
   const handleSend = JsonSocket.prototype.handleSend;
   JsonSocket.prototype.handleSend = function (message, callback) {
     if (!this.benchCorked) {

@@ -8,7 +8,9 @@ import { CorruptRecordError, StorageInputError, StorageWriteError } from '../sto
 export function rpcErrorMessage(exception: unknown): string {
   if (exception instanceof RpcException) {
     const e = exception.getError();
-    return typeof e === 'string' ? e : String((e as { message?: unknown }).message ?? JSON.stringify(e));
+    if (typeof e === 'string') return e;
+    const message = (e as { message?: unknown }).message;
+    return typeof message === 'string' ? message : JSON.stringify(message ?? e);
   }
   if (exception instanceof StorageInputError) return exception.message;
   if (exception instanceof CorruptRecordError)

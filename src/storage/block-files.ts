@@ -316,7 +316,9 @@ export class BlockFiles extends BlockAddressing {
   private fail(err: Error): void {
     if (!this.syncFailure) {
       this.syncFailure = err;
-      this.logger.error(`storage failed closed: ${err.message}${err.cause ? ` (${String(err.cause)})` : ''}`);
+      const cause =
+        err.cause instanceof Error ? String(err.cause) : err.cause ? JSON.stringify(err.cause) : '';
+      this.logger.error(`storage failed closed: ${err.message}${cause ? ` (${cause})` : ''}`);
     }
     const waiters = this.waiters;
     this.waiters = [];
