@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { ProgressBar } from '../../src/cli/progress.js';
 import { MessageStore } from '../../src/storage/index.js';
 import {
@@ -12,12 +12,21 @@ import {
   removeDir,
   tempDir,
   type GoMessage,
+  type Manifest,
   sortedIndex,
 } from '../support/fixtures.js';
 import { MAIN_JS, startServer } from '../support/server-process.js';
 
-const manifest = loadManifest();
-const LOG_SIZE = manifest.extra.files['clean/message_0'].size;
+let manifest: Manifest;
+/** Size of the fixture's clean/message_0 (the end of its log). */
+let LOG_SIZE: number;
+/** The id of a record in the middle of message_0 (a message saved half-way through the workload). */
+let MID_ID: number;
+before(() => {
+  manifest = loadManifest();
+  LOG_SIZE = manifest.extra.files['clean/message_0'].size;
+  MID_ID = manifest.saves[1200].resp;
+});
 
 interface Run {
   code: number | null;
@@ -61,9 +70,6 @@ function fingerprint(dir: string): Record<string, string> {
 function json(run: Run): any {
   return JSON.parse(run.stdout);
 }
-
-/** The id of a record in the middle of message_0 (a message saved half-way through the workload). */
-const MID_ID = manifest.saves[1200].resp;
 
 describe('ims verify', () => {
   it('finds the Go clean/ folder clean: its index equals the one rebuilt from the blocks', async () => {

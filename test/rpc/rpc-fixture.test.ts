@@ -12,11 +12,11 @@ import {
 import { clientFor, RawRpcClient } from '../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 
-const manifest = loadManifest();
 /** GetNewCount (Go 2.0 answers it wrongly) and limit < 1 (an error here) are covered by the storage tests. */
-const queries = manifest.queries.filter(
-  (q) => q.method !== 'GetNewCount' && !(q.method === 'GetLatestMessage' && (q.req.Limit ?? 0) < 1),
-);
+const rpcQueries = (): ManifestQuery[] =>
+  loadManifest().queries.filter(
+    (q) => q.method !== 'GetNewCount' && !(q.method === 'GetLatestMessage' && (q.req.Limit ?? 0) < 1),
+  );
 
 const fromWire = (m: WireHistoryMessage): GoMessage => ({
   MsgID: m.msgId,
@@ -57,8 +57,10 @@ describe('manifest queries of the Go fixture through RPC (clean/ as the data fol
   let dataDir: string;
   let rpc: RawRpcClient;
   let client: ImsClient;
+  let queries: ManifestQuery[];
 
   before(async () => {
+    queries = rpcQueries();
     dataDir = copyFixtureDir('clean');
     server = await startServer({ dataDir });
     rpc = new RawRpcClient(server);
@@ -69,7 +71,7 @@ describe('manifest queries of the Go fixture through RPC (clean/ as the data fol
     await client?.close();
     await server?.stop();
     if (server) removeDir(path.dirname(server.configPath));
-    removeDir(dataDir);
+    if (dataDir) removeDir(dataDir);
   });
 
   it('answers every query on the wire exactly as Go did (resp)', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { MessageStore, type HistoryMessage } from '../../src/storage/index.js';
 import {
   copyFixtureDir,
@@ -10,12 +10,16 @@ import {
   removeDir,
   tempDir,
   type GoMessage,
+  type Manifest,
   type ManifestQuery,
   sortedIndex,
 } from '../support/fixtures.js';
 import { expectedNewCount } from '../support/go-model.js';
 
-const manifest = loadManifest();
+let manifest: Manifest;
+before(() => {
+  manifest = loadManifest();
+});
 
 function toGo(messages: HistoryMessage[]): GoMessage[] {
   return messages.map((m) => ({
@@ -60,8 +64,13 @@ const sha256 = (file: string) => crypto.createHash('sha256').update(fs.readFileS
 
 for (const folder of ['clean', 'noindex', 'stale'] as const) {
   describe(`Go fixture ${folder}/`, () => {
-    const dir = copyFixtureDir(folder);
-    after(() => removeDir(dir));
+    let dir: string;
+    before(() => {
+      dir = copyFixtureDir(folder);
+    });
+    after(() => {
+      if (dir) removeDir(dir);
+    });
 
     it('opens and answers every manifest query as the spec says', async () => {
       const store = MessageStore.open({ root: dir });
