@@ -29,11 +29,11 @@ import {
   assertNoZeroPadding,
   blockNames,
   httpJson,
-  waitFor,
   waitIdentical,
   writeHistory,
   writePeer,
 } from './support.js';
+import { waitFor } from '../support/wait.js';
 
 const config = { block_size: SMALL_BLOCK };
 
@@ -123,12 +123,15 @@ describe('Go replication bugs 17-22 are fixed', () => {
     await slave.stop();
     const line = await master.waitForLog(/stalled: read nothing for 5000 ms/, 15000);
     assert.match(line, /dropped, it resumes from its cursor/);
-    await waitFor('no slave left in /summary', async () => {
-      const r = (await httpJson(`${master.httpBase}/summary`)).replication as {
-        master: { slaves: unknown[] };
-      };
-      return r.master.slaves.length === 0;
-    });
+    await waitFor(
+      async () => {
+        const r = (await httpJson(`${master.httpBase}/summary`)).replication as {
+          master: { slaves: unknown[] };
+        };
+        return r.master.slaves.length === 0;
+      },
+      { what: 'no slave left in /summary' },
+    );
     stalled.close();
   });
 
@@ -157,7 +160,7 @@ describe('Go replication bugs 17-22 are fixed', () => {
       const s = await RawSyncSocket.connect(master.ports.sync);
       const logged = master.output.length;
       s.send(bytes);
-      await waitFor('the master to close the garbage connection', () => s.closed, 5000);
+      await waitFor(() => s.closed, { what: 'the master to close the garbage connection', timeoutMs: 5000 });
       assert.equal(s.frames.length, 0);
       const lines = master.output.slice(logged).join('\n');
       assert.match(lines, expected);
@@ -202,7 +205,10 @@ describe('Go replication bugs 17-22 are fixed', () => {
     try {
       const line = await slave.waitForLog(/gap: the master sent record \d+ but our log ends at 32/);
       assert.match(line, /not padding it/);
-      await waitFor('a second SYNC_BEGIN from the same cursor', () => begins.length >= 2, 5000);
+      await waitFor(() => begins.length >= 2, {
+        what: 'a second SYNC_BEGIN from the same cursor',
+        timeoutMs: 5000,
+      });
       for (const b of begins) assert.deepEqual(b, encodeSyncBegin(32));
       assert.equal(fs.statSync(path.join(slaveDir, 'message_0')).size, 32, 'nothing was written');
     } finally {
@@ -273,10 +279,9 @@ describe('Go replication bugs 17-22 are fixed', () => {
     try {
       slave.start();
       const clean = fs.statSync(fixturePath('clean', 'message_0')).size;
-      await waitFor(
-        'all records applied',
-        () => storage.store.nextId === clean && storage.store.files.durableId === clean,
-      );
+      await waitFor(() => storage.store.nextId === clean && storage.store.files.durableId === clean, {
+        what: 'all records applied',
+      });
       const batches = splitFrames(stream).frames.map((f) => {
         const d = decodeBatchBody(f.body);
         assert.ok(d.ok);
@@ -314,12 +319,11 @@ describe('Go replication bugs 17-22 are fixed', () => {
     const s = await RawSyncSocket.connect(m.ports.sync);
     s.send(encodeSyncBegin(32));
     await waitFor(
-      'the whole backlog',
       () => {
         const b = s.batches().at(-1);
         return b !== undefined && b.lastId + recordSize(b.messages.at(-1)!.body.length) === end;
       },
-      20000,
+      { what: 'the whole backlog', timeoutMs: 20000 },
     );
     assert.ok(s.frames.length >= 2, `${s.frames.length} frames`);
     for (const f of s.frames) {

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { splitFrames } from '../../src/format/sync-frames.js';
 import { copyFixtureDir, fixturePath, removeDir, tempDir } from '../support/fixtures.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
-import { RawSyncSocket, waitFor } from './support.js';
+import { holdsFor, waitFor } from '../support/wait.js';
+import { RawSyncSocket } from './support.js';
 
 const wire = (name: string) => fs.readFileSync(fixturePath('wire', name));
 
@@ -42,7 +43,10 @@ describe('wire compatibility with the Go 2.0 master and slave', () => {
     for (const s of servers) removeDir(path.dirname(s.configPath));
     for (const d of dirs) removeDir(d);
   });
-  const clean = fs.readFileSync(fixturePath('clean', 'message_0'));
+  let clean: Buffer;
+  before(() => {
+    clean = fs.readFileSync(fixturePath('clean', 'message_0'));
+  });
 
   for (const cursor of [32, 266353]) {
     it(`our slave fed the Go master's bytes from cursor ${cursor} ends with a message_0 identical to Go's`, async () => {
@@ -55,12 +59,10 @@ describe('wire compatibility with the Go 2.0 master and slave', () => {
       const slave = await startServer({ dataDir, masterAddress: `127.0.0.1:${port}` });
       servers.push(slave);
       try {
-        await waitFor(
-          'message_0 equal to the fixture',
-          () => fs.readFileSync(path.join(dataDir, 'message_0')).equals(clean),
-          15000,
-          100,
-        );
+        await waitFor(() => fs.readFileSync(path.join(dataDir, 'message_0')).equals(clean), {
+          what: 'message_0 equal to the fixture',
+          intervalMs: 100,
+        });
         assert.equal(fake.received.length, 1);
         assert.deepEqual(fake.received[0], begin, 'the SYNC_BEGIN frame is byte-identical to the Go slave');
         assert.ok(!slave.logText().includes('ERROR'), slave.logText());
@@ -81,10 +83,13 @@ describe('wire compatibility with the Go 2.0 master and slave', () => {
       const expectedFrames = splitFrames(expected).frames.length;
       const s = await RawSyncSocket.connect(master.ports.sync);
       s.send(wire(`sync_begin_cursor${cursor}.bin`));
-      await waitFor('the whole backlog', () => s.frames.length >= expectedFrames, 10000);
-      // Nothing more is sent while nothing is written.
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(s.frames.length, expectedFrames);
+      await waitFor(() => s.frames.length >= expectedFrames, { what: 'the whole backlog', timeoutMs: 10000 });
+      // Nothing more is sent while nothing is written. Absence has no event to wait for, so what is
+      // asserted is a period: 300 ms with no further frame (a stray frame usually follows at once).
+      await holdsFor(() => s.frames.length === expectedFrames, {
+        what: () => `exactly ${expectedFrames} frames (now ${s.frames.length})`,
+        periodMs: 300,
+      });
       assert.equal(s.problem, null);
       const got = Buffer.concat(
         s.frames.map((f) => {

@@ -14,11 +14,11 @@ import {
   blockNames,
   httpJson,
   queryAnswers,
-  waitFor,
   waitIdentical,
   writeHistory,
   writePeer,
 } from './support.js';
+import { waitFor } from '../support/wait.js';
 
 const config = { block_size: SMALL_BLOCK };
 
@@ -62,6 +62,7 @@ describe('master and slave processes', () => {
     const live: Promise<number>[] = [];
     for (let i = 0; i < 300; i++) {
       live.push(writePeer(masterRpc, written++, 200));
+      // Not a wait for anything: spreads the writes over the catch-up so some land while it runs.
       if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5));
     }
     const ids = await Promise.all(live);
@@ -75,12 +76,15 @@ describe('master and slave processes', () => {
 
     // Replication state for /summary: the master lists the slave with its cursor; the slave its link.
     const masterEnd = fs.statSync(path.join(masterDir, blockNames(masterDir).at(-1)!)).size;
-    const m = await waitFor('master summary with a caught-up slave', async () => {
-      const r = (await httpJson(`${master.httpBase}/summary`)).replication as {
-        master: { slaves: { cursor: number; lagBytes: number; caughtUp: boolean }[] };
-      };
-      return r.master.slaves.length === 1 && r.master.slaves[0].lagBytes === 0 ? r : null;
-    });
+    const m = await waitFor(
+      async () => {
+        const r = (await httpJson(`${master.httpBase}/summary`)).replication as {
+          master: { slaves: { cursor: number; lagBytes: number; caughtUp: boolean }[] };
+        };
+        return r.master.slaves.length === 1 && r.master.slaves[0].lagBytes === 0 ? r : null;
+      },
+      { what: 'master summary with a caught-up slave' },
+    );
     assert.equal(m.master.slaves[0].cursor % SMALL_BLOCK, masterEnd);
     assert.equal(m.master.slaves[0].caughtUp, true);
     const s = (await httpJson(`${slave.httpBase}/summary`)).replication as {
@@ -142,9 +146,12 @@ describe('master and slave processes', () => {
       // Three saves at once (two records each) travel in one batch.
       const t0 = Date.now();
       await Promise.all([0, 1, 2].map(() => writePeer(rpc, written++)));
-      await waitFor('one live batch', () => s.frames.length >= 1, 5000);
+      // Wait for all six records, then count the frames they came in: one, if they were batched.
+      await waitFor(() => s.records(SMALL_BLOCK).length >= 6, {
+        what: () => `the six records of the three saves (${s.records(SMALL_BLOCK).length} so far)`,
+        timeoutMs: 5000,
+      });
       const waited = Date.now() - t0;
-      await new Promise((r) => setTimeout(r, 200));
       assert.equal(s.frames.length, 1);
       assert.equal(s.batches()[0].messages.length, 6);
       assert.ok(waited < 2500, `first live batch after ${waited} ms`);
@@ -157,7 +164,10 @@ describe('master and slave processes', () => {
         cmd: 8,
         raw: imBody(1n, 2n, 'fan-out'),
       });
-      await waitFor('the fan-out batches', () => s.records(SMALL_BLOCK).length >= 6 + 1201, 5000);
+      await waitFor(() => s.records(SMALL_BLOCK).length >= 6 + 1201, {
+        what: 'the fan-out batches',
+        timeoutMs: 5000,
+      });
       assert.deepEqual(
         s.batches().map((b) => b.messages.length),
         [6, 1000, 201],

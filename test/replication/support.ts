@@ -13,30 +13,10 @@ import {
 import { recordSize } from '../../src/format/record.js';
 import { MessageStore } from '../../src/storage/index.js';
 import type { ImsClient } from '../../src/client/index.js';
+import { waitFor } from '../support/wait.js';
 import { APP, GROUPS, USERS, imBody, runWorkload } from '../support/workload.js';
 
 export const SMALL_BLOCK = 1048576;
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  timeoutMs = 15000,
-  stepMs = 50,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v as NonNullable<T>;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
 
 /** Writes a deterministic history into a data folder (offline, with the real engine). Returns the log end. */
 export async function writeHistory(
@@ -77,12 +57,11 @@ export function blockDifference(masterDir: string, slaveDir: string): string | n
 export async function waitIdentical(masterDir: string, slaveDir: string, timeoutMs = 20000): Promise<void> {
   let diff: string | null = 'not compared';
   try {
-    await waitFor(
-      'identical block files',
-      () => (diff = blockDifference(masterDir, slaveDir)) === null,
+    await waitFor(() => (diff = blockDifference(masterDir, slaveDir)) === null, {
+      what: 'identical block files',
       timeoutMs,
-      100,
-    );
+      intervalMs: 100,
+    });
   } catch {
     assert.fail(`slave files never matched the master's: ${diff}`);
   }

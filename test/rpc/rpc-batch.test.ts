@@ -10,6 +10,7 @@ import { Cmd } from '../../src/format/constants.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { blockFilesSize, clientFor, freePortFor, imBody, rawServerFixture } from '../support/rpc-client.js';
 import { startServer } from '../support/server-process.js';
+import { waitFor } from '../support/wait.js';
 
 const b64 = (b: Buffer) => b.toString('base64');
 const APP = 21;
@@ -258,9 +259,10 @@ describe('batched saves and SIGKILL', () => {
         }
       }
     });
-    const deadline = Date.now() + 15000;
-    while (acked.length < 3000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    assert.ok(acked.length >= 3000, `only ${acked.length} acks`);
+    await waitFor(() => acked.length >= 3000, {
+      what: () => `3000 acked saves (${acked.length} so far)`,
+      intervalMs: 5,
+    });
     await server.kill9();
     stop = true;
     await Promise.all(callers);

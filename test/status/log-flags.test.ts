@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor, imBody } from '../support/rpc-client.js';
 import { freePort, MAIN_JS, startServer, writeConfig } from '../support/server-process.js';
+import { waitFor } from '../support/wait.js';
 
 /** Runs main.js with its stdout and stderr kept apart. */
 function run(args: string[], cwd: string) {
@@ -21,14 +22,6 @@ function run(args: string[], cwd: string) {
   return { child, out, exit };
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('glog-style flags: -v, -logtostderr, -log_dir', () => {
   const work = tempDir('ims-flags-');
   after(() => removeDir(work));
@@ -42,7 +35,7 @@ describe('glog-style flags: -v, -logtostderr, -log_dir', () => {
       kefu_appid: 0,
     });
     const p = run(['-logtostderr', config], dir);
-    await until(() => p.out.stderr.includes('rpc listening on'), 'rpc listening on stderr');
+    await waitFor(() => p.out.stderr.includes('rpc listening on'), { what: 'rpc listening on stderr' });
     p.child.kill('SIGTERM');
     assert.equal(await p.exit, 0);
     assert.match(p.out.stderr, /LOG \[Storage\] closed storage/);
@@ -56,7 +49,7 @@ describe('glog-style flags: -v, -logtostderr, -log_dir', () => {
     try {
       const file = path.join(logDir, 'ims.log');
       const text = () => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
-      await until(() => text().includes('rpc listening on'), 'rpc listening in ims.log');
+      await waitFor(() => text().includes('rpc listening on'), { what: 'rpc listening in ims.log' });
       assert.equal(
         server.output.some((l) => l.includes('[Nest]')),
         false,
@@ -100,12 +93,13 @@ describe('flush jobs', () => {
       }
       await client.close();
       assert.ok(first.durable_message_id < first.next_message_id, 'acked before it was durable');
-      const deadline = Date.now() + 3000;
-      let s = first;
-      while (s.durable_message_id < s.next_message_id && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 100));
-        s = await summary();
-      }
+      const s = await waitFor(
+        async () => {
+          const now = await summary();
+          return now.durable_message_id >= now.next_message_id ? now : null;
+        },
+        { what: 'the interval job to make the ack durable', timeoutMs: 3000, intervalMs: 100 },
+      );
       assert.equal(s.durable_message_id, s.next_message_id, 'the interval job made it durable');
       assert.ok(s.last_fsync_at !== null);
     } finally {

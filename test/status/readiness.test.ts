@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { removeDir } from '../support/fixtures.js';
 import { freePort, startServer, type ServerProcess } from '../support/server-process.js';
+import { waitFor } from '../support/wait.js';
 
 async function ready(server: ServerProcess): Promise<{ status: number; body: any }> {
   const res = await fetch(`${server.httpBase}/health/ready`);
@@ -62,21 +63,23 @@ describe('readiness: disk threshold and a slave without its master', () => {
     const master = await startServer();
     const slave = await startServer({ masterAddress: master.syncAddress });
     try {
-      const deadline = Date.now() + 10000;
-      let r = await ready(slave);
-      while (r.status !== 200 && Date.now() < deadline) {
-        await new Promise((res) => setTimeout(res, 100));
-        r = await ready(slave);
-      }
-      assert.equal(r.status, 200);
+      const r = await waitFor(
+        async () => {
+          const res = await ready(slave);
+          return res.status === 200 ? res : null;
+        },
+        { what: 'the slave to become ready', timeoutMs: 10000, intervalMs: 100 },
+      );
       assert.equal(r.body.details.replication.status, 'up');
       assert.equal(r.body.details.replication.master, master.syncAddress);
       await master.kill9();
-      let down = await ready(slave);
-      while (down.status === 200 && Date.now() < deadline + 5000) {
-        await new Promise((res) => setTimeout(res, 100));
-        down = await ready(slave);
-      }
+      const down = await waitFor(
+        async () => {
+          const res = await ready(slave);
+          return res.status !== 200 ? res : null;
+        },
+        { what: 'the slave to become not ready', timeoutMs: 15000, intervalMs: 100 },
+      );
       assert.equal(down.status, 503);
       assert.equal(down.body.error.replication.status, 'down');
     } finally {

@@ -6,6 +6,7 @@ import { Logger } from '@nestjs/common';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor, imBody } from '../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
+import { waitFor } from '../support/wait.js';
 
 // The test's own RPC clients log every reset the shutdowns cause; that is expected here.
 Logger.overrideLogger(false);
@@ -55,11 +56,10 @@ function writeStream(server: ServerProcess, acked: Ack[], clients = 4) {
 }
 
 async function waitForAcks(acked: Ack[], n: number): Promise<void> {
-  const deadline = Date.now() + 15000;
-  while (acked.length < n) {
-    if (Date.now() > deadline) throw new Error(`only ${acked.length} acks`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(() => acked.length >= n, {
+    what: () => `${n} acks (${acked.length} so far)`,
+    intervalMs: 10,
+  });
 }
 
 /** Every acknowledged message is in its user's queue on this server. */
@@ -158,8 +158,11 @@ describe('shutdown under a stream of writes', () => {
     // Stopped, the process cannot begin its shutdown before both signals are pending: it sees them together.
     const pid = server.proc.pid!;
     server.proc.kill('SIGSTOP');
-    for (let i = 0; i < 100 && processState(pid) !== 'T'; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(processState(pid), 'T');
+    await waitFor(() => processState(pid) === 'T', {
+      what: () => `the server to be stopped (state ${processState(pid)})`,
+      timeoutMs: 5000,
+      intervalMs: 10,
+    });
     server.proc.kill('SIGTERM');
     server.proc.kill('SIGINT');
     server.proc.kill('SIGCONT');
