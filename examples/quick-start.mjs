@@ -4,13 +4,8 @@
 // test/examples/quick-start.test.ts runs this file against a real server, so it stays correct.
 import { ImsClient, MessageCmd, decodeBody, encodeBody } from 'ims';
 
-const address = process.env.IMS_RPC ?? '127.0.0.1:13333';
-const colon = address.lastIndexOf(':');
-const ims = new ImsClient({
-  host: address.slice(0, colon) || '127.0.0.1',
-  port: Number(address.slice(colon + 1)),
-  timeoutMs: 5000,
-});
+const [host, port] = (process.env.IMS_RPC ?? '127.0.0.1:13333').split(':');
+const ims = new ImsClient({ host, port: Number(port), timeoutMs: 5000 });
 
 const appId = 7;
 const alice = 10001n;

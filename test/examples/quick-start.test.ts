@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeBody } from '../../src/client/index.js';
@@ -146,5 +147,29 @@ describe('examples/quick-start.mjs against a real server', () => {
     assert.notEqual(code, 0);
     assert.equal(stdout, '');
     assert.match(stderr, /ECONNREFUSED/);
+  });
+
+  it("is what the README's client quick start shows: each of its lines is a line of the example", () => {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = [...readme.matchAll(/^```js\n([\s\S]*?)^```$/gm)]
+      .map((m) => m[1])
+      .find((b) => b.includes("from 'ims'"));
+    assert.ok(block, "no js block importing from 'ims' in the README");
+    const exampleLines = new Set(
+      fs
+        .readFileSync(EXAMPLE, 'utf8')
+        .split('\n')
+        .map((l) => l.trim()),
+    );
+    const shown = block
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+    assert.ok(shown.length >= 10, `the README block is only ${shown.length} lines`);
+    assert.deepEqual(
+      shown.filter((l) => !exampleLines.has(l)),
+      [],
+      'README lines that are not in examples/quick-start.mjs',
+    );
   });
 });
