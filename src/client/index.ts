@@ -9,4 +9,24 @@ export {
   type SaveReply,
   type SyncReply,
 } from './ims-client.js';
+export {
+  decodeBody,
+  encodeBody,
+  ImsBodyError,
+  MessageCmd,
+  type BodyCmd,
+  type BodyFields,
+  type BodyFieldsByCmd,
+  type BodyFieldsFor,
+  type BodyInput,
+  type BodyInputByCmd,
+  type BodyInputFor,
+  type CustomerFields,
+  type CustomerFieldsInput,
+  type ImFields,
+  type ImFieldsInput,
+  type TextFields,
+  type TextFieldsInput,
+  type TextInput,
+} from './bodies.js';
 export * from './wire.js';

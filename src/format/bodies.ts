@@ -1,4 +1,5 @@
 /** Bodies of the message kinds ims stores or reads (Go 2.0 layouts, big-endian). Pure functions. */
+import { isUtf8 } from 'node:buffer';
 import { Cmd, MAX_BODY_SIZE } from './constants.js';
 import { readId, writeId } from './int64.js';
 
@@ -200,29 +201,68 @@ export function replyBody(cmd: number, version: number, body: Buffer): Buffer {
   return body;
 }
 
-/** Body kinds a client may save, with what each must hold. */
-const SAVE_BODY_RULES: Record<number, { min: number; what: string }> = {
-  [Cmd.IM]: { min: 24, what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)' },
-  [Cmd.GROUP_IM]: {
-    min: 24,
-    what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)',
-  },
-  [Cmd.GROUP_NOTIFICATION]: { min: 0, what: 'notification text' },
-  [Cmd.SYSTEM]: { min: 0, what: 'system text' },
-  [Cmd.NOTIFICATION]: { min: 0, what: 'notification text' },
-  [Cmd.CUSTOMER]: { min: 36, what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)' },
-  [Cmd.CUSTOMER_SUPPORT]: {
-    min: 36,
-    what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)',
-  },
+/** How a stored message kind's body is laid out: an IMMessage, a CustomerMessage, or bare UTF-8 text. */
+export type BodyLayout = 'im' | 'customer' | 'text';
+
+export interface StoredBodyRule {
+  layout: BodyLayout;
+  /** Fewest bytes a body of this kind has (its fixed header). */
+  min: number;
+  what: string;
+}
+
+const IM_RULE: StoredBodyRule = {
+  layout: 'im',
+  min: 24,
+  what: 'an IMMessage (sender, receiver, timestamp, msgid: 24 bytes, then content)',
 };
+const CUSTOMER_RULE: StoredBodyRule = {
+  layout: 'customer',
+  min: 36,
+  what: 'a CustomerMessage (4 ids and a timestamp: 36 bytes, then content)',
+};
+
+/** Body kinds a client may save, with what each must hold. */
+const SAVE_BODY_RULES: Record<number, StoredBodyRule> = {
+  [Cmd.IM]: IM_RULE,
+  [Cmd.GROUP_IM]: IM_RULE,
+  [Cmd.GROUP_NOTIFICATION]: { layout: 'text', min: 0, what: 'notification text' },
+  [Cmd.SYSTEM]: { layout: 'text', min: 0, what: 'system text' },
+  [Cmd.NOTIFICATION]: { layout: 'text', min: 0, what: 'notification text' },
+  [Cmd.CUSTOMER]: CUSTOMER_RULE,
+  [Cmd.CUSTOMER_SUPPORT]: CUSTOMER_RULE,
+};
+
+/** The message kinds ims stores, ascending. */
+export const STORED_BODY_CMDS: readonly number[] = Object.keys(SAVE_BODY_RULES)
+  .map(Number)
+  .sort((a, b) => a - b);
+
+/** The layout of a stored message kind's body, or undefined when ims does not store `cmd`. */
+export function storedBodyRule(cmd: number): StoredBodyRule | undefined {
+  return Object.hasOwn(SAVE_BODY_RULES, cmd) ? SAVE_BODY_RULES[cmd] : undefined;
+}
 
 /** Why `body` cannot be stored as `cmd`, or null when it can. */
 export function saveBodyProblem(cmd: number, body: Buffer): string | null {
-  const rule = SAVE_BODY_RULES[cmd];
+  const rule = storedBodyRule(cmd);
   if (!rule) return `cmd ${cmd} is not a message kind ims stores`;
   if (body.length > MAX_BODY_SIZE) return `body is ${body.length} bytes; the limit is ${MAX_BODY_SIZE}`;
   if (body.length < rule.min)
     return `body of ${body.length} bytes is too short for cmd ${cmd}: expected ${rule.what}`;
   return null;
+}
+
+/** A text body (MSG_GROUP_NOTIFICATION, MSG_SYSTEM, MSG_NOTIFICATION) is the UTF-8 text, no header. */
+export function encodeTextBody(text: string | Uint8Array): Buffer {
+  return typeof text === 'string' ? Buffer.from(text, 'utf8') : Buffer.from(text);
+}
+
+/**
+ * Text of a body or of a message's content, or null when the bytes are not valid UTF-8: a lenient decode
+ * would turn them into U+FFFD and re-encoding would then change the stored bytes.
+ */
+export function decodeUtf8(bytes: Uint8Array): string | null {
+  if (!isUtf8(bytes)) return null;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
