@@ -174,7 +174,7 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'function') return 'a function';
-  return String(v);
+  return String(v as number | boolean | symbol | undefined);
 }
 
 const cmdText = (cmd: unknown) => (typeof cmd === 'number' ? String(cmd) : describe(cmd));

@@ -158,7 +158,7 @@ export class ImsClient {
   /** Closes the connection. Saves still queued are sent first and, like every request still waiting, fail. */
   async close(): Promise<void> {
     this.flushSaves();
-    await this.proxy.close();
+    this.proxy.close();
   }
 
   private async call<T>(pattern: RpcPatternName, payload: object): Promise<T> {
@@ -173,10 +173,10 @@ export class ImsClient {
       );
     } catch (err) {
       if (err instanceof ImsTimeoutError) throw err;
-      const message =
-        typeof err === 'string' ? err : ((err as { message?: unknown })?.message ?? JSON.stringify(err));
+      const message: unknown =
+        typeof err === 'string' ? err : ((err as { message?: unknown })?.message ?? err);
       // Server errors already start with the pattern; transport errors (Connection closed, ECONNREFUSED) do not.
-      const text = String(message);
+      const text = typeof message === 'string' ? message : JSON.stringify(message);
       throw new ImsRpcError(pattern, text.startsWith(`${pattern}:`) ? text : `${pattern}: ${text}`);
     }
   }
