@@ -5,6 +5,7 @@
  */
 import 'reflect-metadata';
 import * as fs from 'node:fs';
+import type * as net from 'node:net';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions } from '@nestjs/microservices';
@@ -12,10 +13,12 @@ import { AppModule } from './app.module.js';
 import { CLI_COMMANDS, runCli } from './cli/cli.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
+import { listening } from './config/setting-error.js';
 import { ImsLogger } from './logging/ims-logger.js';
 import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
 import { ImsTcpServer } from './rpc/ims-tcp.server.js';
 import { ReplicationService } from './replication/replication.service.js';
+import { BoundAddresses } from './status/bound-addresses.js';
 import { installSignalHandlers } from './status/shutdown.js';
 import { StorageService } from './storage/storage.service.js';
 import { versionBanner } from './version.js';
@@ -46,23 +49,34 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   installSignalHandlers(app, log);
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
   const rpc = parseHostPort(config.rpc_listen);
+  const rpcServer = new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port });
   app.connectMicroservice<MicroserviceOptions>(
-    { strategy: new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port }) },
+    { strategy: rpcServer },
     { inheritAppConfig: true },
   );
   // 5-6. The flush jobs (@Interval) start when the application initialises.
   await app.init();
+  // Each listener reports the address it is bound to (the real port when the config says port 0).
+  const bound = app.get(BoundAddresses);
   // 7. HTTP status server, only when configured.
   if (config.http_listen_address) {
     const http = parseHostPort(config.http_listen_address);
-    await app.listen(http.port, http.host ?? '0.0.0.0');
-    log.log(`http listening on ${config.http_listen_address}`);
+    await listening('http_listen_address', config.http_listen_address, () =>
+      app.listen(http.port, http.host ?? '0.0.0.0'),
+    );
+    bound.http = addressOf(app.getHttpServer().address());
+    log.log(`http listening on ${bound.http}`);
   }
   // 8. Slaves.
-  await replication.listen();
+  bound.sync = await listening('sync_listen', config.sync_listen, () => replication.listen());
   // 9. RPC.
-  await app.startAllMicroservices();
-  log.log(`rpc listening on ${config.rpc_listen}`);
+  await listening('rpc_listen', config.rpc_listen, () => app.startAllMicroservices());
+  bound.rpc = rpcServer.boundAddress();
+  log.log(`rpc listening on ${bound.rpc}`);
+}
+
+function addressOf(a: net.AddressInfo | string | null): string | null {
+  return a === null || typeof a === 'string' ? a : `${a.address}:${a.port}`;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -107,6 +121,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await bootstrap(config, logger);
   } catch (err) {
+    // One line: a SettingError names the key, its value and the cause.
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
     process.exit(1);
   }

@@ -61,12 +61,14 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     }
   }
 
-  /** Step 8: accept slaves on sync_listen. */
-  async listen(): Promise<void> {
+  /** Step 8: accept slaves on sync_listen. Returns the bound address (the real port for port 0). */
+  async listen(): Promise<string> {
     if (!this.master) await this.start();
     const { host, port } = parseHostPort(this.config.sync_listen);
     await this.master!.listen(host, port);
-    this.logger.log(`sync listening on ${this.config.sync_listen}`);
+    const bound = this.master!.address!;
+    this.logger.log(`sync listening on ${bound}`);
+    return bound;
   }
 
   get isSlave(): boolean {

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { ServerTCP, type TcpOptions } from '@nestjs/microservices';
 
 /**
@@ -14,5 +15,21 @@ export class ImsTcpServer extends ServerTCP {
   override getRouteFromPattern(pattern: string): string {
     if (this.messageHandlers.has(pattern)) return pattern;
     return super.getRouteFromPattern(pattern);
+  }
+
+  /** The address the listener is bound to (the real port when the config asked for port 0). */
+  boundAddress(): string | null {
+    const a = (this.server as unknown as { address?: () => AddressInfo | string | null })?.address?.();
+    if (!a) return null;
+    return typeof a === 'string' ? a : `${a.address}:${a.port}`;
+  }
+
+  /**
+   * A listen failure (port in use, …) is reported once by the start-up sequence, naming rpc_listen;
+   * the stock server would also log it here with a stack trace.
+   */
+  protected override handleError(error: unknown): void {
+    if ((error as NodeJS.ErrnoException)?.syscall === 'listen') return;
+    super.handleError(error as string);
   }
 }

@@ -2,6 +2,7 @@ import { Controller, Get, Logger } from '@nestjs/common';
 import { ImsConfig } from '../config/ims-config.js';
 import { RpcCountersService } from '../rpc/rpc-counters.service.js';
 import { StorageService } from '../storage/storage.service.js';
+import { BoundAddresses } from './bound-addresses.js';
 import { EventLoopMonitor } from './event-loop.monitor.js';
 import { ReplicationHealthIndicator } from './indicators/replication.health.js';
 
@@ -26,6 +27,7 @@ export class StatusController {
     private readonly eventLoop: EventLoopMonitor,
     private readonly replication: ReplicationHealthIndicator,
     private readonly config: ImsConfig,
+    private readonly bound: BoundAddresses,
   ) {}
 
   @Get('summary')
@@ -50,6 +52,8 @@ export class StatusController {
       node_version: process.version,
       started_at: new Date(STARTED_AT).toISOString(),
       uptime_seconds: Math.round(process.uptime()),
+      // Bound addresses (real ports when the config said port 0).
+      listening: { rpc: this.bound.rpc, sync: this.bound.sync, http: this.bound.http },
       storage: {
         root: this.config.storage_root,
         open: s.open,

@@ -4,6 +4,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { ReplicationModule } from '../replication/replication.module.js';
 import { RpcModule } from '../rpc/rpc.module.js';
 import { StorageModule } from '../storage/storage.module.js';
+import { BoundAddresses } from './bound-addresses.js';
 import { EventLoopMonitor } from './event-loop.monitor.js';
 import { HealthController } from './health.controller.js';
 import { ReplicationHealthIndicator } from './indicators/replication.health.js';
@@ -21,6 +22,7 @@ import { StatusController } from './status.controller.js';
   imports: [StorageModule, ReplicationModule, RpcModule, TerminusModule.forRoot({ errorLogStyle: 'pretty' })],
   controllers: [StatusController, HealthController],
   providers: [
+    BoundAddresses,
     ShutdownState,
     DrainOnShutdown,
     { provide: APP_INTERCEPTOR, useClass: InFlightInterceptor },
@@ -29,6 +31,6 @@ import { StatusController } from './status.controller.js';
     StorageHealthIndicator,
     ReplicationHealthIndicator,
   ],
-  exports: [ShutdownState],
+  exports: [ShutdownState, BoundAddresses],
 })
 export class StatusModule {}

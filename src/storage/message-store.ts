@@ -35,6 +35,7 @@ import { int64Hi, int64Lo } from '../format/int64.js';
 import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../format/record.js';
 import { BlockFiles, blockFileName } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
+import { ensureDataFolder } from './data-folder.js';
 import { IdTable } from './id-table.js';
 import {
   GROUP_LAST_ID,
@@ -47,7 +48,6 @@ import { loadIndexFile, readIndexState, saveIndexFiles } from './index-files.js'
 import { CorruptRecordError, StorageInputError, StorageOpenError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
 import { MAGIC } from '../format/constants.js';
-import * as fs from 'node:fs';
 
 export interface MessageStoreOptions {
   root: string;
@@ -145,7 +145,7 @@ export class MessageStore {
   private openFolder(): void {
     const started = Date.now();
     const root = this.options.root;
-    fs.mkdirSync(root, { recursive: true });
+    ensureDataFolder(root);
     if (this.lock) {
       const note = this.lock.acquire();
       if (note) this.logger.warn(note);

@@ -1,6 +1,8 @@
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ImsConfig } from '../config/ims-config.js';
+import { SettingError } from '../config/setting-error.js';
 import type { RawMessage } from '../format/record.js';
+import { DataFolderError } from './data-folder.js';
 import {
   MessageStore,
   type HistoryMessage,
@@ -51,14 +53,19 @@ export class StorageService implements OnApplicationShutdown {
   open(): OpenReport {
     if (this.engine) return this.engine.openReport!;
     const started = Date.now();
-    this.engine = MessageStore.open({
-      root: this.config.storage_root,
-      blockSize: this.config.block_size,
-      kefuAppid: this.config.kefu_appid,
-      limit: this.config.limit,
-      groupLimit: this.config.group_limit,
-      logger: this.logger,
-    });
+    try {
+      this.engine = MessageStore.open({
+        root: this.config.storage_root,
+        blockSize: this.config.block_size,
+        kefuAppid: this.config.kefu_appid,
+        limit: this.config.limit,
+        groupLimit: this.config.group_limit,
+        logger: this.logger,
+      });
+    } catch (err) {
+      if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
+      throw err;
+    }
     const r = this.engine.openReport!;
     this.logger.log(
       `opened ${this.config.storage_root}: ${r.blocks.length} block(s), index ${r.index}` +

@@ -10,7 +10,10 @@ import { REPO_ROOT, tempDir } from './fixtures.js';
 
 export const MAIN_JS = path.join(REPO_ROOT, 'dist/src/main.js');
 
-/** A port that was free a moment ago on 127.0.0.1. */
+/**
+ * A port that was free a moment ago on 127.0.0.1. Only for "nothing listens here" (a dead master, a
+ * refused connection): a server under test listens on port 0 and reports its real port instead.
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -34,7 +37,7 @@ export interface ServerOptions {
   config?: Record<string, string | number>;
   /** Extra command-line flags placed before the config path. */
   flags?: string[];
-  /** Fixed ports (e.g. to restart a master on the same ports). */
+  /** Fixed ports (e.g. to restart a master on the same ports); port 0 (the kernel picks) otherwise. */
   ports?: Partial<{ rpc: number; sync: number; http: number }>;
   /** Wait for "rpc listening" (default true). */
   waitReady?: boolean;
@@ -44,16 +47,22 @@ export interface ServerOptions {
   nodeFlags?: string[];
 }
 
+const LISTENING = /\b(rpc|sync|http) listening on \S*:(\d+)\b/;
+
 export class ServerProcess {
   readonly output: string[] = [];
   private exitPromise: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly fixedPorts: Partial<Record<'rpc' | 'sync' | 'http', number>>;
 
   constructor(
     readonly proc: ChildProcess,
     readonly dataDir: string,
     readonly configPath: string,
-    readonly ports: { rpc: number; sync: number; http: number },
+    ports: Partial<Record<'rpc' | 'sync' | 'http', number>>,
+    /** Where the log goes when not to the console (-log_dir). */
+    private readonly logFile?: string,
   ) {
+    this.fixedPorts = ports;
     const onData = (chunk: Buffer) =>
       this.output.push(
         ...chunk
@@ -66,6 +75,31 @@ export class ServerProcess {
     this.exitPromise = new Promise((resolve) =>
       proc.once('exit', (code, signal) => resolve({ code, signal })),
     );
+  }
+
+  /** Every log line so far, from the console or the -log_dir file. */
+  lines(): string[] {
+    if (!this.logFile || !fs.existsSync(this.logFile)) return this.output;
+    return [...this.output, ...fs.readFileSync(this.logFile, 'utf8').split('\n')];
+  }
+
+  /**
+   * The ports the server is bound to, as its "… listening on" start-up lines report them (the config
+   * asks for port 0, so the kernel picks: no window in which another process can take the port).
+   */
+  get ports(): { rpc: number; sync: number; http: number } {
+    const found: Partial<Record<string, number>> = { ...this.fixedPorts };
+    for (const line of this.lines()) {
+      const m = LISTENING.exec(line);
+      if (m) found[m[1]] = Number(m[2]);
+    }
+    const port = (kind: 'rpc' | 'sync' | 'http') => {
+      const v = found[kind];
+      if (!v) throw new Error(`the server has not reported its ${kind} port yet:\n${this.logText()}`);
+      return v;
+    };
+    // No HTTP listener (http: false) reads as port 0, so `ports` can be handed on to a restart.
+    return { rpc: port('rpc'), sync: port('sync'), http: found.http ?? 0 };
   }
 
   get rpcAddress(): string {
@@ -92,7 +126,7 @@ export class ServerProcess {
   async waitForLog(re: RegExp, timeoutMs = 15000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const hit = this.output.find((l) => re.test(l));
+      const hit = this.lines().find((l) => re.test(l));
       if (hit) return hit;
       if (this.exited) throw new Error(`server exited before logging ${re}:\n${this.logText()}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}:\n${this.logText()}`);
@@ -141,17 +175,13 @@ export function writeConfig(dir: string, values: Record<string, string | number 
 export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
   const work = tempDir('ims-srv-');
   const dataDir = options.dataDir ?? path.join(work, 'data');
-  const ports = {
-    rpc: options.ports?.rpc ?? (await freePort()),
-    sync: options.ports?.sync ?? (await freePort()),
-    http: options.ports?.http ?? (await freePort()),
-  };
+  const ports = options.ports ?? {};
   const configPath = writeConfig(work, {
-    rpc_listen: `127.0.0.1:${ports.rpc}`,
+    rpc_listen: `127.0.0.1:${ports.rpc ?? 0}`,
     storage_root: dataDir,
-    sync_listen: `127.0.0.1:${ports.sync}`,
+    sync_listen: `127.0.0.1:${ports.sync ?? 0}`,
     kefu_appid: 0,
-    http_listen_address: options.http === false ? undefined : `127.0.0.1:${ports.http}`,
+    http_listen_address: options.http === false ? undefined : `127.0.0.1:${ports.http ?? 0}`,
     master_address: options.masterAddress,
     ...options.config,
   });
@@ -161,7 +191,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const server = new ServerProcess(proc, dataDir, configPath, ports);
+  const logDirFlag = options.flags?.find((f) => f.startsWith('-log_dir='));
+  const logFile = logDirFlag ? path.join(logDirFlag.slice('-log_dir='.length), 'ims.log') : undefined;
+  const server = new ServerProcess(proc, dataDir, configPath, ports, logFile);
   if (options.waitReady !== false) await server.waitForLog(/rpc listening on/);
   return server;
 }
