@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE } from '../format/constants.js';
 import { listBlocks } from '../storage/block-files.js';
-import { lockHolder } from '../storage/data-dir-lock.js';
+import { describeOwner, lockHolder } from '../storage/data-dir-lock.js';
 import { runInspect, type InspectTarget } from './inspect.js';
 import { readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
@@ -165,7 +165,7 @@ function verifyCommand(args: string[]): number {
   const holder = lockHolder(dataDir);
   if (holder) {
     process.stderr.write(
-      `note: ${holder.role} pid ${holder.pid} is using this folder; a record being written may show as a torn tail\n`,
+      `note: ${describeOwner(holder.owner)} is using this folder; a record being written may show as a torn tail\n`,
     );
   }
   const bar = new ProgressBar();

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DataDirLock, DataDirLockedError, lockHolder } from '../storage/data-dir-lock.js';
+import { DataDirLock, DataDirLockedError, describeOwner, lockHolder } from '../storage/data-dir-lock.js';
 import { MessageStore } from '../storage/message-store.js';
 import { verifyFolder, type Problem, type VerifyOptions, type VerifyReport } from './verify.js';
 
@@ -79,7 +79,7 @@ async function repair(root: string, options: RepairOptions): Promise<RepairResul
     const holder = lockHolder(root);
     if (holder)
       process.stderr.write(
-        `note: ${holder.role} pid ${holder.pid} holds this folder; a real repair would refuse\n`,
+        `note: ${describeOwner(holder.owner)} holds this folder; a real repair would refuse\n`,
       );
     return repairLocked(root, options, base);
   }
