@@ -50,10 +50,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
   const rpc = parseHostPort(config.rpc_listen);
   const rpcServer = new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port });
-  app.connectMicroservice<MicroserviceOptions>(
-    { strategy: rpcServer },
-    { inheritAppConfig: true },
-  );
+  app.connectMicroservice<MicroserviceOptions>({ strategy: rpcServer }, { inheritAppConfig: true });
   // 5-6. The flush jobs (@Interval) start when the application initialises.
   await app.init();
   // Each listener reports the address it is bound to (the real port when the config says port 0).
