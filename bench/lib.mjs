@@ -220,25 +220,42 @@ export async function waitForQuiet({ maxPct = 15, maxWaitMs = 60000, log = () =>
   }
 }
 
-/** Starts the real ims server on loopback ports with a fresh config. */
-export async function startImsServer({ workDir, dataDir, durability = 'sync', nodeFlags = [], env = {} }) {
-  const rpcPort = await freePort();
-  const syncPort = await freePort();
+/**
+ * Starts the real ims server on loopback ports with a fresh config. It listens on port 0 and reports the
+ * ports it was given (no window in which another process could take a port picked in advance).
+ */
+export async function startImsServer({
+  workDir,
+  dataDir,
+  durability = 'sync',
+  nodeFlags = [],
+  env = {},
+  config = {},
+}) {
   fs.mkdirSync(workDir, { recursive: true });
-  const configPath = path.join(workDir, `ims-${rpcPort}.cfg`);
+  const configPath = path.join(workDir, `ims-${path.basename(dataDir)}.cfg`);
+  const extra = Object.entries(config).map(([k, v]) => `${k}=${v}`);
   fs.writeFileSync(
     configPath,
     [
-      `rpc_listen=127.0.0.1:${rpcPort}`,
+      'rpc_listen=127.0.0.1:0',
       `storage_root=${dataDir}`,
-      `sync_listen=127.0.0.1:${syncPort}`,
+      'sync_listen=127.0.0.1:0',
       'kefu_appid=0',
       `durability=${durability}`,
+      ...extra,
     ].join('\n') + '\n',
   );
   const child = startChild([...nodeFlags, MAIN_JS, configPath], { cwd: workDir, env });
-  await child.waitFor(/rpc listening on/);
-  return { ...child, host: '127.0.0.1', port: rpcPort };
+  const rpcLine = await child.waitFor(/rpc listening on/);
+  const syncLine = await child.waitFor(/sync listening on/);
+  const portOf = (line) => Number(/:(\d+)\s*$/.exec(line)[1]);
+  return {
+    ...child,
+    host: '127.0.0.1',
+    port: portOf(rpcLine),
+    syncAddress: `127.0.0.1:${portOf(syncLine)}`,
+  };
 }
 
 // ---- RPC client ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 // --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
 // --no-whatif a full run also measures transport and saves at 16 and 64 in flight under --whatif nodelay
 //            and batchwrite (each in a child run); this skips that
-// --only a,b run only these sections (disk, engine, framing, transport, saves, sync, rebuild, memory)
+// --only a,b run only these sections (disk, engine, framing, transport, saves, replicated, sync, rebuild, memory)
 import * as fs from 'node:fs';
 import fsModule from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -279,6 +279,45 @@ async function measureCalls(server, call, inflight) {
     clientCpuPct: r.clientCpuPct,
     otherCpuPct: r.otherCpuPct,
   };
+}
+
+/**
+ * Saves at 64 in flight on a master with min_insync_replicas=1 and one ims slave on this machine: each
+ * save is acknowledged once it is on both disks. Both processes share the 2 cores with the client.
+ */
+async function replicatedSaves() {
+  const master = await startImsServer({
+    workDir: work,
+    dataDir: path.join(work, 'repl-master'),
+    config: { min_insync_replicas: 1 },
+  });
+  const slave = await startImsServer({
+    workDir: work,
+    dataDir: path.join(work, 'repl-slave'),
+    config: { master_address: master.syncAddress },
+  });
+  try {
+    const client = await createClient(master.host, master.port);
+    // Saves fail until the slave has joined the in-sync set.
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      try {
+        await saveCall(client)(0);
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const r = await repeat(() => measureSaves(master, client, 64));
+    await client.close();
+    return r;
+  } finally {
+    await slave.stop();
+    await master.stop();
+    for (const d of ['repl-master', 'repl-slave'])
+      fs.rmSync(path.join(work, d), { recursive: true, force: true });
+  }
 }
 
 // ---- Nest TCP framing cost, in isolation ------------------------------------------------------------------
@@ -591,6 +630,16 @@ function markdown(res) {
     }
   }
   L.push('');
+  if (res.replicated) {
+    const r = res.replicated;
+    L.push(
+      `**Replicated saves**, 64 in flight, durability=sync, \`min_insync_replicas=1\` with one ims slave on ` +
+        `this machine (each save acknowledged once it is on both disks): ${fmt(r.opsPerSec)}/s, p50 ` +
+        `${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, master CPU ${fmt(r.serverCpuPct)}%` +
+        (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run.` : '.'),
+    );
+    L.push('');
+  }
   const dk = res.ceilings.disk.sync;
   L.push(
     `Disk ceiling (sync): ${res.settings.inflights
@@ -824,6 +873,13 @@ async function main() {
       }
       fs.rmSync(path.join(work, `saves-${d}`), { recursive: true, force: true });
     }
+  }
+
+  if (want('replicated')) {
+    log('ims saves sync 64 in flight, min_insync_replicas=1 with one local ims slave');
+    res.replicated = await replicatedSaves();
+    const standalone = res.saves.sync[64]?.opsPerSec;
+    if (standalone) res.replicated.ratioToStandalone = round(res.replicated.opsPerSec / standalone, 2);
   }
 
   if (want('sync')) {

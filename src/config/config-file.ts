@@ -29,6 +29,12 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   index_save_blocks: { kind: 'int', required: false },
   min_free_disk_mb: { kind: 'int', required: false },
   block_size: { kind: 'int', required: false },
+  min_insync_replicas: { kind: 'int', required: false },
+  replica_lag_timeout_ms: { kind: 'int', required: false },
+  sync_heartbeat_ms: { kind: 'int', required: false },
+  sync_stall_timeout_ms: { kind: 'int', required: false },
+  sync_max_live_lag_bytes: { kind: 'int', required: false },
+  sync_live_batch_delay_ms: { kind: 'int', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);

@@ -63,6 +63,40 @@ export class ImsConfig {
   @Max(BLOCK_SIZE, { message: `block_size must be at most ${BLOCK_SIZE}` })
   block_size = BLOCK_SIZE;
 
+  /**
+   * A save is acknowledged once it is durable here and on at least this many in-sync replicas (ims
+   * slaves that acknowledge). 0: acknowledged after the local fsync alone, as Go does.
+   */
+  @IsInt()
+  @Min(0, { message: 'min_insync_replicas must not be negative' })
+  @Max(16, { message: 'min_insync_replicas must be at most 16' })
+  min_insync_replicas = 0;
+
+  /** A replica that has not acknowledged a record this long after it was written leaves the in-sync set. */
+  @IsInt()
+  @Min(100, { message: 'replica_lag_timeout_ms must be at least 100' })
+  replica_lag_timeout_ms = 5000;
+
+  /** An idle master tells ims slaves its log end this often (they can then tell idle from stalled). */
+  @IsInt()
+  @Min(50, { message: 'sync_heartbeat_ms must be at least 50' })
+  sync_heartbeat_ms = 500;
+
+  /** A slave that reads nothing for this long while a batch waits for it is dropped. */
+  @IsInt()
+  @Min(100, { message: 'sync_stall_timeout_ms must be at least 100' })
+  sync_stall_timeout_ms = 30_000;
+
+  /** A live slave more than this many bytes behind the log end is dropped (0: four blocks). */
+  @IsInt()
+  @Min(0, { message: 'sync_max_live_lag_bytes must not be negative' })
+  sync_max_live_lag_bytes = 0;
+
+  /** Go slaves' live writes wait at most this long to be batched (Go: 1000). */
+  @IsInt()
+  @Min(0, { message: 'sync_live_batch_delay_ms must not be negative' })
+  sync_live_batch_delay_ms = 1000;
+
   get isSlave(): boolean {
     return !!this.master_address;
   }

@@ -27,6 +27,10 @@ export const Cmd = {
   STORAGE_SYNC_BEGIN: 220,
   STORAGE_SYNC_MESSAGE: 221,
   STORAGE_SYNC_MESSAGE_BATCH: 222,
+  // ims extensions of the sync link, sent only to a peer that asked for them (Go never sees them).
+  STORAGE_SYNC_HELLO: 230,
+  STORAGE_SYNC_ACK: 231,
+  STORAGE_SYNC_HEARTBEAT: 232,
   OFFLINE_V2: 250,
   PENDING_GROUP_MESSAGE: 251,
   GROUP_IM_LIST: 252,

@@ -201,3 +201,142 @@ export function splitFrames(
   }
   return { frames, rest: off, problem: null };
 }
+
+/*
+ * ims extensions of the sync link. An ims slave asks for them by setting SYNC_FLAG_IMS_EXTENSIONS in the
+ * flag byte of its MSG_STORAGE_SYNC_BEGIN header (Go's master reads the flag and ignores it, and never
+ * reads from a slave after the handshake, so an ims slave sends nothing more until it is answered).
+ * An ims master answers such a slave, before any batch, with
+ *   MSG_STORAGE_SYNC_HELLO (230)      body = epoch int64, log_end int64, count int32, count × (epoch int64, start_id int64)
+ * and later sends, after each batch and when idle,
+ *   MSG_STORAGE_SYNC_HEARTBEAT (232)  body = epoch int64, log_end int64, sent_at_ms int64
+ * The slave reports what is durable on its disk with
+ *   MSG_STORAGE_SYNC_ACK (231)        body = durable_end int64, epoch int64
+ * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
+ */
+export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
+export const SYNC_ACK_BODY_SIZE = 16;
+export const SYNC_HEARTBEAT_BODY_SIZE = 24;
+const HELLO_HEAD_SIZE = 20;
+/** More epochs than any real history holds: a bigger count is a corrupt frame. */
+export const MAX_HELLO_EPOCHS = 100_000;
+
+export interface EpochMark {
+  epoch: number;
+  startId: number;
+}
+
+export interface SyncHello {
+  epoch: number;
+  logEnd: number;
+  history: EpochMark[];
+}
+
+export interface SyncAck {
+  durableEnd: number;
+  epoch: number;
+}
+
+export interface SyncHeartbeat {
+  epoch: number;
+  logEnd: number;
+  sentAt: number;
+}
+
+/** MSG_STORAGE_SYNC_BEGIN asking for the ims extensions. */
+export function encodeExtendedSyncBegin(cursor: number, seq = 1): Buffer {
+  const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
+  writeId(body, cursor, 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, SYNC_FLAG_IMS_EXTENSIONS);
+}
+
+export function encodeHelloFrame(seq: number, hello: SyncHello): Buffer {
+  const body = Buffer.alloc(HELLO_HEAD_SIZE + 16 * hello.history.length);
+  writeId(body, hello.epoch, 0);
+  writeId(body, hello.logEnd, 8);
+  body.writeInt32BE(hello.history.length, 16);
+  let off = HELLO_HEAD_SIZE;
+  for (const m of hello.history) {
+    writeId(body, m.epoch, off);
+    writeId(body, m.startId, off + 8);
+    off += 16;
+  }
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_HELLO, body);
+}
+
+function nonNegative(name: string, v: number): string | null {
+  return Number.isNaN(v) || v < 0 ? `${name} is out of range` : null;
+}
+
+export function decodeHelloBody(body: Buffer): Decoded<SyncHello> {
+  const what = 'MSG_STORAGE_SYNC_HELLO';
+  if (body.length < HELLO_HEAD_SIZE)
+    return bad(`${what} body is ${body.length} bytes, shorter than ${HELLO_HEAD_SIZE}`);
+  const epoch = readId(body, 0);
+  const logEnd = readId(body, 8);
+  const count = body.readInt32BE(16);
+  const p = nonNegative(`${what} epoch`, epoch) ?? nonNegative(`${what} log_end`, logEnd);
+  if (p) return bad(p);
+  if (count < 0 || count > MAX_HELLO_EPOCHS) return bad(`${what} epoch count ${count} is out of range`);
+  if (body.length !== HELLO_HEAD_SIZE + 16 * count) {
+    return bad(
+      `${what} body is ${body.length} bytes, expected ${HELLO_HEAD_SIZE + 16 * count} for ${count} epochs`,
+    );
+  }
+  const history: EpochMark[] = [];
+  for (let i = 0, off = HELLO_HEAD_SIZE; i < count; i++, off += 16) {
+    const m = { epoch: readId(body, off), startId: readId(body, off + 8) };
+    const q =
+      nonNegative(`${what} epoch ${i}`, m.epoch) ?? nonNegative(`${what} start of epoch ${i}`, m.startId);
+    if (q) return bad(q);
+    const prev = history[i - 1];
+    if (prev && (m.epoch <= prev.epoch || m.startId < prev.startId)) {
+      return bad(`${what} history is not in order at entry ${i} (epoch ${m.epoch} from ${m.startId})`);
+    }
+    history.push(m);
+  }
+  const last = history[history.length - 1];
+  if (last && last.epoch > epoch)
+    return bad(`${what} history holds epoch ${last.epoch}, newer than its epoch ${epoch}`);
+  return { ok: true, value: { epoch, logEnd, history } };
+}
+
+export function encodeAckFrame(seq: number, ack: SyncAck): Buffer {
+  const body = Buffer.alloc(SYNC_ACK_BODY_SIZE);
+  writeId(body, ack.durableEnd, 0);
+  writeId(body, ack.epoch, 8);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_ACK, body);
+}
+
+export function decodeAckBody(body: Buffer): Decoded<SyncAck> {
+  if (body.length !== SYNC_ACK_BODY_SIZE) {
+    return bad(`MSG_STORAGE_SYNC_ACK body is ${body.length} bytes, expected ${SYNC_ACK_BODY_SIZE}`);
+  }
+  const durableEnd = readId(body, 0);
+  const epoch = readId(body, 8);
+  const p =
+    nonNegative('MSG_STORAGE_SYNC_ACK durable_end', durableEnd) ??
+    nonNegative('MSG_STORAGE_SYNC_ACK epoch', epoch);
+  return p ? bad(p) : { ok: true, value: { durableEnd, epoch } };
+}
+
+export function encodeHeartbeatFrame(seq: number, hb: SyncHeartbeat): Buffer {
+  const body = Buffer.alloc(SYNC_HEARTBEAT_BODY_SIZE);
+  writeId(body, hb.epoch, 0);
+  writeId(body, hb.logEnd, 8);
+  writeId(body, hb.sentAt, 16);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_HEARTBEAT, body);
+}
+
+export function decodeHeartbeatBody(body: Buffer): Decoded<SyncHeartbeat> {
+  const what = 'MSG_STORAGE_SYNC_HEARTBEAT';
+  if (body.length !== SYNC_HEARTBEAT_BODY_SIZE) {
+    return bad(`${what} body is ${body.length} bytes, expected ${SYNC_HEARTBEAT_BODY_SIZE}`);
+  }
+  const hb = { epoch: readId(body, 0), logEnd: readId(body, 8), sentAt: readId(body, 16) };
+  const p =
+    nonNegative(`${what} epoch`, hb.epoch) ??
+    nonNegative(`${what} log_end`, hb.logEnd) ??
+    nonNegative(`${what} sent_at`, hb.sentAt);
+  return p ? bad(p) : { ok: true, value: hb };
+}

@@ -8,24 +8,21 @@ import { ImsConfig, parseHostPort } from '../config/ims-config.js';
 import { StorageService } from '../storage/storage.service.js';
 import { SyncMaster, type SlaveStatus, type SyncMasterOptions } from './sync-master.js';
 import { SyncSlave, type SlaveLinkStatus } from './sync-slave.js';
+import { InSyncReplicas } from './in-sync-replicas.js';
 
 export interface ReplicationStatus {
   role: 'master' | 'slave';
-  /** This server as a master: where it listens and the slaves it serves. */
-  master: { listening: string | null; slaves: SlaveStatus[] };
+  /** This node's newest epoch (a master's own; a slave's, its master's as last heard). */
+  epoch: number;
+  /** This server as a master: where it listens, the slaves it serves, the in-sync set. */
+  master: {
+    listening: string | null;
+    slaves: SlaveStatus[];
+    minInsyncReplicas: number;
+    inSyncReplicas: number;
+  };
   /** This server as a slave (null without master_address). */
   slave: SlaveLinkStatus | null;
-}
-
-/**
- * Tuning read from the environment (operators rarely need them; tests shorten the timeouts):
- * IMS_SYNC_STALL_TIMEOUT_MS, IMS_SYNC_MAX_LIVE_LAG_BYTES, IMS_SYNC_LIVE_BATCH_DELAY_MS.
- */
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  return Number.isFinite(n) && n >= 0 ? n : fallback;
 }
 
 /** Master (always, on sync_listen) and slave (when master_address is set). */
@@ -34,6 +31,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   private readonly logger = new Logger('Replication');
   private master: SyncMaster | null = null;
   private slave: SyncSlave | null = null;
+  private replicas: InSyncReplicas | null = null;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -44,20 +42,39 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   /** Step 3: prepare the master's live stream and, when master_address is set, start the slave. */
   async start(): Promise<void> {
     if (!this.master) {
+      const c = this.config;
+      if (!c.master_address) {
+        // Every start of a master begins a new epoch, recorded before any write: a slave that holds
+        // records this master lost (an un-fsynced tail) finds where the logs part and cuts its own back.
+        const epoch = this.storage.beginEpoch();
+        this.logger.log(`master epoch ${epoch} begins at ${this.storage.logEnd}`);
+      }
       const options: SyncMasterOptions = {
-        liveBatchDelayMs: envNumber('IMS_SYNC_LIVE_BATCH_DELAY_MS', 1000),
-        stallTimeoutMs: envNumber('IMS_SYNC_STALL_TIMEOUT_MS', 30_000),
-        maxLiveLagBytes: envNumber('IMS_SYNC_MAX_LIVE_LAG_BYTES', 4 * this.config.block_size),
+        liveBatchDelayMs: c.sync_live_batch_delay_ms,
+        stallTimeoutMs: c.sync_stall_timeout_ms,
+        maxLiveLagBytes: c.sync_max_live_lag_bytes || 4 * c.block_size,
         handshakeTimeoutMs: 10_000,
-        durableOnly: this.config.durability === 'sync',
+        durableOnly: c.durability === 'sync',
+        heartbeatMs: c.sync_heartbeat_ms,
+        epoch: () => ({ epoch: this.storage.latestEpoch, history: this.storage.epochHistory() }),
       };
-      this.master = new SyncMaster(this.storage, this.logger, options);
+      this.replicas = new InSyncReplicas(
+        {
+          minInsync: c.min_insync_replicas,
+          lagTimeoutMs: c.replica_lag_timeout_ms,
+          sendableEnd: () => this.master?.sendableEnd() ?? this.storage.logEnd,
+        },
+        this.logger,
+      );
+      this.replicas.start();
+      if (c.min_insync_replicas > 0 && !c.master_address) this.storage.setAckGate(this.replicas);
+      this.master = new SyncMaster(this.storage, this.logger, options, this.replicas);
       this.master.prepare();
     }
     if (this.config.master_address && !this.slave) {
       this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger);
       this.slave.start();
-      this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.store.nextId}`);
+      this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
     }
   }
 
@@ -79,14 +96,33 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   status(): ReplicationStatus {
     return {
       role: this.slave ? 'slave' : 'master',
-      master: { listening: this.master?.address ?? null, slaves: this.master?.slaves() ?? [] },
+      epoch: this.storage.isOpen ? this.storage.latestEpoch : 0,
+      master: {
+        listening: this.master?.address ?? null,
+        slaves: this.master?.slaves() ?? [],
+        minInsyncReplicas: this.config.min_insync_replicas,
+        inSyncReplicas: this.replicas?.inSyncCount ?? 0,
+      },
       slave: this.slave?.status() ?? null,
     };
+  }
+
+  /** Why saves cannot be acknowledged now (too few in-sync replicas), or null. */
+  ackProblem(): string | null {
+    if (this.slave || !this.replicas || this.config.min_insync_replicas === 0) return null;
+    try {
+      this.replicas.admit();
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
   }
 
   /** Closes the links before storage closes (storage closes in onApplicationShutdown). */
   beforeApplicationShutdown(): Promise<void> {
     this.closing ??= (async () => {
+      this.storage.setAckGate(null);
+      this.replicas?.stop();
       await this.slave?.stop();
       await this.master?.close();
     })();

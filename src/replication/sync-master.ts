@@ -15,13 +15,20 @@ import {
   BACKLOG_BATCH_MESSAGES,
   LIVE_BATCH_MESSAGES,
   MAX_BATCH_BYTES,
+  SYNC_ACK_BODY_SIZE,
   SYNC_BEGIN_BODY_SIZE,
+  SYNC_FLAG_IMS_EXTENSIONS,
+  decodeAckBody,
   decodeSyncBeginBody,
   encodeBatchFrame,
+  encodeHeartbeatFrame,
+  encodeHelloFrame,
+  type EpochMark,
 } from '../format/sync-frames.js';
 import type { StorageService } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
 import { FrameReader } from './frame-reader.js';
+import type { InSyncReplicas } from './in-sync-replicas.js';
 
 export interface SyncMasterOptions {
   /** Live writes wait at most this long to be batched (Go: 1 s). */
@@ -34,6 +41,10 @@ export interface SyncMasterOptions {
   handshakeTimeoutMs: number;
   /** Send only what is on disk (durability=sync), or everything written (interval). */
   durableOnly: boolean;
+  /** An ims slave hears from an idle master this often (its log end, so lag is exact when idle). */
+  heartbeatMs: number;
+  /** This master's epoch and epoch history, told to ims slaves. */
+  epoch: () => { epoch: number; history: EpochMark[] };
 }
 
 export interface SlaveStatus {
@@ -43,8 +54,17 @@ export interface SlaveStatus {
   startCursor: number;
   /** The id the slave's next record gets, after everything sent to it so far. */
   cursor: number;
-  /** Bytes of log the slave has not been sent yet. */
+  /** ims slave: speaks the extensions (acknowledgements, heartbeats, epochs). A Go slave does not. */
+  acknowledging: boolean;
+  /** ims slave: the end of what it has on disk, by its last acknowledgement (null for a Go slave). */
+  ackedEnd: number | null;
+  /** Bytes of log the slave does not hold yet: by acknowledgement for an ims slave, by what was sent otherwise. */
   lagBytes: number;
+  /** ims slave: milliseconds since the oldest write it has not acknowledged (0: holds everything). */
+  lagMs: number | null;
+  /** ims slave: in the in-sync set (min_insync_replicas counts these). */
+  inSync: boolean | null;
+  lastAckAt: string | null;
   caughtUp: boolean;
   batchesSent: number;
   recordsSent: number;
@@ -73,8 +93,11 @@ class SlaveSession {
   private recordsSent = 0;
   private lastSendAt: Date | null = null;
   private wakeUp: (() => void) | null = null;
-  private readonly reader: FrameReader;
+  private reader: FrameReader;
   private readonly handshakeTimer: NodeJS.Timeout;
+  /** The slave asked for the ims extensions (an ims slave). */
+  private extended = false;
+  private lastFrameAt = 0;
 
   constructor(
     private readonly master: SyncMaster,
@@ -103,8 +126,12 @@ class SlaveSession {
   }
 
   private onData(chunk: Buffer): void {
-    // After the handshake a slave has nothing more to say; whatever it sends is ignored (as Go does).
-    if (this.started || this.closed) return;
+    if (this.closed) return;
+    if (this.started) {
+      // A Go slave has nothing more to say; whatever it sends is ignored (as Go does).
+      if (this.extended) this.onAcks(chunk);
+      return;
+    }
     this.reader.push(chunk);
     let frame;
     try {
@@ -120,16 +147,66 @@ class SlaveSession {
       return;
     }
     clearTimeout(this.handshakeTimer);
+    this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
+    if (this.extended) {
+      // From now on an ims slave sends only acknowledgements, each checked whole before it counts.
+      this.reader = new FrameReader(SYNC_ACK_BODY_SIZE, (h) =>
+        h.cmd !== Cmd.STORAGE_SYNC_ACK
+          ? `expected MSG_STORAGE_SYNC_ACK (${Cmd.STORAGE_SYNC_ACK}), got ${cmdName(h.cmd)}`
+          : null,
+      );
+    }
     this.begin(cursor.value);
   }
 
+  private onAcks(chunk: Buffer): void {
+    this.reader.push(chunk);
+    try {
+      for (let frame = this.reader.next(); frame; frame = this.reader.next()) {
+        const ack = decodeAckBody(frame.body);
+        if (!ack.ok) throw new Error(ack.problem);
+        const { epoch } = this.master.options.epoch();
+        if (ack.value.epoch > epoch) {
+          this.drop(
+            `refused: the slave has seen epoch ${ack.value.epoch}, newer than this master's ${epoch}; another master has taken over`,
+            'error',
+          );
+          return;
+        }
+        if (ack.value.durableEnd > this.sentTo)
+          throw new Error(`acknowledges ${ack.value.durableEnd}, past what was sent (${this.sentTo})`);
+        this.master.replicas.ack(this, ack.value.durableEnd);
+      }
+    } catch (err) {
+      this.drop(`refused a malformed extension frame: ${(err as Error).message}; link dropped`, 'error');
+    }
+  }
+
   private begin(requested: number): void {
-    const store = this.master.storage.store;
-    const files = store.files;
-    let cursor = requested;
+    const storage = this.master.storage;
+    const store = { nextId: storage.logEnd };
     // An empty block's cursor may be given as its start; records begin after the header.
-    if (files.offsetOf(cursor) < BLOCK_HEADER_SIZE)
-      cursor = files.idOf(files.blockOf(cursor), BLOCK_HEADER_SIZE);
+    const cursor = storage.firstRecordAtOrAfter(requested);
+    if (this.extended) {
+      // An ims slave learns this master's epoch history before any record, so it can find where its
+      // own log diverged (and cut its tail back) before it applies anything.
+      const { epoch, history } = this.master.options.epoch();
+      this.socket.write(
+        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(), history }),
+      );
+      this.lastFrameAt = Date.now();
+      if (cursor > store.nextId) {
+        this.log.warn(
+          `slave ${this.address} is past the end of this log (cursor ${requested}, log end ${store.nextId}); ` +
+            `told it epoch ${epoch} and its history so it can cut its divergent tail`,
+        );
+        this.closed = true;
+        clearTimeout(this.handshakeTimer);
+        this.socket.end();
+        this.master.remove(this);
+        return;
+      }
+    }
     if (cursor > store.nextId) {
       this.drop(
         `refused: cursor ${requested} is past the end of this log (${store.nextId}); the slave's log has diverged`,
@@ -141,7 +218,10 @@ class SlaveSession {
     this.startCursor = requested;
     this.readTo = cursor;
     this.sentTo = cursor;
-    this.log.log(`slave ${this.address} began sync at cursor ${requested} (log end ${store.nextId})`);
+    if (this.extended) this.master.replicas.addReplica(this, this.address, cursor);
+    this.log.log(
+      `${this.extended ? 'ims' : 'Go'} slave ${this.address} began sync at cursor ${requested} (log end ${store.nextId})`,
+    );
     void this.run();
   }
 
@@ -161,16 +241,31 @@ class SlaveSession {
     });
   }
 
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) | 0;
+    return this.seq;
+  }
+
+  /** Tells an ims slave the log end (after each batch, and when idle every heartbeatMs). */
+  private heartbeat(): void {
+    if (!this.extended || this.closed) return;
+    const { epoch } = this.master.options.epoch();
+    this.socket.write(
+      encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(), sentAt: Date.now() }),
+    );
+    this.lastFrameAt = Date.now();
+  }
+
   private async run(): Promise<void> {
     const opts = this.master.options;
-    const store = this.master.storage.store;
-    const files = store.files;
+    const storage = this.master.storage;
     try {
       while (!this.closed) {
         const end = this.master.sendableEnd();
-        if (this.caughtUp && store.nextId - this.sentTo > opts.maxLiveLagBytes) {
+        const logEnd = storage.logEnd;
+        if (this.caughtUp && logEnd - this.sentTo > opts.maxLiveLagBytes) {
           this.drop(
-            `fell ${store.nextId - this.sentTo} bytes behind the log end (limit ${opts.maxLiveLagBytes}); ` +
+            `fell ${logEnd - this.sentTo} bytes behind the log end (limit ${opts.maxLiveLagBytes}); ` +
               `dropped, it resumes from its cursor when it reconnects`,
             'warn',
           );
@@ -178,7 +273,7 @@ class SlaveSession {
         }
         const limit = this.caughtUp ? LIVE_BATCH_MESSAGES : BACKLOG_BATCH_MESSAGES;
         if (this.readTo < end && this.pending.length < limit && this.pendingBytes < MAX_BATCH_BYTES) {
-          const r = store.readLog(
+          const r = storage.readLog(
             this.readTo,
             end,
             limit - this.pending.length,
@@ -188,7 +283,7 @@ class SlaveSession {
           if (
             r.records.length > 0 &&
             this.pending.length > 0 &&
-            files.blockOf(r.records[0].id) !== files.blockOf(this.pending[0].id)
+            storage.blockOf(r.records[0].id) !== storage.blockOf(this.pending[0].id)
           ) {
             await this.sendPending();
             if (this.closed) return;
@@ -206,8 +301,9 @@ class SlaveSession {
         const full = this.pending.length >= limit || this.pendingBytes >= MAX_BATCH_BYTES;
         const behind = this.readTo < end;
         if (this.pending.length > 0) {
-          const due = Date.now() - this.pendingSince >= opts.liveBatchDelayMs;
-          // Catching up, send at once; live, wait for 1000 messages or the batch delay (Go's rule).
+          // An ims slave gets every record at once: saves may be waiting for its acknowledgement.
+          const due = this.extended || Date.now() - this.pendingSince >= opts.liveBatchDelayMs;
+          // Catching up, send at once; a live Go slave waits for 1000 messages or the batch delay (Go's rule).
           if (full || behind || !this.caughtUp || due) {
             await this.sendPending();
             continue;
@@ -219,7 +315,15 @@ class SlaveSession {
           );
         }
         if (behind) continue;
-        const wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - Date.now() : 1000;
+        let wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - Date.now() : 1000;
+        if (this.extended) {
+          const sinceFrame = Date.now() - this.lastFrameAt;
+          if (sinceFrame >= opts.heartbeatMs) this.heartbeat();
+          wait = Math.min(
+            wait,
+            opts.heartbeatMs - Math.min(sinceFrame, opts.heartbeatMs) || opts.heartbeatMs,
+          );
+        }
         await this.sleep(wait);
       }
     } catch (err) {
@@ -233,9 +337,8 @@ class SlaveSession {
     this.pendingBytes = 0;
     if (recs.length === 0 || this.closed) return;
     const last = recs[recs.length - 1];
-    this.seq = (this.seq + 1) | 0;
     const frame = encodeBatchFrame(
-      this.seq,
+      this.nextSeq(),
       recs[0].id,
       last.id,
       recs.map((r) => r.msg),
@@ -245,6 +348,7 @@ class SlaveSession {
     this.batchesSent++;
     this.recordsSent += recs.length;
     this.lastSendAt = new Date();
+    this.heartbeat();
     if (!flushed) await this.waitDrain();
   }
 
@@ -262,7 +366,7 @@ class SlaveSession {
         done();
         this.drop(
           `stalled: read nothing for ${ms} ms with ${this.socket.writableLength} bytes waiting ` +
-            `(${this.master.storage.store.nextId - this.sentTo} bytes behind); dropped, it resumes from its cursor when it reconnects`,
+            `(${this.master.storage.logEnd - this.sentTo} bytes behind); dropped, it resumes from its cursor when it reconnects`,
           'warn',
         );
       }, ms);
@@ -298,13 +402,20 @@ class SlaveSession {
 
   status(): SlaveStatus | null {
     if (!this.started) return null;
+    const r = this.extended ? this.master.replicas.state(this) : null;
+    const end = this.master.sendableEnd();
     return {
       address: this.address,
       connectedAt: this.connectedAt.toISOString(),
       startCursor: this.startCursor,
       cursor: this.sentTo,
-      lagBytes: Math.max(0, this.master.storage.store.nextId - this.sentTo),
-      caughtUp: this.caughtUp,
+      acknowledging: this.extended,
+      ackedEnd: r?.ackedEnd ?? null,
+      lagBytes: Math.max(0, end - (r ? r.ackedEnd : this.sentTo)),
+      lagMs: r?.lagMs ?? null,
+      inSync: r?.inSync ?? null,
+      lastAckAt: r ? new Date(r.lastAckAt).toISOString() : null,
+      caughtUp: r ? r.ackedEnd >= end : this.caughtUp,
       batchesSent: this.batchesSent,
       recordsSent: this.recordsSent,
       lastSendAt: this.lastSendAt?.toISOString() ?? null,
@@ -322,15 +433,17 @@ export class SyncMaster {
     readonly storage: StorageService,
     readonly logger: StorageLogger,
     readonly options: SyncMasterOptions,
+    readonly replicas: InSyncReplicas,
   ) {}
 
   /** Subscribes to writes (start-up step 3). */
   prepare(): void {
     if (this.unsubscribe) return;
     this.unsubscribe = this.storage.onWrite(() => {
+      this.replicas.noteWrite(this.storage.logEnd);
       if (this.sessions.size === 0) return;
       if (this.options.durableOnly) {
-        this.storage.store.whenDurable().then(
+        this.storage.whenDurable().then(
           () => this.wakeAll(),
           () => undefined,
         );
@@ -346,8 +459,7 @@ export class SyncMaster {
 
   /** The end of what may be sent: only durable records with durability=sync. */
   sendableEnd(): number {
-    const store = this.storage.store;
-    return this.options.durableOnly ? Math.min(store.files.durableId, store.nextId) : store.nextId;
+    return this.options.durableOnly ? this.storage.durableEnd : this.storage.logEnd;
   }
 
   listen(host: string | undefined, port: number): Promise<void> {
@@ -375,6 +487,7 @@ export class SyncMaster {
 
   remove(session: SlaveSession): void {
     this.sessions.delete(session);
+    this.replicas.removeReplica(session);
   }
 
   slaves(): SlaveStatus[] {

@@ -12,9 +12,13 @@ import {
   LIVE_BATCH_MESSAGES,
   MAX_BATCH_BYTES,
   decodeBatchBody,
+  decodeHeartbeatBody,
+  decodeHelloBody,
   decodeSyncMessageBody,
-  encodeSyncBegin,
+  encodeAckFrame,
+  encodeExtendedSyncBegin,
   type SyncFrame,
+  type SyncHello,
 } from '../format/sync-frames.js';
 import type { StorageService } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
@@ -32,7 +36,15 @@ export interface SlaveLinkStatus {
   cursor: number;
   /** Id of the last record written from the master (0 before any). */
   lastAppliedId: number;
-  /** Milliseconds since we were last level with the master while the master still has more (0: level). */
+  /** The master speaks the ims extensions (acknowledgements, heartbeats, epochs); a Go master does not. */
+  acknowledging: boolean;
+  /** The master's epoch, from its hello and heartbeats (null for a Go master). */
+  masterEpoch: number | null;
+  /** The master's log end as it last told us (null for a Go master). */
+  masterLogEnd: number | null;
+  /** Bytes of the master's log we do not hold (exact with an ims master; null for a Go master). */
+  lagBytes: number | null;
+  /** Milliseconds since we last held everything the master had (0: level). */
   lagMs: number;
   caughtUp: boolean;
   recordsApplied: number;
@@ -109,6 +121,11 @@ export class SyncSlave {
   private reconnects = 0;
   private nextRetryMs: number | null = null;
   private lastError: string | null = null;
+  /** The current link's master speaks the extensions (it said hello). */
+  private extended = false;
+  private masterEpoch: number | null = null;
+  private masterLogEnd: number | null = null;
+  private socketSeq = 0;
   private readonly host: string;
   private readonly port: number;
 
@@ -135,7 +152,7 @@ export class SyncSlave {
       this.reconnects++;
       this.nextRetryMs = backoff;
       this.logger.log(
-        `reconnecting to master ${this.masterAddress} in ${backoff} ms (cursor ${this.storage.store.nextId})`,
+        `reconnecting to master ${this.masterAddress} in ${backoff} ms (cursor ${this.storage.logEnd})`,
       );
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
@@ -172,9 +189,12 @@ export class SyncSlave {
         this.connected = true;
         this.connectedAt = new Date();
         this.caughtUp = false;
-        this.levelAt = Date.now();
-        const cursor = this.storage.store.nextId;
-        socket.write(encodeSyncBegin(cursor, 1));
+        this.extended = false;
+        this.masterLogEnd = null;
+        this.socketSeq = 1;
+        const cursor = this.storage.logEnd;
+        // Asks for the ims extensions in the flag byte; a Go master ignores it and streams as usual.
+        socket.write(encodeExtendedSyncBegin(cursor, 1));
         this.logger.log(`connected to master ${this.masterAddress}, cursor ${cursor}`);
       });
       const pump = async () => {
@@ -185,7 +205,14 @@ export class SyncSlave {
             if (failed || this.stopped) return;
             const frame = reader.next();
             if (!frame) break;
-            await this.applyFrame(frame);
+            const outcome = await this.applyFrame(frame, socket);
+            if (outcome === 'reconnect') {
+              // Our log was cut back to where it agrees with the master: follow again from there at once.
+              progressed = true;
+              failed = true;
+              socket.destroy();
+              return;
+            }
             progressed = true;
           }
         } catch (err) {
@@ -217,19 +244,108 @@ export class SyncSlave {
     });
   }
 
-  private async applyFrame(frame: SyncFrame): Promise<void> {
+  /** Acknowledges what is on our disk to an ims master. */
+  private ack(socket: net.Socket): void {
+    if (!this.extended || socket.destroyed) return;
+    this.socketSeq = (this.socketSeq + 1) | 0;
+    socket.write(
+      encodeAckFrame(this.socketSeq, {
+        durableEnd: this.storage.durableEnd,
+        epoch: this.storage.latestEpoch,
+      }),
+    );
+  }
+
+  /** Level with the master by its last word (an ims master tells us its log end). */
+  private updateLevel(): void {
+    if (this.masterLogEnd === null) return;
+    const level = this.storage.logEnd >= this.masterLogEnd;
+    if (level) {
+      if (!this.caughtUp) {
+        this.logger.log(
+          `caught up with master ${this.masterAddress} at ${this.storage.logEnd} (epoch ${this.masterEpoch})`,
+        );
+      }
+      this.levelAt = Date.now();
+    }
+    this.caughtUp = level;
+  }
+
+  /**
+   * An ims master's hello: its epoch and epoch history. A master from an older epoch than we have seen is
+   * refused; where our log runs past the point at which the master's log parts from ours, our tail is cut
+   * back to that point (kept aside) and we follow again from there.
+   */
+  private async onHello(hello: SyncHello, seq: number): Promise<'ok' | 'reconnect'> {
+    const ours = this.storage.latestEpoch;
+    if (hello.epoch < ours) {
+      throw new SyncProtocolError(
+        `frame seq ${seq}: the master is in epoch ${hello.epoch}, older than epoch ${ours} this node has seen; refusing its stream`,
+      );
+    }
+    this.extended = true;
+    this.masterEpoch = hello.epoch;
+    this.masterLogEnd = hello.logEnd;
+    const logEnd = this.storage.logEnd;
+    const agreed = this.storage.agreedEnd(hello.history, hello.logEnd);
+    if (agreed < logEnd) {
+      const cut = await this.storage.truncateLog(agreed);
+      this.logger.warn(
+        `our log ran past the master's (epoch ${hello.epoch}): cut back from ${logEnd} to ${agreed}, ` +
+          `${cut.cutBytes} bytes kept aside in ${cut.keptAside.join(', ')}`,
+      );
+      this.storage.adoptEpochHistory(hello.history, agreed);
+      return 'reconnect';
+    }
+    this.storage.adoptEpochHistory(hello.history, agreed);
+    return 'ok';
+  }
+
+  private async applyFrame(frame: SyncFrame, socket: net.Socket): Promise<'ok' | 'reconnect'> {
+    if (frame.cmd === Cmd.STORAGE_SYNC_HELLO) {
+      if (this.extended)
+        throw new SyncProtocolError(`frame seq ${frame.seq}: a second MSG_STORAGE_SYNC_HELLO`);
+      const d = decodeHelloBody(frame.body);
+      if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
+      const outcome = await this.onHello(d.value, frame.seq);
+      if (outcome === 'ok') {
+        this.ack(socket);
+        this.updateLevel();
+      }
+      return outcome;
+    }
+    if (frame.cmd === Cmd.STORAGE_SYNC_HEARTBEAT) {
+      if (!this.extended)
+        throw new SyncProtocolError(`frame seq ${frame.seq}: MSG_STORAGE_SYNC_HEARTBEAT before any hello`);
+      const d = decodeHeartbeatBody(frame.body);
+      if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
+      if (d.value.epoch !== this.masterEpoch) {
+        throw new SyncProtocolError(
+          `frame seq ${frame.seq}: heartbeat of epoch ${d.value.epoch} on a link of epoch ${this.masterEpoch}`,
+        );
+      }
+      this.masterLogEnd = d.value.logEnd;
+      this.updateLevel();
+      this.ack(socket);
+      return 'ok';
+    }
     if (frame.cmd === Cmd.STORAGE_SYNC_MESSAGE_BATCH) {
       const d = decodeBatchBody(frame.body);
       if (!d.ok) throw new SyncProtocolError(`batch frame seq ${frame.seq}: ${d.problem}`);
       const { firstId, lastId, messages } = d.value;
-      if (messages.length === 0) return;
-      const ids = batchRecordIds(firstId, messages, this.storage.store.files.blockSize);
+      if (messages.length === 0) return 'ok';
+      const ids = batchRecordIds(firstId, messages, this.storage.blockSize);
       if (ids[ids.length - 1] !== lastId) {
         throw new SyncProtocolError(
           `batch frame seq ${frame.seq}: last_id ${lastId} does not match where its ${messages.length} messages from ${firstId} end (${ids[ids.length - 1]})`,
         );
       }
       await this.applyRecords(ids, messages, frame.seq);
+      if (this.extended) {
+        // Exact: the master's heartbeat after this batch says where its log ends.
+        this.ack(socket);
+        return 'ok';
+      }
       const bytes = frame.body.length;
       const wasLevel = this.caughtUp;
       // A batch the master cut at its size limits means it has more right now.
@@ -238,24 +354,28 @@ export class SyncSlave {
         this.levelAt = Date.now();
         if (!wasLevel) {
           this.logger.log(
-            `caught up with master ${this.masterAddress} at ${this.storage.store.nextId} (last applied ${this.lastAppliedId})`,
+            `caught up with master ${this.masterAddress} at ${this.storage.logEnd} (last applied ${this.lastAppliedId})`,
           );
         }
       }
-    } else if (frame.cmd === Cmd.STORAGE_SYNC_MESSAGE) {
+      return 'ok';
+    }
+    if (frame.cmd === Cmd.STORAGE_SYNC_MESSAGE) {
       const d = decodeSyncMessageBody(frame.body);
       if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
       await this.applyRecords([d.value.msgId], [d.value.message], frame.seq);
-      this.caughtUp = true;
-      this.levelAt = Date.now();
-    } else {
-      throw new SyncProtocolError(`frame seq ${frame.seq}: unexpected ${cmdName(frame.cmd)} from the master`);
+      this.ack(socket);
+      if (!this.extended) {
+        this.caughtUp = true;
+        this.levelAt = Date.now();
+      }
+      return 'ok';
     }
+    throw new SyncProtocolError(`frame seq ${frame.seq}: unexpected ${cmdName(frame.cmd)} from the master`);
   }
 
   private async applyRecords(ids: number[], messages: RawMessage[], seq: number): Promise<void> {
-    const store = this.storage.store;
-    const problem = continuationProblem(store.nextId, ids, messages, store.files.blockSize);
+    const problem = continuationProblem(this.storage.logEnd, ids, messages, this.storage.blockSize);
     if (problem) throw new SyncProtocolError(`frame seq ${seq}: ${problem}`);
     let written = 0;
     for (let i = 0; i < ids.length; i++) {
@@ -264,8 +384,8 @@ export class SyncSlave {
         this.lastAppliedId = ids[i];
       }
     }
-    // On disk before we read more: a restarted slave resumes from what is durable.
-    await store.whenDurable();
+    // On disk before we read more (or acknowledge): a restarted slave resumes from what is durable.
+    await this.storage.whenDurable();
     this.recordsApplied += written;
     this.lastBatchAt = new Date();
   }
@@ -275,8 +395,15 @@ export class SyncSlave {
       masterAddress: this.masterAddress,
       connected: this.connected,
       connectedAt: this.connectedAt?.toISOString() ?? null,
-      cursor: this.storage.isOpen ? this.storage.store.nextId : 0,
+      cursor: this.storage.isOpen ? this.storage.logEnd : 0,
       lastAppliedId: this.lastAppliedId,
+      acknowledging: this.connected && this.extended,
+      masterEpoch: this.masterEpoch,
+      masterLogEnd: this.masterLogEnd,
+      lagBytes:
+        this.masterLogEnd === null || !this.storage.isOpen
+          ? null
+          : Math.max(0, this.masterLogEnd - this.storage.logEnd),
       lagMs:
         this.connected && !this.caughtUp
           ? Date.now() - this.levelAt

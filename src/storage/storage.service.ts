@@ -1,8 +1,11 @@
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ImsConfig } from '../config/ims-config.js';
 import { SettingError } from '../config/setting-error.js';
+import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { RawMessage } from '../format/record.js';
 import { DataFolderError } from './data-folder.js';
+import { divergencePoint, mergeFollowerHistory } from './epochs.js';
+import type { EpochMark } from '../format/sync-frames.js';
 import {
   MessageStore,
   type HistoryMessage,
@@ -37,6 +40,22 @@ export interface StorageStatus {
 }
 
 /**
+ * Decides whether a save may be acknowledged beyond the local fsync (min_insync_replicas): `admit` is
+ * asked before anything is written and throws to refuse the save; `whenAcknowledged(end)` resolves once
+ * enough replicas hold the log up to `end`, or rejects. Registered by replication.
+ */
+export interface AckGate {
+  admit(): void;
+  whenAcknowledged(end: number): Promise<void>;
+}
+
+/** One stretch of the log as replication reads it. */
+export interface LogRange {
+  records: { id: number; msg: RawMessage }[];
+  next: number;
+}
+
+/**
  * The storage engine as a Nest provider: opens the data folder (main.ts decides when), makes saves
  * durable as the config's `durability` says, and closes the folder (log fsynced, index saved) last
  * at shutdown.
@@ -46,6 +65,7 @@ export class StorageService implements OnApplicationShutdown {
   private readonly logger = new Logger('Storage');
   private engine: MessageStore | null = null;
   private readonly writeListeners = new Set<() => void>();
+  private ackGate: AckGate | null = null;
 
   constructor(private readonly config: ImsConfig) {}
 
@@ -92,9 +112,16 @@ export class StorageService implements OnApplicationShutdown {
   }
 
   private async afterWrite<T>(result: T): Promise<T> {
+    const end = this.store.nextId;
     for (const l of this.writeListeners) l();
     if (this.config.durability === 'sync') await this.store.whenDurable();
+    if (this.ackGate) await this.ackGate.whenAcknowledged(end);
     return result;
+  }
+
+  /** Refuses a save before it is written when it could not be acknowledged (too few in-sync replicas). */
+  private admit(): void {
+    this.ackGate?.admit();
   }
 
   savePeerMessage(
@@ -104,6 +131,11 @@ export class StorageService implements OnApplicationShutdown {
     cmd: number,
     raw: Buffer,
   ): Promise<SaveResult> {
+    try {
+      this.admit();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.afterWrite(this.store.savePeerMessage(appid, uid, deviceId, cmd, raw));
   }
 
@@ -113,6 +145,11 @@ export class StorageService implements OnApplicationShutdown {
    */
   async savePeerMessages(items: readonly PeerSave[]): Promise<(SaveResult | Error)[]> {
     const store = this.store;
+    try {
+      this.admit();
+    } catch (err) {
+      return items.map(() => err as Error);
+    }
     const out: (SaveResult | Error)[] = [];
     for (const m of items) {
       try {
@@ -139,6 +176,11 @@ export class StorageService implements OnApplicationShutdown {
     cmd: number,
     raw: Buffer,
   ): Promise<SaveResult[]> {
+    try {
+      this.admit();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.afterWrite(this.store.savePeerGroupMessage(appid, members, deviceId, cmd, raw));
   }
 
@@ -149,7 +191,93 @@ export class StorageService implements OnApplicationShutdown {
     cmd: number,
     raw: Buffer,
   ): Promise<SaveResult> {
+    try {
+      this.admit();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.afterWrite(this.store.saveGroupMessage(appid, gid, deviceId, cmd, raw));
+  }
+
+  // ---- the surface replication uses ---------------------------------------------------------------
+
+  /** Replication's acknowledgement rule for saves (min_insync_replicas); null to remove it. */
+  setAckGate(gate: AckGate | null): void {
+    this.ackGate = gate;
+  }
+
+  /** The id the next record gets: the end of the log. */
+  get logEnd(): number {
+    return this.store.nextId;
+  }
+
+  /** The end of what is on disk (fdatasynced). */
+  get durableEnd(): number {
+    return Math.min(this.store.files.durableId, this.store.nextId);
+  }
+
+  /** Resolves once the log up to `end` (default: its end now) is on disk. */
+  whenDurable(end?: number): Promise<void> {
+    return this.store.whenDurable(end);
+  }
+
+  get blockSize(): number {
+    return this.store.files.blockSize;
+  }
+
+  /** Where a record id starts a block's records: ids below a block's header move past it. */
+  firstRecordAtOrAfter(id: number): number {
+    const files = this.store.files;
+    return files.offsetOf(id) < BLOCK_HEADER_SIZE ? files.idOf(files.blockOf(id), BLOCK_HEADER_SIZE) : id;
+  }
+
+  blockOf(id: number): number {
+    return this.store.files.blockOf(id);
+  }
+
+  /** Records from `from` (a record boundary) before `end`, within one block, bounded by count and bytes. */
+  readLog(from: number, end: number, maxRecords: number, maxBytes: number): LogRange {
+    return this.store.readLog(from, end, maxRecords, maxBytes);
+  }
+
+  /** The newest epoch this node has written in or followed (0 before any). */
+  get latestEpoch(): number {
+    return this.store.epochs.latestEpoch;
+  }
+
+  /** Epoch → first id written in it, oldest first. */
+  epochHistory(): EpochMark[] {
+    return this.store.epochs.entries.map((e) => ({ epoch: e.epoch, startId: e.startId }));
+  }
+
+  /** Begins the next epoch at the log end (a master's start), durably, before any write of it. */
+  beginEpoch(): number {
+    const epoch = this.latestEpoch + 1;
+    this.store.epochs.begin(epoch, this.logEnd);
+    return epoch;
+  }
+
+  /** Up to where our log agrees with a master's log, given its epoch history and log end. */
+  agreedEnd(masterHistory: readonly EpochMark[], masterLogEnd: number): number {
+    return divergencePoint(this.epochHistory(), this.logEnd, [...masterHistory], masterLogEnd);
+  }
+
+  /** A follower keeps its history up to where it agrees with its master, then the master's. */
+  adoptEpochHistory(masterHistory: readonly EpochMark[], agreedEnd: number): void {
+    const merged = mergeFollowerHistory(this.epochHistory(), [...masterHistory], agreedEnd);
+    const now = this.epochHistory();
+    const same =
+      merged.length === now.length &&
+      merged.every((e, i) => e.epoch === now[i].epoch && e.startId === now[i].startId);
+    if (!same) this.store.epochs.replace(merged);
+  }
+
+  /** Cuts the log back to `to` (a slave whose tail the master does not have), keeping the bytes aside. */
+  async truncateLog(to: number): Promise<{ keptAside: string[]; cutBytes: number }> {
+    await this.store.whenDurable().catch(() => undefined);
+    const r = this.store.truncateLog(to);
+    for (const l of this.writeListeners) l();
+    return r;
   }
 
   /** Writes a record received from the master (slave side). */

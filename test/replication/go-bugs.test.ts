@@ -83,12 +83,7 @@ describe('Go replication bugs 17-22 are fixed', () => {
 
   it('bug 17: a slave that never reads does not slow writers or block another slave; it is dropped and logged', async () => {
     await writeHistory(masterDir, 7000, 5, 1500);
-    process.env.IMS_SYNC_STALL_TIMEOUT_MS = '5000';
-    try {
-      master = await start({ dataDir: masterDir, config });
-    } finally {
-      delete process.env.IMS_SYNC_STALL_TIMEOUT_MS;
-    }
+    master = await start({ dataDir: masterDir, config: { ...config, sync_stall_timeout_ms: 5000 } });
     rpc = new ImsClient({ host: '127.0.0.1', port: master.ports.rpc });
     await rpc.connect();
     clients.push(rpc);

@@ -61,12 +61,12 @@ export interface HoldOptions {
  * wait on, so a period is the assertion itself. The period says how long "nothing" was watched for.
  */
 export async function holdsFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   { what, periodMs, intervalMs = 20 }: HoldOptions,
 ): Promise<void> {
   const start = Date.now();
   for (;;) {
-    if (!condition()) throw new Error(`${describeWhat(what)} stopped holding after ${Date.now() - start} ms`);
+    if (!(await condition())) throw new Error(`${describeWhat(what)} stopped holding after ${Date.now() - start} ms`);
     if (Date.now() - start >= periodMs) return;
     await sleep(Math.min(intervalMs, periodMs));
   }

@@ -30,12 +30,30 @@ export class ReplicationHealthIndicator {
   check(key: string) {
     const session = this.health.check(key);
     const view = this.view();
-    if (view.role === 'master') return session.up({ role: 'master', slaves: view.master.slaves.length });
+    if (view.role === 'master') {
+      const details = {
+        role: 'master',
+        epoch: view.epoch,
+        slaves: view.master.slaves.length,
+        inSyncReplicas: view.master.inSyncReplicas,
+        minInsyncReplicas: view.master.minInsyncReplicas,
+      };
+      // Saves cannot be acknowledged: the pod must not take writes (readiness), though it is alive.
+      const problem = this.replication.ackProblem();
+      return problem ? session.down({ ...details, message: problem }) : session.up(details);
+    }
     const master = this.config.master_address;
     if (!view.linked) {
       const why = view.slave?.lastError ? ` (${view.slave.lastError})` : '';
       return session.down({ role: 'slave', message: `not linked to master ${master}${why}` });
     }
-    return session.up({ role: 'slave', master, caughtUp: view.slave?.caughtUp ?? false });
+    return session.up({
+      role: 'slave',
+      master,
+      masterEpoch: view.slave?.masterEpoch ?? null,
+      caughtUp: view.slave?.caughtUp ?? false,
+      lagBytes: view.slave?.lagBytes ?? null,
+      lagMs: view.slave?.lagMs ?? 0,
+    });
   }
 }

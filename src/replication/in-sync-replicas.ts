@@ -1,0 +1,182 @@
+/**
+ * The in-sync replica set of a master and the acknowledgement rule built on it (min_insync_replicas),
+ * in the manner of Kafka's ISR: a replica is in sync while every record written more than
+ * `replica_lag_timeout_ms` ago is on its disk (it said so with an acknowledgement). One that lags leaves
+ * the set, with a log line; one that catches up rejoins. A save waits until at least N in-sync replicas
+ * hold it; with fewer than N in sync it fails at once, and a save that is waiting fails as soon as the set
+ * shrinks below N: a save never hangs and is never acknowledged without its copies.
+ */
+import type { AckGate } from '../storage/storage.service.js';
+import type { StorageLogger } from '../storage/storage-logger.js';
+
+export class NotEnoughReplicasError extends Error {
+  constructor(inSync: number, required: number) {
+    super(`not enough in-sync replicas (${inSync} of ${required} required)`);
+    this.name = 'NotEnoughReplicasError';
+  }
+}
+
+export interface ReplicaState {
+  /** The end of what the replica has on disk, by its last acknowledgement. */
+  ackedEnd: number;
+  lastAckAt: number;
+  inSync: boolean;
+  /** Milliseconds since the oldest write the replica has not acknowledged (0: it holds everything). */
+  lagMs: number;
+}
+
+interface Waiter {
+  end: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export interface InSyncOptions {
+  minInsync: number;
+  lagTimeoutMs: number;
+  /** The end of the log that replicas are expected to hold (what the master may send). */
+  sendableEnd: () => number;
+}
+
+export class InSyncReplicas implements AckGate {
+  private readonly replicas = new Map<object, ReplicaState & { name: string }>();
+  /** When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond. */
+  private writes: { end: number; at: number }[] = [];
+  private waiters: Waiter[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly options: InSyncOptions,
+    private readonly logger: StorageLogger,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(
+      () => this.evaluate(),
+      Math.max(20, Math.min(250, this.options.lagTimeoutMs / 10)),
+    );
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const err = new Error('the server is shutting down');
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /** The log grew to `end` (called on every write). */
+  noteWrite(end: number): void {
+    const now = Date.now();
+    const last = this.writes[this.writes.length - 1];
+    if (last && last.at === now) last.end = end;
+    else this.writes.push({ end, at: now });
+  }
+
+  addReplica(key: object, name: string, ackedEnd: number): void {
+    this.replicas.set(key, { name, ackedEnd, lastAckAt: Date.now(), inSync: false, lagMs: 0 });
+    this.evaluate();
+  }
+
+  removeReplica(key: object): void {
+    const r = this.replicas.get(key);
+    if (!r) return;
+    this.replicas.delete(key);
+    if (r.inSync) this.logger.warn(`replica ${r.name} left the in-sync set: disconnected`);
+    this.evaluate();
+  }
+
+  ack(key: object, durableEnd: number): void {
+    const r = this.replicas.get(key);
+    if (!r) return;
+    if (durableEnd > r.ackedEnd) r.ackedEnd = durableEnd;
+    r.lastAckAt = Date.now();
+    this.evaluate();
+  }
+
+  state(key: object): ReplicaState | null {
+    const r = this.replicas.get(key);
+    return r ? { ackedEnd: r.ackedEnd, lastAckAt: r.lastAckAt, inSync: r.inSync, lagMs: r.lagMs } : null;
+  }
+
+  get inSyncCount(): number {
+    let n = 0;
+    for (const r of this.replicas.values()) if (r.inSync) n++;
+    return n;
+  }
+
+  get required(): number {
+    return this.options.minInsync;
+  }
+
+  // ---- AckGate ---------------------------------------------------------------------------------------
+
+  admit(): void {
+    const n = this.inSyncCount;
+    if (n < this.options.minInsync) throw new NotEnoughReplicasError(n, this.options.minInsync);
+  }
+
+  whenAcknowledged(end: number): Promise<void> {
+    if (this.options.minInsync === 0 || this.holders(end) >= this.options.minInsync) return Promise.resolve();
+    const n = this.inSyncCount;
+    if (n < this.options.minInsync)
+      return Promise.reject(new NotEnoughReplicasError(n, this.options.minInsync));
+    return new Promise((resolve, reject) => this.waiters.push({ end, resolve, reject }));
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+
+  /** In-sync replicas that hold the log up to `end`. */
+  private holders(end: number): number {
+    let n = 0;
+    for (const r of this.replicas.values()) if (r.inSync && r.ackedEnd >= end) n++;
+    return n;
+  }
+
+  /** Age of the oldest write past `ackedEnd`, or 0 when the replica holds everything sendable. */
+  private lagOf(ackedEnd: number, now: number): number {
+    if (ackedEnd >= this.options.sendableEnd()) return 0;
+    for (const w of this.writes) if (w.end > ackedEnd) return now - w.at;
+    // Older than anything remembered: at least as old as the oldest entry.
+    return this.writes.length > 0 ? now - this.writes[0].at : this.options.lagTimeoutMs + 1;
+  }
+
+  private evaluate(): void {
+    const now = Date.now();
+    const timeout = this.options.lagTimeoutMs;
+    // Writes older than twice the timeout no longer decide anything once every replica is past them.
+    let minAcked = Infinity;
+    for (const r of this.replicas.values()) minAcked = Math.min(minAcked, r.ackedEnd);
+    while (
+      this.writes.length > 1 &&
+      this.writes[0].at < now - 2 * timeout &&
+      (this.writes[0].end <= minAcked || this.writes.length > 100_000)
+    ) {
+      this.writes.shift();
+    }
+    for (const r of this.replicas.values()) {
+      r.lagMs = this.lagOf(r.ackedEnd, now);
+      const lagging = r.lagMs > timeout;
+      if (r.inSync && lagging) {
+        r.inSync = false;
+        this.logger.warn(
+          `replica ${r.name} left the in-sync set: it has not acknowledged a record written ${r.lagMs} ms ago ` +
+            `(replica_lag_timeout_ms ${timeout}; acknowledged up to ${r.ackedEnd})`,
+        );
+      } else if (!r.inSync && !lagging) {
+        r.inSync = true;
+        this.logger.log(`replica ${r.name} joined the in-sync set (acknowledged up to ${r.ackedEnd})`);
+      }
+    }
+    if (this.waiters.length === 0) return;
+    const required = this.options.minInsync;
+    const inSync = this.inSyncCount;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (this.holders(w.end) >= required) w.resolve();
+      else if (inSync < required) w.reject(new NotEnoughReplicasError(inSync, required));
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+}
