@@ -9,7 +9,7 @@
  * reconnects and resumes from its own cursor.
  */
 import * as net from 'node:net';
-import { BLOCK_HEADER_SIZE, Cmd, cmdName } from '../format/constants.js';
+import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
 import {
   BACKLOG_BATCH_MESSAGES,
@@ -184,7 +184,7 @@ class SlaveSession {
 
   private begin(requested: number): void {
     const storage = this.master.storage;
-    const store = { nextId: storage.logEnd };
+    const logEnd = storage.logEnd;
     // An empty block's cursor may be given as its start; records begin after the header.
     const cursor = storage.firstRecordAtOrAfter(requested);
     if (this.extended) {
@@ -195,10 +195,10 @@ class SlaveSession {
         encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(), history }),
       );
       this.lastFrameAt = Date.now();
-      if (cursor > store.nextId) {
+      if (cursor > logEnd) {
         this.log.warn(
-          `slave ${this.address} is past the end of this log (cursor ${requested}, log end ${store.nextId}); ` +
-            `told it epoch ${epoch} and its history so it can cut its divergent tail`,
+          `slave ${this.address} is past the end of this log (cursor ${requested}, log end ${logEnd}): its log ` +
+            `has diverged; told it epoch ${epoch} and its history so it can find where and cut its tail`,
         );
         this.closed = true;
         clearTimeout(this.handshakeTimer);
@@ -207,9 +207,9 @@ class SlaveSession {
         return;
       }
     }
-    if (cursor > store.nextId) {
+    if (cursor > logEnd) {
       this.drop(
-        `refused: cursor ${requested} is past the end of this log (${store.nextId}); the slave's log has diverged`,
+        `refused: cursor ${requested} is past the end of this log (${logEnd}); the slave's log has diverged`,
         'error',
       );
       return;
@@ -220,7 +220,7 @@ class SlaveSession {
     this.sentTo = cursor;
     if (this.extended) this.master.replicas.addReplica(this, this.address, cursor);
     this.log.log(
-      `${this.extended ? 'ims' : 'Go'} slave ${this.address} began sync at cursor ${requested} (log end ${store.nextId})`,
+      `${this.extended ? 'ims' : 'Go'} slave ${this.address} began sync at cursor ${requested} (log end ${logEnd})`,
     );
     void this.run();
   }
@@ -428,6 +428,7 @@ export class SyncMaster {
   private readonly sessions = new Set<SlaveSession>();
   private unsubscribe: (() => void) | null = null;
   private listening: string | null = null;
+  private durableWaiter = false;
 
   constructor(
     readonly storage: StorageService,
@@ -442,15 +443,30 @@ export class SyncMaster {
     this.unsubscribe = this.storage.onWrite(() => {
       this.replicas.noteWrite(this.storage.logEnd);
       if (this.sessions.size === 0) return;
-      if (this.options.durableOnly) {
-        this.storage.whenDurable().then(
-          () => this.wakeAll(),
-          () => undefined,
-        );
-      } else {
-        this.wakeAll();
-      }
+      if (this.options.durableOnly) this.wakeWhenDurable();
+      else this.wakeAll();
     });
+  }
+
+  /**
+   * One durability waiter at a time, not one per write: when it fires the slaves are woken, and if the
+   * log grew meanwhile the next waiter covers everything written since.
+   */
+  private wakeWhenDurable(): void {
+    if (this.durableWaiter) return;
+    this.durableWaiter = true;
+    const end = this.storage.logEnd;
+    this.storage.whenDurable(end).then(
+      () => {
+        this.durableWaiter = false;
+        this.wakeAll();
+        if (this.storage.isOpen && this.storage.logEnd > end && this.sessions.size > 0)
+          this.wakeWhenDurable();
+      },
+      () => {
+        this.durableWaiter = false;
+      },
+    );
   }
 
   private wakeAll(): void {

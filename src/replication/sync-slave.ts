@@ -20,6 +20,7 @@ import {
   type SyncFrame,
   type SyncHello,
 } from '../format/sync-frames.js';
+import { IMPLICIT_EPOCH } from '../storage/epochs.js';
 import type { StorageService } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
 import { FrameReader, SyncProtocolError } from './frame-reader.js';
@@ -287,17 +288,32 @@ export class SyncSlave {
     this.masterEpoch = hello.epoch;
     this.masterLogEnd = hello.logEnd;
     const logEnd = this.storage.logEnd;
-    const agreed = this.storage.agreedEnd(hello.history, hello.logEnd);
-    if (agreed < logEnd) {
-      const cut = await this.storage.truncateLog(agreed);
-      this.logger.warn(
-        `our log ran past the master's (epoch ${hello.epoch}): cut back from ${logEnd} to ${agreed}, ` +
-          `${cut.cutBytes} bytes kept aside in ${cut.keptAside.join(', ')}`,
+    const d = this.storage.compareWithMaster(hello.history, hello.logEnd);
+    if (d.relation === 'ahead') {
+      throw new SyncProtocolError(
+        `frame seq ${seq}: our log runs past the master's end (${logEnd} > ${hello.logEnd}) within its own ` +
+          `epoch ${d.commonEpoch}, which it has not moved on from; refusing to follow rather than cut records nothing contradicts`,
       );
-      this.storage.adoptEpochHistory(hello.history, agreed);
+    }
+    if (d.relation === 'diverged') {
+      if (d.commonEpoch === IMPLICIT_EPOCH) {
+        // Records from before epochs (Go, or an unrelated folder) cannot be proven the master's: never cut them.
+        throw new SyncProtocolError(
+          `frame seq ${seq}: our log (end ${logEnd}) holds records from before epochs past ${d.agreedEnd}, ` +
+            `where the master's log (epoch ${hello.epoch}, end ${hello.logEnd}) parts from it; refusing its stream ` +
+            `(nothing proves they are the master's: follow it from an empty folder instead)`,
+        );
+      }
+      const cut = await this.storage.truncateLog(d.agreedEnd);
+      this.logger.warn(
+        `our log ran past the master's (epoch ${hello.epoch}, common epoch ${d.commonEpoch}): cut back from ${logEnd} ` +
+          `to ${d.agreedEnd}, ${cut.cutBytes} bytes kept aside in ${cut.keptAside.join(', ')}`,
+      );
+      // Cut first, then the history: a crash in between leaves the old history over a shorter log.
+      this.storage.adoptEpochHistory(hello.history, d.agreedEnd);
       return 'reconnect';
     }
-    this.storage.adoptEpochHistory(hello.history, agreed);
+    this.storage.adoptEpochHistory(hello.history, d.agreedEnd);
     return 'ok';
   }
 

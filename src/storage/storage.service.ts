@@ -4,7 +4,7 @@ import { SettingError } from '../config/setting-error.js';
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { RawMessage } from '../format/record.js';
 import { DataFolderError } from './data-folder.js';
-import { divergencePoint, mergeFollowerHistory } from './epochs.js';
+import { divergence, mergeFollowerHistory, trimHistory, type Divergence } from './epochs.js';
 import type { EpochMark } from '../format/sync-frames.js';
 import {
   MessageStore,
@@ -250,16 +250,22 @@ export class StorageService implements OnApplicationShutdown {
     return this.store.epochs.entries.map((e) => ({ epoch: e.epoch, startId: e.startId }));
   }
 
-  /** Begins the next epoch at the log end (a master's start), durably, before any write of it. */
+  /**
+   * Begins the next epoch at the log end (a master's start), durably, before any write of it. Epochs a
+   * former follower adopted from its master but never received records of are dropped first.
+   */
   beginEpoch(): number {
-    const epoch = this.latestEpoch + 1;
-    this.store.epochs.begin(epoch, this.logEnd);
+    const epochs = this.store.epochs;
+    const epoch = epochs.latestEpoch + 1;
+    const held = trimHistory(epochs.entries, this.logEnd);
+    if (held.length !== epochs.entries.length) epochs.replace(held);
+    epochs.begin(epoch, this.logEnd);
     return epoch;
   }
 
-  /** Up to where our log agrees with a master's log, given its epoch history and log end. */
-  agreedEnd(masterHistory: readonly EpochMark[], masterLogEnd: number): number {
-    return divergencePoint(this.epochHistory(), this.logEnd, [...masterHistory], masterLogEnd);
+  /** How our log stands against a master's, given its epoch history and log end. */
+  compareWithMaster(masterHistory: readonly EpochMark[], masterLogEnd: number): Divergence {
+    return divergence(this.epochHistory(), this.logEnd, [...masterHistory], masterLogEnd);
   }
 
   /** A follower keeps its history up to where it agrees with its master, then the master's. */

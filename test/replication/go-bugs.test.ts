@@ -14,6 +14,7 @@ import {
   decodeBatchBody,
   encodeBatchFrame,
   encodeFrame,
+  encodeExtendedSyncBegin,
   encodeSyncBegin,
   splitFrames,
 } from '../../src/format/sync-frames.js';
@@ -167,11 +168,19 @@ describe('Go replication bugs 17-22 are fixed', () => {
   });
 
   it('bug 22: a slave whose log is ahead of the master (diverged) is refused, and it writes nothing', async () => {
+    // A Go slave (no extensions) past the end of the log is refused outright.
+    const goSlave = await RawSyncSocket.connect(master.ports.sync);
+    goSlave.send(encodeSyncBegin(50 * SMALL_BLOCK));
+    await waitFor(() => goSlave.closed, { what: 'the Go slave refused' });
+    assert.equal(goSlave.frames.length, 0, 'nothing sent to it');
+    // An ims slave whose records from before epochs run past the master's: it is told the master's
+    // history, cannot prove those records are the master's, and refuses to follow (never cuts them).
     const aheadDir = dir('ims-bugs-ahead-');
     await writeHistory(aheadDir, 9000, 9, 1500);
     const before = blockNames(aheadDir).map((n) => fs.readFileSync(path.join(aheadDir, n)));
     const slave = await start({ dataDir: aheadDir, masterAddress: master.syncAddress, config });
     await master.waitForLog(/past the end of this log .*diverged/);
+    await slave.waitForLog(/holds records from before epochs past \d+.*refusing its stream/);
     await slave.waitForLog(/reconnecting to master/);
     await slave.stop();
     assert.deepEqual(
@@ -204,7 +213,7 @@ describe('Go replication bugs 17-22 are fixed', () => {
         what: 'a second SYNC_BEGIN from the same cursor',
         timeoutMs: 5000,
       });
-      for (const b of begins) assert.deepEqual(b, encodeSyncBegin(32));
+      for (const b of begins) assert.deepEqual(b, encodeExtendedSyncBegin(32));
       assert.equal(fs.statSync(path.join(slaveDir, 'message_0')).size, 32, 'nothing was written');
     } finally {
       await slave.stop();

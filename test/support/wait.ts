@@ -66,7 +66,8 @@ export async function holdsFor(
 ): Promise<void> {
   const start = Date.now();
   for (;;) {
-    if (!(await condition())) throw new Error(`${describeWhat(what)} stopped holding after ${Date.now() - start} ms`);
+    if (!(await condition()))
+      throw new Error(`${describeWhat(what)} stopped holding after ${Date.now() - start} ms`);
     if (Date.now() - start >= periodMs) return;
     await sleep(Math.min(intervalMs, periodMs));
   }
