@@ -97,6 +97,7 @@ class SlaveSession {
   private readonly handshakeTimer: NodeJS.Timeout;
   /** The slave asked for the ims extensions (an ims slave). */
   private extended = false;
+  private acknowledged = false;
   private lastFrameAt = 0;
 
   constructor(
@@ -175,6 +176,9 @@ class SlaveSession {
         }
         if (ack.value.durableEnd > this.sentTo)
           throw new Error(`acknowledges ${ack.value.durableEnd}, past what was sent (${this.sentTo})`);
+        // A replica counts from its first acknowledgement: it has accepted this master's history then.
+        if (!this.acknowledged) this.master.replicas.addReplica(this, this.address, ack.value.durableEnd);
+        this.acknowledged = true;
         this.master.replicas.ack(this, ack.value.durableEnd);
       }
     } catch (err) {
@@ -218,7 +222,6 @@ class SlaveSession {
     this.startCursor = requested;
     this.readTo = cursor;
     this.sentTo = cursor;
-    if (this.extended) this.master.replicas.addReplica(this, this.address, cursor);
     this.log.log(
       `${this.extended ? 'ims' : 'Go'} slave ${this.address} began sync at cursor ${requested} (log end ${logEnd})`,
     );

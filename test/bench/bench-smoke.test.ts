@@ -59,6 +59,9 @@ describe('bench/run.mjs --quick', () => {
         assertFigures(`transport ceiling ${k}`, res.ceilings.transport[k]);
         assertFigures(`transport ceiling, one call per save, ${k}`, res.ceilings.transportSingle[k]);
       }
+      assertFigures('replicated saves (min_insync_replicas=1, one slave)', res.replicated);
+      assert.ok(res.replicated.ratioToStandalone > 0, 'replicated saves as a ratio to standalone');
+      assert.match(md, /Replicated saves.* × standalone/);
       for (const s of ['full_1', 'full_64', 'tail_1', 'tail_64']) assertFigures(`sync ${s}`, res.sync[s]);
       assert.equal(res.sync.messagesPerFullSync, 100);
       assert.ok(res.rebuild.mbPerSec > 0 && res.rebuild.bytesScanned > 0 && res.rebuild.recordsScanned > 0);
