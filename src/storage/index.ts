@@ -13,5 +13,18 @@ export {
   StorageWriteError,
 } from './storage-errors.js';
 export { DataDirLockedError } from './data-dir-lock.js';
+export { EpochHistory, type EpochEntry } from './epoch-history.js';
+export {
+  IMPLICIT_EPOCH,
+  commonEpoch,
+  divergence,
+  divergencePoint,
+  endOfEpoch,
+  mergeFollowerHistory,
+  startOfEpoch,
+  trimHistory,
+  type Divergence,
+  type LogRelation,
+} from './epochs.js';
 export { StorageModule } from './storage.module.js';
 export { StorageService, type StorageStatus } from './storage.service.js';

@@ -36,6 +36,7 @@ import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '..
 import { BlockFiles, blockFileName } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { ensureDataFolder } from './data-folder.js';
+import { EpochHistory } from './epoch-history.js';
 import { IdTable } from './id-table.js';
 import {
   GROUP_LAST_ID,
@@ -115,6 +116,7 @@ export class MessageStore {
   private savedLogEnd = 0;
   private savingIndex: Promise<void> | null = null;
   private closed = false;
+  private epochHistory: EpochHistory | null = null;
   openReport: OpenReport | null = null;
 
   private constructor(private readonly options: MessageStoreOptions) {
@@ -151,6 +153,7 @@ export class MessageStore {
       if (note) this.logger.warn(note);
     }
     try {
+      this.epochHistory = EpochHistory.load(root);
       const { blocks } = this.files.open();
       const logEnd = this.files.nextId;
       const state = readIndexState(root);
@@ -281,6 +284,12 @@ export class MessageStore {
   /** Enters a record into the indexes (Go: execMessage). */
   private applyRecord(id: number, msg: RawMessage): void {
     replayQueueEntry(this.peers, this.groups, id, msg);
+  }
+
+  /** The folder's epoch history (`epoch_history`), loaded at open; replication decides when epochs begin. */
+  get epochs(): EpochHistory {
+    if (!this.epochHistory) throw new Error('storage is not open');
+    return this.epochHistory;
   }
 
   // ---- index lookups -------------------------------------------------------------------------------
