@@ -463,16 +463,21 @@ export class BlockFiles extends BlockAddressing {
 
   /**
    * Scans the records of a block from `fromOffset` in order, calling `onRecord` for each. Stops at the
-   * end of the file or at the first bytes that are not a whole record; returns where it stopped and why.
+   * end of the file (or at `endOffset`, read as if the file ended there) or at the first bytes that are
+   * not a whole record; returns where it stopped and why.
    */
   scan(
     blockNo: number,
     fromOffset: number,
     onRecord: (id: number, msg: RawMessage) => void,
+    endOffset = Infinity,
   ): { end: number; fileSize: number; problem: string | null } {
     const fd = fs.openSync(this.filePath(blockNo), 'r');
     try {
-      const fileSize = blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size;
+      const fileSize = Math.min(
+        endOffset,
+        blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size,
+      );
       const chunk = Buffer.allocUnsafe(1 << 20);
       let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
       let bufStart = pos;
