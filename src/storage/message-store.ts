@@ -47,6 +47,7 @@ import {
 } from './queue-replay.js';
 import { saveIndexFiles } from './index-files.js';
 import { recoverIndex, type TornTail } from './index-recovery.js';
+import { truncateLog, type LogTruncation } from './log-truncation.js';
 import { CorruptRecordError, StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
 import { MAGIC } from '../format/constants.js';
@@ -106,8 +107,8 @@ const HAS_MORE_PROBE = 64;
 
 export class MessageStore {
   readonly files: BlockFiles;
-  private readonly peers = new IdTable(2);
-  private readonly groups = new IdTable(1);
+  private peers = new IdTable(2);
+  private groups = new IdTable(1);
   private readonly logger: StorageLogger;
   private readonly lock: DataDirLock | null;
   private readonly kefuAppid: bigint;
@@ -585,6 +586,39 @@ export class MessageStore {
     });
     this.applyRecord(id, msg);
     return 'written';
+  }
+
+  /**
+   * Cuts the log back to `to` (a slave whose log ran past the point where its master's diverged). `to`
+   * must be the start of a record, the end of a block's last record, or the log end (a no-op). The cut
+   * bytes are kept aside (`message_M.diverged`, `message_N.diverged-OFFSET`, each fsynced) and logged;
+   * afterwards the index is the one a fresh open of the cut folder builds, and the next record is
+   * written at `to`. Never call it on a node serving writes; it refuses while a write, an fsync or an
+   * index save is in progress (await `flush()` / `saveIndex()` first). An invalid point throws a
+   * StorageInputError and changes nothing; a failure midway fails the store closed (a restart opens the
+   * folder consistently). Cut the log before storing the master's epoch history, not after.
+   * See log-truncation.ts for the order of the steps.
+   */
+  truncateLog(to: number): LogTruncation {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    if (this.savingIndex) {
+      throw new StorageInputError(
+        `cannot cut the log at ${to} while the index files are being saved; await store.saveIndex() first`,
+      );
+    }
+    return truncateLog(
+      {
+        root: this.options.root,
+        files: this.files,
+        logger: this.logger,
+        adopt: (peers, groups, savedLogEnd) => {
+          this.peers = peers;
+          this.groups = groups;
+          this.savedLogEnd = savedLogEnd;
+        },
+      },
+      to,
+    );
   }
 
   /**
