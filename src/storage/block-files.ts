@@ -6,7 +6,12 @@
 import * as fs from 'node:fs';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE, MAGIC } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, encodeBlockHeader, type RawMessage } from '../format/record.js';
-import { CorruptRecordError, StorageOpenError, StorageWriteError } from './storage-errors.js';
+import {
+  CorruptRecordError,
+  StorageInputError,
+  StorageOpenError,
+  StorageWriteError,
+} from './storage-errors.js';
 import type { StorageLogger } from './storage-logger.js';
 import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
 
@@ -33,6 +38,23 @@ export function listBlocks(root: string, logger?: StorageLogger): number[] {
     else if (name.startsWith('message_')) logger?.warn(`ignoring ${name}: not a block file name (message_N)`);
   }
   return blocks.sort((a, b) => a - b);
+}
+
+/** `base`, or `base.2`, `base.3`, ... : the first name not taken, so that a copy never replaces another. */
+function freeName(base: string): string {
+  if (!fs.existsSync(base)) return base;
+  for (let i = 2; ; i++) if (!fs.existsSync(`${base}.${i}`)) return `${base}.${i}`;
+}
+
+/** fsync of a file by name; returns its size. */
+function syncFile(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+    return fs.fstatSync(fd).size;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export function fsyncDirectory(dir: string): void {
@@ -103,6 +125,11 @@ export class BlockFiles extends BlockAddressing {
 
   get dirty(): boolean {
     return this.durableEnd < this.nextId;
+  }
+
+  /** Nothing staged, no fdatasync running or awaited: the files may be cut back. */
+  get idle(): boolean {
+    return this.stagedBytes === 0 && !this.syncInFlight && this.waiters.length === 0;
   }
 
   get failed(): Error | null {
@@ -208,17 +235,132 @@ export class BlockFiles extends BlockAddressing {
   truncateWriteBlock(offset: number): { cut: number; savedTo: string | null } {
     const cut = this.writeSize - offset;
     if (cut <= 0) return { cut: 0, savedTo: null };
-    const file = this.filePath(this.writeBlockNo);
-    const savedTo = `${file}.torn-${offset}`;
-    const bytes = Buffer.alloc(cut);
-    fs.readSync(this.writeFd, bytes, 0, cut, offset);
-    fs.writeFileSync(savedTo, bytes, { flush: true });
-    fs.ftruncateSync(this.writeFd, offset);
-    fs.fdatasyncSync(this.writeFd);
-    fsyncDirectory(this.root);
+    const savedTo = this.cutTail(this.writeFd, this.writeBlockNo, offset, this.writeSize, 'torn');
     this.writeSize = offset;
     this.durableEnd = this.nextId;
     return { cut, savedTo };
+  }
+
+  /**
+   * Copies bytes `offset`..`size` of block `blockNo` (open as `fd`) to `message_N.KIND-OFFSET` (a new
+   * name, never over an older copy), makes the copy and its name durable, and only then truncates the
+   * block and fdatasyncs it: a crash leaves the bytes in the block, in the copy, or in both, never lost.
+   */
+  private cutTail(fd: number, blockNo: number, offset: number, size: number, kind: string): string {
+    const savedTo = freeName(`${this.filePath(blockNo)}.${kind}-${offset}`);
+    const out = fs.openSync(savedTo, 'wx', 0o644);
+    try {
+      const chunk = Buffer.allocUnsafe(Math.min(size - offset, 1 << 20));
+      for (let pos = offset; pos < size;) {
+        const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
+        if (n <= 0) throw new Error(`${this.filePath(blockNo)}: unexpected end of file at offset ${pos}`);
+        let done = 0;
+        while (done < n) done += fs.writeSync(out, chunk, done, n - done, pos - offset + done);
+        pos += n;
+      }
+      fs.fsyncSync(out);
+    } finally {
+      fs.closeSync(out);
+    }
+    fsyncDirectory(this.root);
+    fs.ftruncateSync(fd, offset);
+    fs.fdatasyncSync(fd);
+    return savedTo;
+  }
+
+  /**
+   * Cuts the log back to `offset` in block `blockNo`, a record boundary the caller has checked (a slave
+   * whose log diverged from its master's). Nothing is destroyed: later blocks are renamed to
+   * `message_M.diverged` and the cut tail of `blockNo` is copied to `message_N.diverged-OFFSET`. The
+   * caller makes sure nothing is staged, syncing or waiting. Returns the files kept aside and the number
+   * of record bytes cut (block headers not counted).
+   *
+   * Order, so that a crash at any point leaves a folder that opens as a whole log ending somewhere
+   * between the old end and the target, with no gap:
+   *   1. later blocks, newest first: fsync, rename, fsync the folder. The newest remaining block is then
+   *      always one that was complete (older blocks end in a whole record), and no block is missing
+   *      below it.
+   *   2. the tail of `blockNo`: copy made durable before the block is truncated (`cutTail`).
+   *   3. only then the in-memory state: `blockNo` becomes the write block, durable up to the cut.
+   * On a failure midway the files refuse further writes (a restart opens the folder consistently).
+   */
+  cutBack(blockNo: number, offset: number): { keptAside: string[]; cutBytes: number } {
+    this.assertWritable();
+    if (!this.idle) {
+      throw new StorageInputError(
+        'cannot cut the log while a write or an fsync is in progress; await store.flush() first',
+      );
+    }
+    if (blockNo > this.writeBlockNo || offset < BLOCK_HEADER_SIZE || offset > this.blockSize) {
+      throw new StorageInputError(`cannot cut the log at ${blockFileName(blockNo)} offset ${offset}`);
+    }
+    const keptAside: string[] = [];
+    let cutBytes = 0;
+    const oldWriteFd = this.writeFd;
+    let fd = -1;
+    try {
+      for (let m = this.writeBlockNo; m > blockNo; m--) {
+        const file = this.filePath(m);
+        this.forgetBlock(m);
+        let size: number;
+        if (m === this.writeBlockNo) {
+          fs.fdatasyncSync(oldWriteFd);
+          size = this.writeSize;
+        } else {
+          try {
+            size = syncFile(file);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // a block already gone
+            throw err;
+          }
+        }
+        const to = freeName(`${file}.diverged`);
+        fs.renameSync(file, to);
+        fsyncDirectory(this.root);
+        keptAside.push(to);
+        cutBytes += Math.max(0, size - BLOCK_HEADER_SIZE);
+      }
+      this.forgetBlock(blockNo);
+      fd = blockNo === this.writeBlockNo ? oldWriteFd : fs.openSync(this.filePath(blockNo), 'r+');
+      const size = blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size;
+      if (offset > size) {
+        throw new StorageInputError(
+          `${this.describe(this.idOf(blockNo, offset))} is past the end of the block (${size})`,
+        );
+      }
+      if (offset < size) {
+        keptAside.push(this.cutTail(fd, blockNo, offset, size, 'diverged'));
+        cutBytes += size - offset;
+      } else {
+        fs.fdatasyncSync(fd);
+      }
+    } catch (err) {
+      if (fd >= 0 && fd !== oldWriteFd) fs.closeSync(fd);
+      if (keptAside.length === 0 && err instanceof StorageInputError) throw err;
+      this.fail(
+        new StorageWriteError(`cutting the log back to ${this.describe(this.idOf(blockNo, offset))} failed`, {
+          cause: err,
+        }),
+      );
+      throw this.syncFailure;
+    }
+    if (fd !== oldWriteFd) fs.closeSync(oldWriteFd);
+    this.writeFd = fd;
+    this.writeBlockNo = blockNo;
+    this.writeSize = offset;
+    this.durableEnd = this.nextId;
+    this.lastSyncAt = Date.now();
+    return { keptAside, cutBytes };
+  }
+
+  /** Drops the cached read handle and size of a block that is about to change. */
+  private forgetBlock(blockNo: number): void {
+    const fd = this.readFds.get(blockNo);
+    if (fd !== undefined) {
+      this.readFds.delete(blockNo);
+      fs.closeSync(fd);
+    }
+    this.sealedSizes.delete(blockNo);
   }
 
   // ---- appends -------------------------------------------------------------------------------------
@@ -463,16 +605,21 @@ export class BlockFiles extends BlockAddressing {
 
   /**
    * Scans the records of a block from `fromOffset` in order, calling `onRecord` for each. Stops at the
-   * end of the file or at the first bytes that are not a whole record; returns where it stopped and why.
+   * end of the file (or at `endOffset`, read as if the file ended there) or at the first bytes that are
+   * not a whole record; returns where it stopped and why.
    */
   scan(
     blockNo: number,
     fromOffset: number,
     onRecord: (id: number, msg: RawMessage) => void,
+    endOffset = Infinity,
   ): { end: number; fileSize: number; problem: string | null } {
     const fd = fs.openSync(this.filePath(blockNo), 'r');
     try {
-      const fileSize = blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size;
+      const fileSize = Math.min(
+        endOffset,
+        blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size,
+      );
       const chunk = Buffer.allocUnsafe(1 << 20);
       let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
       let bufStart = pos;

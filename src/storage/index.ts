@@ -13,6 +13,7 @@ export {
   StorageWriteError,
 } from './storage-errors.js';
 export { DataDirLockedError } from './data-dir-lock.js';
+export type { LogTruncation } from './log-truncation.js';
 export { EpochHistory, type EpochEntry } from './epoch-history.js';
 export {
   IMPLICIT_EPOCH,

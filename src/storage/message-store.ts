@@ -45,8 +45,10 @@ import {
   msgIdDelta,
   replayQueueEntry,
 } from './queue-replay.js';
-import { loadIndexFile, readIndexState, saveIndexFiles } from './index-files.js';
-import { CorruptRecordError, StorageInputError, StorageOpenError } from './storage-errors.js';
+import { saveIndexFiles } from './index-files.js';
+import { recoverIndex, type TornTail } from './index-recovery.js';
+import { truncateLog, type LogTruncation } from './log-truncation.js';
+import { CorruptRecordError, StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
 import { MAGIC } from '../format/constants.js';
 
@@ -92,7 +94,7 @@ export interface OpenReport {
   scannedFrom: number;
   recordsScanned: number;
   bytesScanned: number;
-  tornTail: { file: string; offset: number; bytes: number; savedTo: string | null; reason: string } | null;
+  tornTail: TornTail | null;
   peerEntries: number;
   groupEntries: number;
   elapsedMs: number;
@@ -105,8 +107,8 @@ const HAS_MORE_PROBE = 64;
 
 export class MessageStore {
   readonly files: BlockFiles;
-  private readonly peers = new IdTable(2);
-  private readonly groups = new IdTable(1);
+  private peers = new IdTable(2);
+  private groups = new IdTable(1);
   private readonly logger: StorageLogger;
   private readonly lock: DataDirLock | null;
   private readonly kefuAppid: bigint;
@@ -155,61 +157,19 @@ export class MessageStore {
     try {
       this.epochHistory = EpochHistory.load(root);
       const { blocks } = this.files.open();
-      const logEnd = this.files.nextId;
-      const state = readIndexState(root);
-      if (state && state.blockSize !== this.files.blockSize) {
-        throw new StorageOpenError(
-          `${root}: index_state says the folder was written with ${state.blockSize}-byte blocks, not ${this.files.blockSize}`,
-        );
-      }
-      let index: OpenReport['index'] = 'repaired';
-      let reason: string | null = null;
-      let from = 0;
-      let trustedStart = false;
-      const peerLoad = loadIndexFile(root, 'peer', this.peers, logEnd);
-      const groupLoad = peerLoad.ok ? loadIndexFile(root, 'group', this.groups, logEnd) : null;
-      if (!peerLoad.ok || !groupLoad?.ok) {
-        index = 'rebuilt';
-        reason = !peerLoad.ok ? peerLoad.reason : (groupLoad as { reason: string }).reason;
-        this.peers.clear();
-        this.groups.clear();
-      } else if (state && state.logEnd <= logEnd) {
-        from = state.logEnd;
-        trustedStart = true;
-      } else if (state) {
-        index = 'rebuilt';
-        reason = `index_state reflects log position ${state.logEnd}, past the end of the log (${logEnd})`;
-        this.peers.clear();
-        this.groups.clear();
-      } else {
-        // Go-written folder: the files reflect the log up to their newest entry. Repair from the older of
-        // the two (Go repaired the group index from the peer position and lost group entries: bug 5).
-        const p = peerLoad.entries > 0 ? peerLoad.maxId : Infinity;
-        const g = groupLoad.entries > 0 ? groupLoad.maxId : Infinity;
-        from = Math.min(p, g);
-        if (from === Infinity) from = 0;
-      }
-      const scan = this.scanFrom(from, index === 'rebuilt', trustedStart);
-      if (scan.restartFull) {
-        index = 'rebuilt';
-        reason = scan.restartFull;
-        this.peers.clear();
-        this.groups.clear();
-        from = 0;
-        Object.assign(scan, this.scanFrom(0, true, true));
-      }
-      // A Go index's start is its newest entry, which it already reflects: replaying only it changes nothing.
-      const alreadyReflected = !trustedStart && from > 0 ? 1 : 0;
-      if (index === 'repaired' && scan.records <= alreadyReflected) index = 'loaded';
-      this.savedLogEnd = index === 'rebuilt' ? 0 : from;
+      const r = recoverIndex(
+        { root, files: this.files, peers: this.peers, groups: this.groups, logger: this.logger },
+        'open',
+      );
+      this.savedLogEnd = r.savedLogEnd;
       this.openReport = {
         blocks,
-        index,
-        reason,
-        scannedFrom: from,
-        recordsScanned: scan.records,
-        bytesScanned: scan.bytes,
-        tornTail: scan.torn,
+        index: r.index,
+        reason: r.reason,
+        scannedFrom: r.scannedFrom,
+        recordsScanned: r.recordsScanned,
+        bytesScanned: r.bytesScanned,
+        tornTail: r.tornTail,
         peerEntries: this.peers.size,
         groupEntries: this.groups.size,
         elapsedMs: Date.now() - started,
@@ -218,67 +178,6 @@ export class MessageStore {
       this.lock?.release();
       throw err;
     }
-  }
-
-  /**
-   * Replays every record from id `from` to the end of the log into the indexes (the one path used by
-   * rebuild, repair and replication). A torn tail of the write block is cut; damage anywhere else is
-   * an error naming file and offset. When an untrusted start (a Go index's newest entry) is not a record,
-   * the index does not match the log and a full rebuild is asked for. Replaying a record the index already
-   * reflects is harmless: replay is in log order, so each head ends at its newest entry.
-   */
-  private scanFrom(
-    from: number,
-    full: boolean,
-    trustedStart: boolean,
-  ): { records: number; bytes: number; torn: OpenReport['tornTail']; restartFull: string | null } {
-    const files = this.files;
-    const writeBlock = files.writeBlock;
-    let records = 0;
-    let bytes = 0;
-    let torn: OpenReport['tornTail'] = null;
-    const firstBlock = full ? 0 : files.blockOf(from);
-    const apply = (id: number, msg: RawMessage): void => {
-      records++;
-      bytes += recordSize(msg.body.length);
-      this.applyRecord(id, msg);
-    };
-    for (let b = firstBlock; b <= writeBlock; b++) {
-      const start = !full && b === firstBlock ? files.offsetOf(from) : BLOCK_HEADER_SIZE;
-      let result;
-      try {
-        result = files.scan(b, start, apply);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          this.logger.warn(`${blockFileName(b)} is missing: its history is gone (skipped)`);
-          continue;
-        }
-        throw err;
-      }
-      if (result.problem === null) continue;
-      if (!trustedStart && b === firstBlock && result.end === start && start > BLOCK_HEADER_SIZE) {
-        return {
-          records,
-          bytes,
-          torn,
-          restartFull: `the saved index position ${from} is not a record in the log (${result.problem})`,
-        };
-      }
-      const file = files.filePath(b);
-      if (b !== writeBlock) {
-        throw new StorageOpenError(
-          `${file} offset ${result.end}: ${result.problem}; only the newest block may have a torn tail. ` +
-            `Run 'ims verify' on the folder to find the damage.`,
-        );
-      }
-      const { cut, savedTo } = files.truncateWriteBlock(result.end);
-      torn = { file, offset: result.end, bytes: cut, savedTo, reason: result.problem };
-      this.logger.warn(
-        `${file}: cut a torn tail at offset ${result.end} (${cut} bytes: ${result.problem}); ` +
-          `the bytes are kept in ${savedTo}`,
-      );
-    }
-    return { records, bytes, torn, restartFull: null };
   }
 
   /** Enters a record into the indexes (Go: execMessage). */
@@ -687,6 +586,39 @@ export class MessageStore {
     });
     this.applyRecord(id, msg);
     return 'written';
+  }
+
+  /**
+   * Cuts the log back to `to` (a slave whose log ran past the point where its master's diverged). `to`
+   * must be the start of a record, the end of a block's last record, or the log end (a no-op). The cut
+   * bytes are kept aside (`message_M.diverged`, `message_N.diverged-OFFSET`, each fsynced) and logged;
+   * afterwards the index is the one a fresh open of the cut folder builds, and the next record is
+   * written at `to`. Never call it on a node serving writes; it refuses while a write, an fsync or an
+   * index save is in progress (await `flush()` / `saveIndex()` first). An invalid point throws a
+   * StorageInputError and changes nothing; a failure midway fails the store closed (a restart opens the
+   * folder consistently). Cut the log before storing the master's epoch history, not after.
+   * See log-truncation.ts for the order of the steps.
+   */
+  truncateLog(to: number): LogTruncation {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    if (this.savingIndex) {
+      throw new StorageInputError(
+        `cannot cut the log at ${to} while the index files are being saved; await store.saveIndex() first`,
+      );
+    }
+    return truncateLog(
+      {
+        root: this.options.root,
+        files: this.files,
+        logger: this.logger,
+        adopt: (peers, groups, savedLogEnd) => {
+          this.peers = peers;
+          this.groups = groups;
+          this.savedLogEnd = savedLogEnd;
+        },
+      },
+      to,
+    );
   }
 
   /**
