@@ -282,6 +282,8 @@ export class StorageService implements OnApplicationShutdown {
   async truncateLog(to: number): Promise<{ keptAside: string[]; cutBytes: number }> {
     await this.store.whenDurable().catch(() => undefined);
     const r = this.store.truncateLog(to);
+    // Saved at once, so that a restart does not have to rebuild the index from every block.
+    if (r.indexFiles === 'removed') await this.store.saveIndex();
     for (const l of this.writeListeners) l();
     return r;
   }
