@@ -16,6 +16,8 @@ import type { StorageLogger } from './storage-logger.js';
 import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
+/** Copies of bytes cut from the log: a torn tail, or a slave's diverged tail or blocks. */
+const KEPT_ASIDE = /^message_\d+\.(torn|diverged)\b/;
 const READ_AHEAD = 4096;
 
 export interface BlockFilesOptions {
@@ -35,6 +37,7 @@ export function listBlocks(root: string, logger?: StorageLogger): number[] {
   for (const name of fs.readdirSync(root)) {
     const m = BLOCK_NAME.exec(name);
     if (m) blocks.push(Number(m[1]));
+    else if (KEPT_ASIDE.test(name)) logger?.warn(`ignoring ${name}: bytes cut from the log and kept aside`);
     else if (name.startsWith('message_')) logger?.warn(`ignoring ${name}: not a block file name (message_N)`);
   }
   return blocks.sort((a, b) => a - b);
