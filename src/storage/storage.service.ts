@@ -280,7 +280,8 @@ export class StorageService implements OnApplicationShutdown {
 
   /** Cuts the log back to `to` (a slave whose tail the master does not have), keeping the bytes aside. */
   async truncateLog(to: number): Promise<{ keptAside: string[]; cutBytes: number }> {
-    await this.store.whenDurable().catch(() => undefined);
+    // The cut refuses while a write or fsync is pending: settle them first.
+    await this.store.flush();
     const r = this.store.truncateLog(to);
     // Saved at once, so that a restart does not have to rebuild the index from every block.
     if (r.indexFiles === 'removed') await this.store.saveIndex();
