@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
+import { ClusterModule } from './cluster/cluster.module.js';
 import { ConfigModule } from './config/config.module.js';
 import type { ImsConfig } from './config/ims-config.js';
 import { ReplicationModule } from './replication/replication.module.js';
@@ -20,6 +21,7 @@ export class AppModule {
         ReplicationModule,
         StatusModule,
         RpcModule,
+        ClusterModule,
       ],
     };
   }

@@ -11,6 +11,7 @@ import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module.js';
 import { CLI_COMMANDS, runCli } from './cli/cli.js';
+import { ClusterService } from './cluster/cluster.service.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
 import { listening } from './config/setting-error.js';
@@ -40,6 +41,9 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   );
   // 2. Open storage: blocks checked, torn tail cut, index loaded and repaired (or rebuilt).
   app.get(StorageService).open();
+  // 2b. Cluster mode: the shard map in etcd has our shard, and the data folder is this shard's.
+  const cluster = app.get(ClusterService);
+  if (cluster.enabled) await cluster.check();
   // 3. Replication: the master's live stream always; the slave when master_address is set.
   const replication = app.get(ReplicationService);
   await replication.start();
@@ -70,6 +74,8 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   await listening('rpc_listen', config.rpc_listen, () => app.startAllMicroservices());
   bound.rpc = rpcServer.boundAddress();
   log.log(`rpc listening on ${bound.rpc}`);
+  // 10. Cluster mode: register, then campaign for the shard; until elected this node follows or waits.
+  if (cluster.enabled) await cluster.join({ rpc: bound.rpc!, sync: bound.sync!, http: bound.http });
 }
 
 function addressOf(a: net.AddressInfo | string | null): string | null {

@@ -8,13 +8,14 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE } from '../format/constants.js';
 import { listBlocks } from '../storage/block-files.js';
 import { describeOwner, lockHolder } from '../storage/data-dir-lock.js';
+import { clusterInit, clusterStatus, formatClusterStatus } from './cluster.js';
 import { runInspect, type InspectTarget } from './inspect.js';
 import { readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
 import { runRepair } from './repair.js';
 import { verifyFolder, type BlockReport, type VerifyReport } from './verify.js';
 
-export const CLI_COMMANDS = ['verify', 'inspect', 'repair'] as const;
+export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'cluster'] as const;
 
 export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
@@ -27,7 +28,11 @@ const USAGE = `usage:
                        [--limit N] [--rebuild] [--json] [--block-size N]
       print records decoded (a user's or group's queue newest first, one record, or the log in order)
   ims repair DATA_DIR [--dry-run] [--json] [--block-size N]
-      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files`;
+      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files
+  ims cluster init --etcd HOST:PORT[,…] --cluster NAME --shards N
+      write a cluster's shard map in etcd (refuses to change an existing one)
+  ims cluster status --etcd HOST:PORT[,…] --cluster NAME [--json]
+      each shard's master, epoch, nodes and lag`;
 
 class UsageError extends Error {}
 class HelpRequested extends Error {}
@@ -47,6 +52,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return inspectCommand(rest);
       case 'repair':
         return await repairCommand(rest);
+      case 'cluster':
+        return await clusterCommand(rest);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
     }
@@ -62,6 +69,36 @@ export async function runCli(argv: string[]): Promise<number> {
     process.stderr.write(`ims ${command}: ${(err as Error).message}\n`);
     return EXIT_PROBLEMS;
   }
+}
+
+async function clusterCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const parsed = parseArgs({
+    args: rest,
+    options: {
+      etcd: { type: 'string' },
+      cluster: { type: 'string' },
+      shards: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const v = parsed.values;
+  if (v.help) throw new HelpRequested();
+  if (!v.etcd) throw new UsageError('--etcd HOST:PORT[,…] is missing');
+  if (!v.cluster) throw new UsageError('--cluster NAME is missing');
+  if (sub === 'init') {
+    if (!v.shards) throw new UsageError('--shards N is missing');
+    print(await clusterInit(v.etcd, v.cluster, positiveInt('shards', v.shards)));
+    return EXIT_OK;
+  }
+  if (sub === 'status') {
+    const report = await clusterStatus(v.etcd, v.cluster);
+    print(v.json ? JSON.stringify(report, null, 2) : formatClusterStatus(report));
+    return EXIT_OK;
+  }
+  throw new UsageError(`unknown cluster command ${JSON.stringify(sub ?? '')} (init or status)`);
 }
 
 function isParseArgsError(err: unknown): boolean {

@@ -35,6 +35,11 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   sync_stall_timeout_ms: { kind: 'int', required: false },
   sync_max_live_lag_bytes: { kind: 'int', required: false },
   sync_live_batch_delay_ms: { kind: 'int', required: false },
+  etcd_endpoints: { kind: 'string', required: false },
+  cluster_name: { kind: 'string', required: false },
+  shard: { kind: 'int', required: false },
+  node_name: { kind: 'string', required: false },
+  advertise_host: { kind: 'string', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);
@@ -83,7 +88,20 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     if (spec.required && !(key in values))
       throw new ConfigError(`${source}: required key "${key}" is missing`);
   }
-  for (const key of ['master_address', 'http_listen_address']) if (values[key] === '') delete values[key];
+  for (const key of [
+    'master_address',
+    'http_listen_address',
+    'etcd_endpoints',
+    'node_name',
+    'advertise_host',
+  ])
+    if (values[key] === '') delete values[key];
+  if (values.etcd_endpoints !== undefined && values.master_address !== undefined) {
+    throw new ConfigError(
+      `${source}:${lineOf.master_address}: key "master_address" cannot be set with etcd_endpoints ` +
+        `(line ${lineOf.etcd_endpoints}): in cluster mode etcd elects the master`,
+    );
+  }
   const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });
   config.kefu_appid = values.kefu_appid as bigint;
   config.source = source;

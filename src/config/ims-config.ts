@@ -97,6 +97,36 @@ export class ImsConfig {
   @Min(0, { message: 'sync_live_batch_delay_ms must not be negative' })
   sync_live_batch_delay_ms = 1000;
 
+  /** Cluster mode: comma-separated etcd host:port list; etcd elects each shard's master. */
+  @IsOptional()
+  @Matches(/^\s*[^,\s]+:\d{1,5}\s*(,\s*[^,\s]+:\d{1,5}\s*)*$/, {
+    message: 'etcd_endpoints must be host:port[,host:port…]',
+  })
+  etcd_endpoints?: string;
+
+  /** The etcd key prefix of this cluster. */
+  @Matches(/^[A-Za-z0-9_.-]+$/, { message: 'cluster_name must be letters, digits, _ . -' })
+  cluster_name = 'ims';
+
+  /** This node's shard (cluster mode). */
+  @IsInt()
+  @Min(0, { message: 'shard must not be negative' })
+  shard = 0;
+
+  /** Unique within the shard (cluster mode); default the rpc_listen address. */
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9_.:-]+$/, { message: 'node_name must be letters, digits, _ . : -' })
+  node_name?: string;
+
+  /** The host other nodes and clients use to reach this one (default: the listen host). */
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9_.:[\]-]+$/, { message: 'advertise_host must be a host name or address' })
+  advertise_host?: string;
+
+  get clusterMode(): boolean {
+    return !!this.etcd_endpoints;
+  }
+
   get isSlave(): boolean {
     return !!this.master_address;
   }

@@ -65,6 +65,11 @@ export class InSyncReplicas implements AckGate {
     for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
+  /** Fails every save waiting for acknowledgements (the master stepped down). */
+  failWaiters(err: Error): void {
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
   /** The log grew to `end` (called on every write). */
   noteWrite(end: number): void {
     const now = Date.now();

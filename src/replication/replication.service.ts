@@ -33,6 +33,12 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   private slave: SyncSlave | null = null;
   private replicas: InSyncReplicas | null = null;
   private closing: Promise<void> | null = null;
+  /**
+   * Cluster mode: whether this node may act as master right now (it holds the shard's leadership and
+   * its lease is proven), and the sentence a refused write gets otherwise. Null outside cluster mode.
+   */
+  private authority: (() => string | null) | null = null;
+  private leading = false;
 
   constructor(
     private readonly storage: StorageService,
@@ -43,7 +49,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   async start(): Promise<void> {
     if (!this.master) {
       const c = this.config;
-      if (!c.master_address) {
+      if (!c.master_address && !c.clusterMode) {
         // Every start of a master begins a new epoch, recorded before any write: a slave that holds
         // records this master lost (an un-fsynced tail) finds where the logs part and cuts its own back.
         const epoch = this.storage.beginEpoch();
@@ -67,7 +73,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         this.logger,
       );
       this.replicas.start();
-      if (c.min_insync_replicas > 0 && !c.master_address) this.storage.setAckGate(this.replicas);
+      if (c.min_insync_replicas > 0 && !c.master_address && !c.clusterMode)
+        this.storage.setAckGate(this.replicas);
       this.master = new SyncMaster(this.storage, this.logger, options, this.replicas);
       this.master.prepare();
     }
@@ -92,10 +99,81 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     return this.slave !== null;
   }
 
+  /** Why this server takes no writes now (a slave, or not the cluster's master), or null. */
+  writeRefusal(): string | null {
+    if (this.config.master_address) {
+      return `read-only replica: this server replicates ${this.config.master_address}; send writes to the master`;
+    }
+    if (this.authority) return this.leading ? this.authority() : (this.authority() ?? 'not the master');
+    return null;
+  }
+
+  // ---- cluster mode: the role is decided by election ---------------------------------------------
+
+  /** Cluster mode: `check` says whether leadership is proven now (null) or why not. */
+  setAuthority(check: () => string | null): void {
+    this.authority = check;
+  }
+
+  /**
+   * Follow the shard's master at `syncAddress` (cluster mode). A node that was leading stops taking
+   * writes first; its slave link then finds from the epoch histories whether its tail must be cut.
+   */
+  async follow(syncAddress: string): Promise<void> {
+    this.stepDown();
+    if (this.slave?.masterAddress === syncAddress) return;
+    await this.slave?.stop();
+    this.slave = new SyncSlave(this.storage, syncAddress, this.logger);
+    this.slave.start();
+    this.logger.log(`following master ${syncAddress}, cursor ${this.storage.logEnd}`);
+  }
+
+  /** Stops acknowledging as master (leadership lost or not proven): waiting saves fail, none is acked. */
+  stepDown(): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.storage.setAckGate(null);
+    this.replicas?.failWaiters(new Error(this.authority?.() ?? 'no longer the master'));
+    this.logger.warn('stepped down: no longer the master');
+  }
+
+  /**
+   * Become the master (cluster mode, after winning the election): stop following, then begin epoch
+   * `epoch` (at least one past every epoch this node has seen) at the log end, before any write.
+   */
+  async lead(epoch: number): Promise<number> {
+    await this.slave?.stop();
+    this.slave = null;
+    const begun = this.storage.beginEpoch(epoch);
+    const replicas = this.replicas!;
+    const authority = this.authority;
+    // Every acknowledgement also proves leadership at that moment: a master that cannot renew its
+    // lease stops acknowledging before the lease can expire (and another node can win).
+    this.storage.setAckGate({
+      admit: () => {
+        const refusal = authority?.() ?? null;
+        if (refusal) throw new Error(refusal);
+        if (this.config.min_insync_replicas > 0) replicas.admit();
+      },
+      whenAcknowledged: async (end) => {
+        if (this.config.min_insync_replicas > 0) await replicas.whenAcknowledged(end);
+        const refusal = authority?.() ?? null;
+        if (refusal) throw new Error(refusal);
+      },
+    });
+    this.leading = true;
+    this.logger.log(`leading: master epoch ${begun} begins at ${this.storage.logEnd}`);
+    return begun;
+  }
+
+  get isLeading(): boolean {
+    return this.leading;
+  }
+
   /** Replication state for /summary and health. */
   status(): ReplicationStatus {
     return {
-      role: this.slave ? 'slave' : 'master',
+      role: this.slave || (this.authority && !this.leading) ? 'slave' : 'master',
       epoch: this.storage.isOpen ? this.storage.latestEpoch : 0,
       master: {
         listening: this.master?.address ?? null,

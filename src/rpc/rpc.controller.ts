@@ -12,7 +12,7 @@ import {
   type WireSavePeerMessagesReply,
   type WireSyncReply,
 } from '../client/wire.js';
-import { ImsConfig } from '../config/ims-config.js';
+import { ReplicationService } from '../replication/replication.service.js';
 import { int64ToJson } from '../format/int64.js';
 import type { HistoryMessage, SyncResult } from '../storage/message-store.js';
 import { StorageService, type PeerSave } from '../storage/storage.service.js';
@@ -48,14 +48,11 @@ export class RequestCountGuard implements CanActivate {
 /** A slave's files must stay byte-identical to its master's, so it takes no writes of its own. */
 @Injectable()
 export class WritableGuard implements CanActivate {
-  constructor(private readonly config: ImsConfig) {}
+  constructor(private readonly replication: ReplicationService) {}
 
   canActivate(): boolean {
-    if (this.config.master_address) {
-      throw new RpcException(
-        `read-only replica: this server replicates ${this.config.master_address}; send writes to the master`,
-      );
-    }
+    const refusal = this.replication.writeRefusal();
+    if (refusal) throw new RpcException(refusal);
     return true;
   }
 }

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { ReplicationModule } from '../replication/replication.module.js';
 import { StorageModule } from '../storage/storage.module.js';
 import { RpcValidationPipe } from './rpc-validation.pipe.js';
 import { RpcCountersService } from './rpc-counters.service.js';
@@ -10,7 +11,7 @@ import { RpcController, RequestCountGuard, WritableGuard } from './rpc.controlle
  * app-level configuration is.
  */
 @Module({
-  imports: [StorageModule],
+  imports: [StorageModule, ReplicationModule],
   controllers: [RpcController],
   providers: [RpcCountersService, RequestCountGuard, WritableGuard, RpcValidationPipe],
   exports: [RpcCountersService],

@@ -1,4 +1,5 @@
 import { Controller, Get, Logger } from '@nestjs/common';
+import { ClusterService } from '../cluster/cluster.service.js';
 import { ImsConfig } from '../config/ims-config.js';
 import { RpcCountersService } from '../rpc/rpc-counters.service.js';
 import { StorageService } from '../storage/storage.service.js';
@@ -28,6 +29,7 @@ export class StatusController {
     private readonly replication: ReplicationHealthIndicator,
     private readonly config: ImsConfig,
     private readonly bound: BoundAddresses,
+    private readonly cluster: ClusterService,
   ) {}
 
   @Get('summary')
@@ -72,6 +74,7 @@ export class StatusController {
         fsync_failure: s.fsyncFailure,
       },
       replication: this.replication.view(),
+      cluster: this.cluster.status(),
     };
   }
 

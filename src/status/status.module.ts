@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
+import { ClusterModule } from '../cluster/cluster.module.js';
 import { ReplicationModule } from '../replication/replication.module.js';
 import { RpcModule } from '../rpc/rpc.module.js';
 import { StorageModule } from '../storage/storage.module.js';
@@ -19,7 +20,13 @@ import { StatusController } from './status.controller.js';
  * The flush jobs live with the engine in StorageModule.
  */
 @Module({
-  imports: [StorageModule, ReplicationModule, RpcModule, TerminusModule.forRoot({ errorLogStyle: 'pretty' })],
+  imports: [
+    StorageModule,
+    ReplicationModule,
+    RpcModule,
+    ClusterModule,
+    TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
+  ],
   controllers: [StatusController, HealthController],
   providers: [
     BoundAddresses,

@@ -254,9 +254,9 @@ export class StorageService implements OnApplicationShutdown {
    * Begins the next epoch at the log end (a master's start), durably, before any write of it. Epochs a
    * former follower adopted from its master but never received records of are dropped first.
    */
-  beginEpoch(): number {
+  beginEpoch(atLeast = 0): number {
     const epochs = this.store.epochs;
-    const epoch = epochs.latestEpoch + 1;
+    const epoch = Math.max(epochs.latestEpoch + 1, atLeast);
     const held = trimHistory(epochs.entries, this.logEnd);
     if (held.length !== epochs.entries.length) epochs.replace(held);
     epochs.begin(epoch, this.logEnd);

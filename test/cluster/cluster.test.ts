@@ -1,0 +1,238 @@
+/**
+ * Cluster mode on a real etcd: the refusals at start-up, `ims cluster init|status`, election of a
+ * shard's master, writes refused by followers, failover after SIGKILL, and a paused master that lost
+ * its lease acknowledging nothing and rejoining as a follower.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ImsClient } from '../../src/client/index.js';
+import { Cmd } from '../../src/format/constants.js';
+import { EtcdProcess } from '../support/etcd.js';
+import { removeDir, tempDir } from '../support/fixtures.js';
+import { imBody } from '../support/rpc-client.js';
+import { MAIN_JS, startServer, type ServerOptions, type ServerProcess } from '../support/server-process.js';
+import { waitFor } from '../support/wait.js';
+import { blockDifference, httpJson } from '../replication/support.js';
+
+interface ClusterSummary {
+  cluster: {
+    role: string;
+    epoch: number;
+    master: { node: string; rpc: string; epoch: number } | null;
+  } | null;
+}
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, [MAIN_JS, 'cluster', ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('cluster mode on etcd', () => {
+  let etcd: EtcdProcess;
+  const servers: ServerProcess[] = [];
+  const clients: ImsClient[] = [];
+  const dirs: string[] = [];
+  before(async () => {
+    etcd = await EtcdProcess.start();
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    for (const s of servers) {
+      try {
+        process.kill(s.proc.pid!, 'SIGCONT');
+      } catch {
+        // gone
+      }
+      await s.kill9().catch(() => undefined);
+    }
+    for (const s of servers) removeDir(path.dirname(s.configPath));
+    for (const d of dirs) removeDir(d);
+    await etcd?.stop();
+  });
+  const node = async (cluster: string, name: string, o: ServerOptions = {}) => {
+    const s = await startServer({
+      ...o,
+      config: {
+        etcd_endpoints: etcd.endpoint,
+        cluster_name: cluster,
+        shard: 0,
+        node_name: name,
+        ...o.config,
+      },
+    });
+    servers.push(s);
+    return s;
+  };
+  const role = async (s: ServerProcess) =>
+    ((await httpJson(`${s.httpBase}/summary`)) as unknown as ClusterSummary).cluster;
+  const save = async (s: ServerProcess, i: number) => {
+    const c = new ImsClient({ host: '127.0.0.1', port: s.ports.rpc, timeoutMs: 5000 });
+    clients.push(c);
+    return c.savePeerMessage({
+      appId: 1,
+      uid: 500n + BigInt(i % 5),
+      deviceId: 1,
+      cmd: Cmd.IM,
+      raw: imBody(1, 2, `c${i}`),
+    });
+  };
+
+  it('ims cluster init writes the shard map once; status shows it', () => {
+    const init = cli(['init', '--etcd', etcd.endpoint, '--cluster', 'tc', '--shards', '2']);
+    assert.equal(init.code, 0, init.err);
+    assert.match(init.out, /shard map written, 2 shard\(s\)/);
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'tc', '--shards', '2']).code, 0);
+    const change = cli(['init', '--etcd', etcd.endpoint, '--cluster', 'tc', '--shards', '3']);
+    assert.equal(change.code, 1);
+    assert.match(change.err, /already has a shard map of 2 shard\(s\)/);
+    const status = cli(['status', '--etcd', etcd.endpoint, '--cluster', 'tc', '--json']);
+    assert.equal(status.code, 0, status.err);
+    const report = JSON.parse(status.out) as { shards: { shard: number; master: unknown }[] };
+    assert.deepEqual(
+      report.shards.map((s) => [s.shard, s.master]),
+      [
+        [0, null],
+        [1, null],
+      ],
+    );
+    const usage = cli(['init', '--etcd', etcd.endpoint, '--cluster', 'tc']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /--shards N is missing/);
+  });
+
+  it('refuses to start: master_address with etcd_endpoints, no shard map, an unknown shard, a foreign folder', async () => {
+    const both = await startServer({
+      waitReady: false,
+      masterAddress: '127.0.0.1:1',
+      config: { etcd_endpoints: etcd.endpoint },
+    });
+    servers.push(both);
+    assert.equal((await both.waitExit()).code, 2);
+    assert.match(both.logText(), /key "master_address" cannot be set with etcd_endpoints/);
+
+    const noMap = await node('nomap', 'a', { waitReady: false });
+    assert.equal((await noMap.waitExit()).code, 1);
+    assert.match(
+      noMap.logText(),
+      /cluster_name=nomap: etcd has no shard map for this cluster \(run: ims cluster init/,
+    );
+
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'one', '--shards', '1']).code, 0);
+    const unknown = await node('one', 'a', { waitReady: false, config: { shard: 3 } });
+    assert.equal((await unknown.waitExit()).code, 1);
+    assert.match(unknown.logText(), /shard=3: cluster "one" has 1 shard\(s\), numbered 0 to 0/);
+
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'two', '--shards', '1']).code, 0);
+    const dir = tempDir('ims-cl-foreign-');
+    dirs.push(dir);
+    const first = await node('one', 'a', { dataDir: dir });
+    await first.stop();
+    const foreign = await node('two', 'a', { dataDir: dir, waitReady: false });
+    assert.equal((await foreign.waitExit()).code, 1);
+    assert.match(
+      foreign.logText(),
+      /storage_root=.*: the data folder belongs to cluster "one" shard 0, not cluster "two" shard 0/,
+    );
+  });
+
+  it('elects one master; followers refuse writes naming it; SIGKILL of the master elects another, and the old one rejoins as a follower', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'fo', '--shards', '1']).code, 0);
+    const nodes = [await node('fo', 'n1'), await node('fo', 'n2'), await node('fo', 'n3')];
+    const masterOf = async () => {
+      const roles = await Promise.all(
+        nodes.filter((n) => !n.exited).map(async (n) => [n, await role(n)] as const),
+      );
+      const masters = roles.filter(([, r]) => r?.role === 'master');
+      assert.ok(masters.length <= 1, `two masters at once: ${masters.map(([n]) => n.rpcAddress).join(', ')}`);
+      return masters[0]?.[0] ?? null;
+    };
+    const master = await waitFor(masterOf, { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 });
+    for (let i = 0; i < 20; i++) await save(master, i);
+    const follower = nodes.find((n) => n !== master)!;
+    await assert.rejects(save(follower, 99), (err: Error) => {
+      assert.match(
+        err.message,
+        new RegExp(`not the master of shard 0 \\(master is ${master.rpcAddress}, epoch \\d+\\)`),
+      );
+      return true;
+    });
+    const epoch1 = (await role(master))!.epoch;
+    const killedAt = Date.now();
+    await master.kill9();
+    const next = await waitFor(async () => (await masterOf()) ?? null, {
+      what: 'a new master after SIGKILL',
+      timeoutMs: 20000,
+      intervalMs: 100,
+    });
+    assert.notEqual(next, master);
+    await waitFor(
+      async () => {
+        try {
+          await save(next, 100);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { what: 'a save acknowledged by the new master', timeoutMs: 10000, intervalMs: 100 },
+    );
+    const failoverMs = Date.now() - killedAt;
+    console.log(`failover: first acknowledged save ${failoverMs} ms after SIGKILL of the master`);
+    assert.ok((await role(next))!.epoch > epoch1, 'the new master leads a newer epoch');
+    const back = await node('fo', master === nodes[0] ? 'n1' : master === nodes[1] ? 'n2' : 'n3', {
+      dataDir: master.dataDir,
+    });
+    await waitFor(async () => (await role(back))?.role === 'follower', { what: 'the old master follows' });
+    for (let i = 200; i < 220; i++) await save(next, i);
+    const live = [next, back, ...nodes.filter((n) => n !== master && n !== next)];
+    for (const n of live.slice(1)) {
+      let diff: string | null = '';
+      await waitFor(() => (diff = blockDifference(next.dataDir, n.dataDir)) === null, {
+        what: () => `identical block files (${diff})`,
+        timeoutMs: 15000,
+        intervalMs: 100,
+      });
+    }
+    const status = cli(['status', '--etcd', etcd.endpoint, '--cluster', 'fo']);
+    assert.equal(status.code, 0, status.err);
+    assert.match(
+      status.out,
+      new RegExp(`shard 0: master \\S+ \\(${next.rpcAddress.replace(/\./g, '\\.')}\\)`),
+    );
+  });
+
+  it('a paused master that lost its lease acknowledges nothing after SIGCONT and rejoins as a follower', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'pz', '--shards', '1']).code, 0);
+    const nodes = [await node('pz', 'p1'), await node('pz', 'p2')];
+    const master = await waitFor(
+      async () => {
+        for (const n of nodes) if ((await role(n))?.role === 'master') return n;
+        return null;
+      },
+      { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 },
+    );
+    const other = nodes.find((n) => n !== master)!;
+    await save(master, 1);
+    process.kill(master.proc.pid!, 'SIGSTOP');
+    // A save sent while it is paused waits in the socket; it must not be acknowledged when it resumes.
+    const late = save(master, 2);
+    late.catch(() => undefined);
+    await waitFor(async () => (await role(other))?.role === 'master', {
+      what: 'the other node elected after the lease expired',
+      timeoutMs: 20000,
+      intervalMs: 100,
+    });
+    process.kill(master.proc.pid!, 'SIGCONT');
+    await assert.rejects(late, /not the master of shard 0/);
+    await waitFor(async () => (await role(master))?.role === 'follower', { what: 'the old master follows' });
+    await save(other, 3);
+    let diff: string | null = '';
+    await waitFor(() => (diff = blockDifference(other.dataDir, master.dataDir)) === null, {
+      what: () => `identical block files (${diff})`,
+      timeoutMs: 15000,
+      intervalMs: 100,
+    });
+  });
+});
