@@ -30,3 +30,4 @@ export {
   type TextInput,
 } from './bodies.js';
 export * from './wire.js';
+export { ImsClusterClient, type ImsClusterClientOptions } from './ims-cluster-client.js';

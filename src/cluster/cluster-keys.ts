@@ -4,6 +4,8 @@
  *   <cluster>/shard/<n>/nodes/<node>      a node's addresses, under its lease (gone when it dies)
  *   <cluster>/shard/<n>/leader/…          the shard's election (etcd's election recipe)
  *   <cluster>/shard/<n>/epoch             the newest master epoch of the shard
+ *   <cluster>/shard/<n>/isr               {"epoch": E, "members": [node…]}: the nodes that hold every
+ *                                         acknowledged save (the master and its in-sync replicas)
  */
 export interface ShardMap {
   shards: number;
@@ -29,7 +31,23 @@ export const clusterKeys = (cluster: string) => ({
   node: (n: number, name: string) => `${cluster}/shard/${n}/nodes/${name}`,
   election: (n: number) => `${cluster}/shard/${n}/leader`,
   epoch: (n: number) => `${cluster}/shard/${n}/epoch`,
+  isr: (n: number) => `${cluster}/shard/${n}/isr`,
 });
+
+export interface InSyncRecord {
+  epoch: number;
+  members: string[];
+}
+
+export function parseInSync(text: string | null): InSyncRecord | null {
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as InSyncRecord;
+    return Array.isArray(v.members) && typeof v.epoch === 'number' ? v : null;
+  } catch {
+    return null;
+  }
+}
 
 /** `host:port,host:port` → etcd3 hosts. */
 export function etcdHosts(endpoints: string): string[] {

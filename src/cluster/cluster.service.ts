@@ -17,6 +17,7 @@ import {
   clusterKeys,
   etcdHosts,
   parseLeader,
+  parseInSync,
   parseShardMap,
   type LeaderInfo,
   type NodeInfo,
@@ -121,9 +122,7 @@ export class ClusterService implements OnApplicationShutdown {
     const rpc = advertise(bound.rpc)!;
     this.info = { node: this.nodeName(rpc), rpc, sync: advertise(bound.sync)!, http: advertise(bound.http) };
     this.replication.setAuthority(() => this.writeRefusal());
-    this.nodeLease = client.lease(LEASE_TTL_S, { autoKeepAlive: true });
-    this.nodeLease.on('lost', (err) => this.logger.warn(`node registration lease lost: ${err.message}`));
-    await this.nodeLease.put(this.keys.node(c.shard, this.info.node)).value(JSON.stringify(this.info));
+    await this.register();
     this.election = client.election(this.keys.election(c.shard), LEASE_TTL_S);
     this.observer = await this.election.observe();
     this.observer.on('change', (value) => this.serialize(() => this.onLeader(parseLeader(value))));
@@ -133,6 +132,20 @@ export class ClusterService implements OnApplicationShutdown {
       `joined cluster "${c.cluster_name}" shard ${c.shard} as ${this.info.node} (lease ttl ${LEASE_TTL_S} s)`,
     );
     this.runCampaign();
+  }
+
+  /** Publishes this node under a lease; registers again when the lease is lost (after a pause). */
+  private async register(): Promise<void> {
+    const lease = this.client!.lease(LEASE_TTL_S, { autoKeepAlive: true });
+    this.nodeLease = lease;
+    lease.on('lost', (err) => {
+      if (this.stopped || this.nodeLease !== lease) return;
+      this.logger.warn(`node registration lease lost: ${err.message}; registering again`);
+      setTimeout(() => {
+        this.register().catch((e: Error) => this.logger.warn(`registering again failed: ${e.message}`));
+      }, 200).unref();
+    });
+    await lease.put(this.keys.node(this.config.shard, this.info!.node)).value(JSON.stringify(this.info));
   }
 
   /** One role change at a time, in order. */
@@ -157,7 +170,31 @@ export class ClusterService implements OnApplicationShutdown {
     await this.replication.follow(leader.sync);
   }
 
+  /**
+   * Only a node that holds every acknowledged save may lead: with min_insync_replicas ≥ 1, a member of
+   * the in-sync set the last master recorded (any node while none is recorded yet).
+   */
+  private async eligible(): Promise<boolean> {
+    if (this.config.min_insync_replicas === 0) return true;
+    const isr = parseInSync(await this.client!.get(this.keys.isr(this.config.shard)).string());
+    return !isr || isr.members.includes(this.info!.node);
+  }
+
   private runCampaign(): void {
+    if (this.stopped) return;
+    this.eligible().then(
+      (ok) => {
+        if (ok) this.startCampaign();
+        else setTimeout(() => this.runCampaign(), 300).unref();
+      },
+      (err: Error) => {
+        this.logger.warn(`cannot read the in-sync set: ${err.message}`);
+        setTimeout(() => this.runCampaign(), 500).unref();
+      },
+    );
+  }
+
+  private startCampaign(): void {
     if (this.stopped) return;
     const campaign = this.election!.campaign(JSON.stringify({ ...this.info!, epoch: 0 }));
     this.campaign = campaign;
@@ -171,7 +208,17 @@ export class ClusterService implements OnApplicationShutdown {
       this.serialize(async () => {
         // The lease was granted after grantedFrom: leadership is proven at least until then + ttl.
         this.provenUntil = Math.max(this.provenUntil, grantedFrom + LEASE_TTL_S * 1000);
-        await this.onElected(campaign);
+        try {
+          await this.onElected(campaign);
+        } catch (err) {
+          // Elected but unable to lead: give the leadership back so that another node can take it.
+          this.logger.error(`could not take over as master: ${(err as Error).message}; resigning`);
+          this.leading = false;
+          this.replication.stepDown();
+          if (this.campaign === campaign) this.campaign = null;
+          await campaign.resign().catch(() => undefined);
+          if (!this.stopped) setTimeout(() => this.runCampaign(), 500).unref();
+        }
       }),
     );
     campaign.on('error', (err: Error) =>
@@ -190,7 +237,21 @@ export class ClusterService implements OnApplicationShutdown {
     if (this.campaign !== campaign || this.stopped) return;
     const client = this.client!;
     const recorded = Number((await client.get(this.keys.epoch(this.config.shard)).string()) ?? 0) || 0;
-    const epoch = await this.replication.lead(recorded + 1);
+    const client2 = client;
+    const shard = this.config.shard;
+    const self = this.info!.node;
+    const campaignKey = await campaign.getCampaignKey();
+    const epoch = await this.replication.lead(recorded + 1, (begun) => ({
+      // Written only while our campaign key exists: a deposed master must not overwrite its successor's.
+      record: async (names) => {
+        const value = JSON.stringify({ epoch: begun, members: [self, ...names.filter((n) => n !== self)] });
+        const r = await client2
+          .if(campaignKey, 'Create', '>', 0)
+          .then(client2.put(this.keys.isr(shard)).value(value))
+          .commit();
+        if (!r.succeeded) throw new Error('no longer the leader: the in-sync set was not recorded');
+      },
+    }));
     await client.put(this.keys.epoch(this.config.shard)).value(String(epoch));
     this.leading = true;
     this.leader = { ...this.info!, epoch };

@@ -210,7 +210,9 @@ export function splitFrames(
  *   MSG_STORAGE_SYNC_HELLO (230)      body = epoch int64, log_end int64, count int32, count × (epoch int64, start_id int64)
  * and later sends, after each batch and when idle,
  *   MSG_STORAGE_SYNC_HEARTBEAT (232)  body = epoch int64, log_end int64, sent_at_ms int64
- * The slave reports what is durable on its disk with
+ * The slave names itself once, after the hello, with
+ *   MSG_STORAGE_SYNC_IDENT (233)      body = the node's name, UTF-8, 1 to 255 bytes
+ * and reports what is durable on its disk with
  *   MSG_STORAGE_SYNC_ACK (231)        body = durable_end int64, epoch int64
  * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
  */
@@ -339,4 +341,25 @@ export function decodeHeartbeatBody(body: Buffer): Decoded<SyncHeartbeat> {
     nonNegative(`${what} log_end`, hb.logEnd) ??
     nonNegative(`${what} sent_at`, hb.sentAt);
   return p ? bad(p) : { ok: true, value: hb };
+}
+
+export const MAX_NODE_NAME_BYTES = 255;
+
+export function encodeIdentFrame(seq: number, nodeName: string): Buffer {
+  const body = Buffer.from(nodeName, 'utf8');
+  if (body.length < 1 || body.length > MAX_NODE_NAME_BYTES) {
+    throw new RangeError(`node name must be 1 to ${MAX_NODE_NAME_BYTES} bytes of UTF-8, not ${body.length}`);
+  }
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_IDENT, body);
+}
+
+export function decodeIdentBody(body: Buffer): Decoded<string> {
+  if (body.length < 1 || body.length > MAX_NODE_NAME_BYTES) {
+    return bad(`MSG_STORAGE_SYNC_IDENT body is ${body.length} bytes, expected 1 to ${MAX_NODE_NAME_BYTES}`);
+  }
+  const name = body.toString('utf8');
+  if (!Buffer.from(name, 'utf8').equals(body) || [...name].some((ch) => ch.charCodeAt(0) < 0x20)) {
+    return bad('MSG_STORAGE_SYNC_IDENT node name is not printable UTF-8');
+  }
+  return { ok: true, value: name };
 }

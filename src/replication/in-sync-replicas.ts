@@ -38,8 +38,22 @@ export interface InSyncOptions {
   sendableEnd: () => number;
 }
 
+/**
+ * Cluster mode (Kafka's rule): a save waits for every in-sync replica, not just N of them, so any member
+ * of the set holds everything acknowledged and may win an election. The set is recorded (in etcd) by
+ * `record`; a replica leaves only once the smaller set is recorded, and joins only when it holds
+ * everything acknowledged so far.
+ */
+export interface RecordedMembership {
+  record: (names: string[]) => Promise<void>;
+}
+
 export class InSyncReplicas implements AckGate {
-  private readonly replicas = new Map<object, ReplicaState & { name: string }>();
+  private readonly replicas = new Map<object, ReplicaState & { name: string; leaving: boolean }>();
+  private membership: RecordedMembership | null = null;
+  private recording: Promise<void> = Promise.resolve();
+  /** The highest end a save was acknowledged at: a replica must hold it to join (cluster mode). */
+  private committedEnd = 0;
   /** When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond. */
   private writes: { end: number; at: number }[] = [];
   private waiters: Waiter[] = [];
@@ -65,6 +79,55 @@ export class InSyncReplicas implements AckGate {
     for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
+  /** Cluster mode on (with how the set is recorded) or off (null). Records the current set at once. */
+  setMembership(membership: RecordedMembership | null): Promise<void> {
+    this.membership = membership;
+    return membership ? this.recordMembers() : Promise.resolve();
+  }
+
+  /** Names of the replicas in the set (leaving ones excluded: the record must not vouch for them). */
+  members(): string[] {
+    const out: string[] = [];
+    for (const r of this.replicas.values()) if (r.inSync && !r.leaving) out.push(r.name);
+    return out.sort();
+  }
+
+  /** Records the set as it is when the record is written; records are written one at a time, in order. */
+  private recordMembers(): Promise<void> {
+    const m = this.membership;
+    if (!m) return Promise.resolve();
+    // A failed record does not stop later ones: each is tried in its turn.
+    const next = this.recording.catch(() => undefined).then(() => m.record(this.members()));
+    this.recording = next;
+    return next;
+  }
+
+  /** A replica leaves: once the set without it is recorded (cluster mode), or at once. */
+  private leave(key: object, r: ReplicaState & { name: string; leaving: boolean }, why: string): void {
+    if (!this.membership) {
+      r.inSync = false;
+      this.logger.warn(`replica ${r.name} left the in-sync set: ${why}`);
+      return;
+    }
+    if (r.leaving) return;
+    r.leaving = true;
+    this.recordMembers().then(
+      () => {
+        r.inSync = false;
+        r.leaving = false;
+        if (this.replicas.get(key) !== r) return;
+        this.logger.warn(`replica ${r.name} left the in-sync set: ${why}`);
+        this.evaluate();
+      },
+      (err: Error) => {
+        r.leaving = false;
+        this.logger.error(
+          `could not record the in-sync set without ${r.name}: ${err.message}; it stays required`,
+        );
+      },
+    );
+  }
+
   /** Fails every save waiting for acknowledgements (the master stepped down). */
   failWaiters(err: Error): void {
     for (const w of this.waiters.splice(0)) w.reject(err);
@@ -79,13 +142,31 @@ export class InSyncReplicas implements AckGate {
   }
 
   addReplica(key: object, name: string, ackedEnd: number): void {
-    this.replicas.set(key, { name, ackedEnd, lastAckAt: Date.now(), inSync: false, lagMs: 0 });
+    this.replicas.set(key, {
+      name,
+      ackedEnd,
+      lastAckAt: Date.now(),
+      inSync: false,
+      lagMs: 0,
+      leaving: false,
+    });
     this.evaluate();
   }
 
   removeReplica(key: object): void {
     const r = this.replicas.get(key);
     if (!r) return;
+    if (r.inSync && this.membership) {
+      // Still required (its position frozen) until the set without it is recorded.
+      this.leave(key, r, 'disconnected');
+      void this.recording
+        .catch(() => undefined)
+        .then(() => {
+          if (this.replicas.get(key) === r && !r.leaving) this.replicas.delete(key);
+          this.evaluate();
+        });
+      return;
+    }
     this.replicas.delete(key);
     if (r.inSync) this.logger.warn(`replica ${r.name} left the in-sync set: disconnected`);
     this.evaluate();
@@ -106,7 +187,7 @@ export class InSyncReplicas implements AckGate {
 
   get inSyncCount(): number {
     let n = 0;
-    for (const r of this.replicas.values()) if (r.inSync) n++;
+    for (const r of this.replicas.values()) if (r.inSync && !r.leaving) n++;
     return n;
   }
 
@@ -122,7 +203,10 @@ export class InSyncReplicas implements AckGate {
   }
 
   whenAcknowledged(end: number): Promise<void> {
-    if (this.options.minInsync === 0 || this.holders(end) >= this.options.minInsync) return Promise.resolve();
+    if (this.acknowledged(end)) {
+      this.committedEnd = Math.max(this.committedEnd, end);
+      return Promise.resolve();
+    }
     const n = this.inSyncCount;
     if (n < this.options.minInsync)
       return Promise.reject(new NotEnoughReplicasError(n, this.options.minInsync));
@@ -130,6 +214,19 @@ export class InSyncReplicas implements AckGate {
   }
 
   // ----------------------------------------------------------------------------------------------------
+
+  /** Whether a save ending at `end` may be acknowledged now. */
+  private acknowledged(end: number): boolean {
+    if (!this.membership) return this.options.minInsync === 0 || this.holders(end) >= this.options.minInsync;
+    // Cluster mode: every member (leaving ones too, until recorded without them) holds it.
+    let members = 0;
+    for (const r of this.replicas.values()) {
+      if (!r.inSync) continue;
+      if (r.ackedEnd < end) return false;
+      if (!r.leaving) members++;
+    }
+    return members >= this.options.minInsync;
+  }
 
   /** In-sync replicas that hold the log up to `end`. */
   private holders(end: number): number {
@@ -163,23 +260,31 @@ export class InSyncReplicas implements AckGate {
       r.lagMs = this.lagOf(r.ackedEnd, now);
       const lagging = r.lagMs > timeout;
       if (r.inSync && lagging) {
-        r.inSync = false;
-        this.logger.warn(
-          `replica ${r.name} left the in-sync set: it has not acknowledged a record written ${r.lagMs} ms ago ` +
+        this.leave(
+          [...this.replicas.entries()].find(([, v]) => v === r)![0],
+          r,
+          `it has not acknowledged a record written ${r.lagMs} ms ago ` +
             `(replica_lag_timeout_ms ${timeout}; acknowledged up to ${r.ackedEnd})`,
         );
-      } else if (!r.inSync && !lagging) {
+      } else if (!r.inSync && !lagging && r.ackedEnd >= this.committedEnd) {
         r.inSync = true;
         this.logger.log(`replica ${r.name} joined the in-sync set (acknowledged up to ${r.ackedEnd})`);
+        void this.recordMembers().catch((err: Error) =>
+          this.logger.warn(`could not record the in-sync set with ${r.name}: ${err.message}`),
+        );
       }
     }
     if (this.waiters.length === 0) return;
     const required = this.options.minInsync;
     const inSync = this.inSyncCount;
     const still: Waiter[] = [];
+    let leaving = false;
+    for (const r of this.replicas.values()) if (r.leaving) leaving = true;
     for (const w of this.waiters) {
-      if (this.holders(w.end) >= required) w.resolve();
-      else if (inSync < required) w.reject(new NotEnoughReplicasError(inSync, required));
+      if (this.acknowledged(w.end)) {
+        this.committedEnd = Math.max(this.committedEnd, w.end);
+        w.resolve();
+      } else if (inSync < required && !leaving) w.reject(new NotEnoughReplicasError(inSync, required));
       else still.push(w);
     }
     this.waiters = still;

@@ -8,7 +8,7 @@ import { ImsConfig, parseHostPort } from '../config/ims-config.js';
 import { StorageService } from '../storage/storage.service.js';
 import { SyncMaster, type SlaveStatus, type SyncMasterOptions } from './sync-master.js';
 import { SyncSlave, type SlaveLinkStatus } from './sync-slave.js';
-import { InSyncReplicas } from './in-sync-replicas.js';
+import { InSyncReplicas, type RecordedMembership } from './in-sync-replicas.js';
 
 export interface ReplicationStatus {
   role: 'master' | 'slave';
@@ -39,11 +39,15 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
    */
   private authority: (() => string | null) | null = null;
   private leading = false;
+  /** This node's name in the in-sync set: node_name, or the rpc address (cluster mode sets it). */
+  nodeName: string;
 
   constructor(
     private readonly storage: StorageService,
     private readonly config: ImsConfig,
-  ) {}
+  ) {
+    this.nodeName = config.node_name ?? config.rpc_listen;
+  }
 
   /** Step 3: prepare the master's live stream and, when master_address is set, start the slave. */
   async start(): Promise<void> {
@@ -79,7 +83,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       this.master.prepare();
     }
     if (this.config.master_address && !this.slave) {
-      this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger);
+      this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger, this.nodeName);
       this.slave.start();
       this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
     }
@@ -123,7 +127,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.stepDown();
     if (this.slave?.masterAddress === syncAddress) return;
     await this.slave?.stop();
-    this.slave = new SyncSlave(this.storage, syncAddress, this.logger);
+    this.slave = new SyncSlave(this.storage, syncAddress, this.logger, this.nodeName);
     this.slave.start();
     this.logger.log(`following master ${syncAddress}, cursor ${this.storage.logEnd}`);
   }
@@ -133,7 +137,14 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     if (!this.leading) return;
     this.leading = false;
     this.storage.setAckGate(null);
-    this.replicas?.failWaiters(new Error(this.authority?.() ?? 'no longer the master'));
+    // These saves are written but not acknowledged: a different sentence from the refusal of a write
+    // that never happened, so that a client does not retry them (a retry could store one twice).
+    this.replicas?.failWaiters(
+      new Error(
+        `leadership lost before acknowledgement (${this.authority?.() ?? 'no longer the master'}); the save may be stored`,
+      ),
+    );
+    void this.replicas?.setMembership(null);
     this.logger.warn('stepped down: no longer the master');
   }
 
@@ -141,11 +152,13 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
    * Become the master (cluster mode, after winning the election): stop following, then begin epoch
    * `epoch` (at least one past every epoch this node has seen) at the log end, before any write.
    */
-  async lead(epoch: number): Promise<number> {
+  async lead(epoch: number, membership: (epoch: number) => RecordedMembership): Promise<number> {
     await this.slave?.stop();
     this.slave = null;
     const begun = this.storage.beginEpoch(epoch);
     const replicas = this.replicas!;
+    // The in-sync set is recorded (this node alone at first) before anything is acknowledged.
+    await replicas.setMembership(membership(begun));
     const authority = this.authority;
     // Every acknowledgement also proves leadership at that moment: a master that cannot renew its
     // lease stops acknowledging before the lease can expire (and another node can win).
@@ -158,7 +171,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       whenAcknowledged: async (end) => {
         if (this.config.min_insync_replicas > 0) await replicas.whenAcknowledged(end);
         const refusal = authority?.() ?? null;
-        if (refusal) throw new Error(refusal);
+        if (refusal)
+          throw new Error(`leadership lost before acknowledgement (${refusal}); the save may be stored`);
       },
     });
     this.leading = true;

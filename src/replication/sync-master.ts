@@ -15,10 +15,11 @@ import {
   BACKLOG_BATCH_MESSAGES,
   LIVE_BATCH_MESSAGES,
   MAX_BATCH_BYTES,
-  SYNC_ACK_BODY_SIZE,
+  MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
+  decodeIdentBody,
   decodeSyncBeginBody,
   encodeBatchFrame,
   encodeHeartbeatFrame,
@@ -98,6 +99,8 @@ class SlaveSession {
   /** The slave asked for the ims extensions (an ims slave). */
   private extended = false;
   private acknowledged = false;
+  /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
+  private nodeName: string | null = null;
   private lastFrameAt = 0;
 
   constructor(
@@ -151,8 +154,8 @@ class SlaveSession {
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
     if (this.extended) {
       // From now on an ims slave sends only acknowledgements, each checked whole before it counts.
-      this.reader = new FrameReader(SYNC_ACK_BODY_SIZE, (h) =>
-        h.cmd !== Cmd.STORAGE_SYNC_ACK
+      this.reader = new FrameReader(MAX_NODE_NAME_BYTES, (h) =>
+        h.cmd !== Cmd.STORAGE_SYNC_ACK && h.cmd !== Cmd.STORAGE_SYNC_IDENT
           ? `expected MSG_STORAGE_SYNC_ACK (${Cmd.STORAGE_SYNC_ACK}), got ${cmdName(h.cmd)}`
           : null,
       );
@@ -164,6 +167,14 @@ class SlaveSession {
     this.reader.push(chunk);
     try {
       for (let frame = this.reader.next(); frame; frame = this.reader.next()) {
+        if (frame.cmd === Cmd.STORAGE_SYNC_IDENT) {
+          const ident = decodeIdentBody(frame.body);
+          if (!ident.ok) throw new Error(ident.problem);
+          if (this.acknowledged || this.nodeName !== null)
+            throw new Error('MSG_STORAGE_SYNC_IDENT after the first acknowledgement');
+          this.nodeName = ident.value;
+          continue;
+        }
         const ack = decodeAckBody(frame.body);
         if (!ack.ok) throw new Error(ack.problem);
         const { epoch } = this.master.options.epoch();
@@ -177,7 +188,9 @@ class SlaveSession {
         if (ack.value.durableEnd > this.sentTo)
           throw new Error(`acknowledges ${ack.value.durableEnd}, past what was sent (${this.sentTo})`);
         // A replica counts from its first acknowledgement: it has accepted this master's history then.
-        if (!this.acknowledged) this.master.replicas.addReplica(this, this.address, ack.value.durableEnd);
+        if (!this.acknowledged) {
+          this.master.replicas.addReplica(this, this.nodeName ?? this.address, ack.value.durableEnd);
+        }
         this.acknowledged = true;
         this.master.replicas.ack(this, ack.value.durableEnd);
       }

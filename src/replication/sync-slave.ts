@@ -17,6 +17,7 @@ import {
   decodeSyncMessageBody,
   encodeAckFrame,
   encodeExtendedSyncBegin,
+  encodeIdentFrame,
   type SyncFrame,
   type SyncHello,
 } from '../format/sync-frames.js';
@@ -134,6 +135,8 @@ export class SyncSlave {
     private readonly storage: StorageService,
     readonly masterAddress: string,
     private readonly logger: StorageLogger,
+    /** How this node names itself to an ims master (its in-sync set holds names). */
+    private readonly nodeName: string,
   ) {
     const i = masterAddress.lastIndexOf(':');
     this.host = masterAddress.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
@@ -325,6 +328,8 @@ export class SyncSlave {
       if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
       const outcome = await this.onHello(d.value, frame.seq);
       if (outcome === 'ok') {
+        this.socketSeq = (this.socketSeq + 1) | 0;
+        socket.write(encodeIdentFrame(this.socketSeq, this.nodeName));
         this.ack(socket);
         this.updateLevel();
       }
