@@ -358,7 +358,7 @@ export function decodeIdentBody(body: Buffer): Decoded<string> {
     return bad(`MSG_STORAGE_SYNC_IDENT body is ${body.length} bytes, expected 1 to ${MAX_NODE_NAME_BYTES}`);
   }
   const name = body.toString('utf8');
-  if (!Buffer.from(name, 'utf8').equals(body) || [...name].some((ch) => ch.charCodeAt(0) < 0x20)) {
+  if (!Buffer.from(name, 'utf8').equals(body) || body.some((byte) => byte < 0x20)) {
     return bad('MSG_STORAGE_SYNC_IDENT node name is not printable UTF-8');
   }
   return { ok: true, value: name };
