@@ -230,7 +230,8 @@ describe('cluster mode on etcd', () => {
     await save(other, 3);
     let diff: string | null = '';
     await waitFor(() => (diff = blockDifference(other.dataDir, master.dataDir)) === null, {
-      what: () => `identical block files (${diff}); the old master's log:\n${master.logText().split('\n').slice(-25).join('\n')}`,
+      what: () =>
+        `identical block files (${diff}); the old master's log:\n${master.logText().split('\n').slice(-25).join('\n')}`,
       timeoutMs: 15000,
       intervalMs: 100,
     });

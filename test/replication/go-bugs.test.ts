@@ -279,7 +279,12 @@ describe('Go replication bugs 17-22 are fixed', () => {
       seen.push({ id, durable: storage.store.files.durableId });
       return apply(id, msg);
     };
-    const slave = new SyncSlave(storage, `127.0.0.1:${(fake.address() as net.AddressInfo).port}`, quiet, 'test-slave');
+    const slave = new SyncSlave(
+      storage,
+      `127.0.0.1:${(fake.address() as net.AddressInfo).port}`,
+      quiet,
+      'test-slave',
+    );
     try {
       slave.start();
       const clean = fs.statSync(fixturePath('clean', 'message_0')).size;
