@@ -794,6 +794,12 @@ function targetsOf(res) {
 
 // ---- main ------------------------------------------------------------------------------------------------
 
+/** a ÷ b to three significant digits (a ratio far below 1 must not round to 0). */
+function ratio(a, b) {
+  const r = a / b;
+  return Number.isFinite(r) ? Number(r.toPrecision(3)) : r;
+}
+
 async function main() {
   const res = {
     date: new Date().toISOString(),
@@ -946,12 +952,12 @@ async function main() {
   for (const d of ['sync', 'interval']) {
     for (const k of SETTINGS.inflights) {
       res.ratios[`${d}_${k}`] = {
-        ofDisk: round(res.saves[d][k].opsPerSec / res.ceilings.disk[d][k].opsPerSec, 3),
-        ofTransport: round(res.saves[d][k].opsPerSec / res.ceilings.transport[k].opsPerSec, 3),
-        ofEngine: round(res.saves[d][k].opsPerSec / res.ceilings.engine[d][k].opsPerSec, 3),
-        singleOfTransportSingle: round(
-          res.savesSingle[d][k].opsPerSec / res.ceilings.transportSingle[k].opsPerSec,
-          3,
+        ofDisk: ratio(res.saves[d][k].opsPerSec, res.ceilings.disk[d][k].opsPerSec),
+        ofTransport: ratio(res.saves[d][k].opsPerSec, res.ceilings.transport[k].opsPerSec),
+        ofEngine: ratio(res.saves[d][k].opsPerSec, res.ceilings.engine[d][k].opsPerSec),
+        singleOfTransportSingle: ratio(
+          res.savesSingle[d][k].opsPerSec,
+          res.ceilings.transportSingle[k].opsPerSec,
         ),
       };
     }

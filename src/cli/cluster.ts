@@ -6,6 +6,7 @@ import { Etcd3 } from 'etcd3';
 import {
   clusterKeys,
   etcdHosts,
+  parseInSync,
   parseLeader,
   parseShardMap,
   type NodeInfo,
@@ -83,9 +84,6 @@ export async function clusterStatus(etcd: string, cluster: string): Promise<Clus
         nodes: [],
         inSync: [],
       };
-      const masterSummary = leader ? await nodeSummary(leader.http) : null;
-      const replicas = ((masterSummary?.replication as { master?: { slaves?: unknown[] } })?.master?.slaves ??
-        []) as { address: string; inSync: boolean | null; lagBytes: number }[];
       for (const node of nodes.sort((a, b) => a.node.localeCompare(b.node))) {
         const s = await nodeSummary(node.http);
         const c = s?.cluster as { role?: string } | undefined;
@@ -96,8 +94,9 @@ export async function clusterStatus(etcd: string, cluster: string): Promise<Clus
           lagBytes: slave?.lagBytes ?? (c?.role === 'master' ? 0 : null),
         });
       }
-      // The master's replicas are connections; count those in sync (names need the node's own view).
-      report.inSync = replicas.filter((r) => r.inSync).map((r) => r.address);
+      // The in-sync set as the master recorded it in etcd (what decides who may be elected).
+      const isr = parseInSync(await client.get(keys.isr(n)).string());
+      report.inSync = isr?.members ?? [];
       shards.push(report);
     }
     return { cluster, shards };
@@ -110,7 +109,9 @@ export function formatClusterStatus(r: ClusterReport): string {
   const lines = [`cluster "${r.cluster}": ${r.shards.length} shard(s)`];
   for (const s of r.shards) {
     const m = s.master ? `${s.master.node} (${s.master.rpc}), epoch ${s.master.epoch}` : 'none';
-    lines.push(`shard ${s.shard}: master ${m}; ${s.nodes.length} node(s); in sync: ${s.inSync.length}`);
+    lines.push(
+      `shard ${s.shard}: master ${m}; ${s.nodes.length} node(s); in sync: ${s.inSync.join(', ') || '-'}`,
+    );
     for (const n of s.nodes) {
       lines.push(
         `  ${n.node}  rpc ${n.rpc}  sync ${n.sync}  ${n.role ?? 'unknown'}` +

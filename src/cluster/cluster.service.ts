@@ -39,6 +39,8 @@ export interface ClusterStatus {
   epoch: number;
   master: LeaderInfo | null;
   leaseProvenForMs: number | null;
+  /** The in-sync set as recorded in etcd (the master's view; null when it has not been read). */
+  inSync: string[] | null;
 }
 
 @Injectable()
@@ -163,6 +165,9 @@ export class ClusterService implements OnApplicationShutdown {
     this.leader = leader;
     if (!leader || this.stopped) return;
     if (leader.node === this.info?.node) return;
+    // Epoch 0: elected but not yet leading (its epoch not begun): follow once it has proclaimed it, so
+    // that the hello a follower gets carries the epoch its records will be written in.
+    if (leader.epoch === 0) return;
     this.logger.log(
       `master of shard ${this.config.shard} is ${leader.node} (${leader.rpc}, epoch ${leader.epoch})`,
     );
@@ -277,6 +282,7 @@ export class ClusterService implements OnApplicationShutdown {
       epoch: this.storage.isOpen ? this.storage.latestEpoch : 0,
       master: this.leader,
       leaseProvenForMs: this.leading ? Math.max(0, this.provenUntil - Date.now()) : null,
+      inSync: this.leading ? [this.info!.node, ...this.replication.inSyncMembers()] : null,
     };
   }
 

@@ -180,6 +180,11 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     return begun;
   }
 
+  /** Names of the replicas in the in-sync set. */
+  inSyncMembers(): string[] {
+    return this.replicas?.members() ?? [];
+  }
+
   get isLeading(): boolean {
     return this.leading;
   }

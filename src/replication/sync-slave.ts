@@ -299,7 +299,11 @@ export class SyncSlave {
       );
     }
     if (d.relation === 'diverged') {
-      if (d.commonEpoch === IMPLICIT_EPOCH) {
+      // Records from before our first epoch (Go's, or an unrelated folder's) past the agreed point cannot
+      // be proven the master's: never cut those. Records of our own epochs the master lacks are cut.
+      const ours = this.storage.epochHistory();
+      const preEpochEnd = ours.length > 0 ? ours[0].startId : logEnd;
+      if (d.commonEpoch === IMPLICIT_EPOCH && preEpochEnd > d.agreedEnd) {
         // Records from before epochs (Go, or an unrelated folder) cannot be proven the master's: never cut them.
         throw new SyncProtocolError(
           `frame seq ${seq}: our log (end ${logEnd}) holds records from before epochs past ${d.agreedEnd}, ` +

@@ -195,6 +195,18 @@ describe('cluster mode on etcd', () => {
         intervalMs: 100,
       });
     }
+    // Readiness: the master while its lease is proven; a follower while linked to the current master.
+    assert.equal((await fetch(`${next.httpBase}/health/ready`)).status, 200);
+    await waitFor(async () => (await fetch(`${back.httpBase}/health/ready`)).status === 200, {
+      what: 'the rejoined follower ready',
+    });
+    const json = cli(['status', '--etcd', etcd.endpoint, '--cluster', 'fo', '--json']);
+    const shard0 = (JSON.parse(json.out) as { shards: { inSync: string[]; master: { node: string } }[] })
+      .shards[0];
+    assert.ok(
+      shard0.inSync.includes(shard0.master.node),
+      `in-sync set ${shard0.inSync.join()} holds the master`,
+    );
     const status = cli(['status', '--etcd', etcd.endpoint, '--cluster', 'fo']);
     assert.equal(status.code, 0, status.err);
     assert.match(

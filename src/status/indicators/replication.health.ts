@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
+import { ClusterService } from '../../cluster/cluster.service.js';
 import { ImsConfig } from '../../config/ims-config.js';
 import { ReplicationService, type ReplicationStatus } from '../../replication/replication.service.js';
 
@@ -15,6 +16,7 @@ export class ReplicationHealthIndicator {
     private readonly health: HealthIndicatorService,
     private readonly replication: ReplicationService,
     private readonly config: ImsConfig,
+    private readonly cluster: ClusterService,
   ) {}
 
   view(): ReplicationView {
@@ -26,9 +28,36 @@ export class ReplicationHealthIndicator {
       : { ...status, role };
   }
 
-  /** Up on a master; on a slave, up only while it is linked to its master. */
+  /**
+   * Up on a master (with enough in-sync replicas); on a slave, up only while it is linked to its master.
+   * In cluster mode: the master while its lease is proven and enough replicas are in sync; a follower
+   * while it is linked to the current master.
+   */
   check(key: string) {
     const session = this.health.check(key);
+    const c = this.cluster.status();
+    if (c) {
+      const details = {
+        role: c.role,
+        cluster: c.cluster,
+        shard: c.shard,
+        epoch: c.epoch,
+        master: c.master?.node ?? null,
+      };
+      if (c.role === 'master') {
+        const problem = this.replication.writeRefusal() ?? this.replication.ackProblem();
+        return problem ? session.down({ ...details, message: problem }) : session.up(details);
+      }
+      const link = this.replication.status().slave;
+      if (!c.master) return session.down({ ...details, message: `shard ${c.shard} has no master` });
+      if (!link?.connected) {
+        return session.down({
+          ...details,
+          message: `not linked to master ${c.master.node}${link?.lastError ? ` (${link.lastError})` : ''}`,
+        });
+      }
+      return session.up({ ...details, caughtUp: link.caughtUp, lagBytes: link.lagBytes });
+    }
     const view = this.view();
     if (view.role === 'master') {
       const details = {
