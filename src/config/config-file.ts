@@ -22,6 +22,7 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   kefu_appid: { kind: 'int64', required: true },
   master_address: { kind: 'string', required: false },
   http_listen_address: { kind: 'string', required: false },
+  gorpc_listen: { kind: 'string', required: false },
   limit: { kind: 'int', required: false },
   group_limit: { kind: 'int', required: false },
   is_push_system: { kind: 'int', required: false },
@@ -83,7 +84,8 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     if (spec.required && !(key in values))
       throw new ConfigError(`${source}: required key "${key}" is missing`);
   }
-  for (const key of ['master_address', 'http_listen_address']) if (values[key] === '') delete values[key];
+  for (const key of ['master_address', 'http_listen_address', 'gorpc_listen'])
+    if (values[key] === '') delete values[key];
   const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });
   config.kefu_appid = values.kefu_appid as bigint;
   config.source = source;
