@@ -195,6 +195,6 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
   const logDirFlag = options.flags?.find((f) => f.startsWith('-log_dir='));
   const logFile = logDirFlag ? path.join(logDirFlag.slice('-log_dir='.length), 'ims.log') : undefined;
   const server = new ServerProcess(proc, dataDir, configPath, ports, logFile);
-  if (options.waitReady !== false) await server.waitForLog(/rpc listening on/);
+  if (options.waitReady !== false) await server.waitForLog(/\brpc listening on/);
   return server;
 }
