@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Cmd } from '../../../src/format/constants.js';
@@ -223,6 +224,32 @@ describe('gorpc on a slave', () => {
       );
     } finally {
       go.close();
+    }
+  });
+});
+
+describe('gorpc_listen that cannot be used', () => {
+  it('stops start-up with one line naming the key, its value and the cause', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    const server = await startServer({
+      config: { gorpc_listen: `127.0.0.1:${port}` },
+      http: false,
+      waitReady: false,
+    });
+    try {
+      const { code } = await server.waitExit();
+      assert.equal(code, 1);
+      assert.ok(
+        server
+          .lines()
+          .some((l) => l.includes(`start-up failed: gorpc_listen=127.0.0.1:${port}: address already in use`)),
+        server.logText(),
+      );
+    } finally {
+      taken.close();
+      removeDir(path.dirname(server.dataDir));
     }
   });
 });
