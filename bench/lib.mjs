@@ -247,18 +247,41 @@ export async function startImsServer({
     ].join('\n') + '\n',
   );
   const child = startChild([...nodeFlags, MAIN_JS, configPath], { cwd: workDir, env });
-  const rpcLine = await child.waitFor(/rpc listening on/);
+  const rpcLine = await child.waitFor(/\brpc listening on/);
   const syncLine = await child.waitFor(/sync listening on/);
+  const gorpcLine = config.gorpc_listen ? await child.waitFor(/gorpc listening on/) : null;
   const portOf = (line) => Number(/:(\d+)\s*$/.exec(line)[1]);
   return {
     ...child,
     host: '127.0.0.1',
     port: portOf(rpcLine),
+    gorpcPort: gorpcLine ? portOf(gorpcLine) : null,
     syncAddress: `127.0.0.1:${portOf(syncLine)}`,
   };
 }
 
 // ---- RPC client ----------------------------------------------------------------------------------
+
+/**
+ * A Node gorpc client (dist/src/rpc/gorpc, the same gob codec the server uses) calling SavePeerMessage
+ * as a Go im server does: one call per save, deflate on unless `compress` is false.
+ */
+export async function createGorpcClient(host, port, { compress = true } = {}) {
+  const { GorpcClient } = await import(distUrl('src/rpc/gorpc/gorpc-client.js'));
+  const client = await GorpcClient.connect(host, port, { compress });
+  return {
+    kind: `GorpcClient (dist/src/rpc/gorpc${compress ? ', deflate' : ', plain'})`,
+    savePeerMessage: (r) =>
+      client.call('SavePeerMessage', {
+        AppID: r.appId,
+        Uid: r.uid,
+        DeviceID: r.deviceId,
+        Cmd: r.cmd,
+        Raw: r.raw,
+      }),
+    close: () => client.close(),
+  };
+}
 
 /**
  * The typed client (dist/src/client) when it is built; otherwise Nest's ClientProxy with the pattern

@@ -28,6 +28,7 @@ import {
   REPO_ROOT,
   SAMPLE_TEXT,
   createClient,
+  createGorpcClient,
   distUrl,
   drive,
   freePort,
@@ -630,6 +631,30 @@ function markdown(res) {
     }
   }
   L.push('');
+  if (Object.keys(res.savesGorpc?.sync ?? {}).length > 0) {
+    L.push(
+      `**SavePeerMessage over gorpc**, the protocol Go im servers speak (${res.gorpcClient}: one call per save, ` +
+        'as im makes them), on the same server as the Nest figures above',
+    );
+    L.push('');
+    L.push(
+      '| in flight | durability | gorpc | p50 | p99 | server CPU | Nest, one call per save | gorpc ÷ that | Nest, batched | gorpc ÷ that |',
+    );
+    L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const d of ['sync', 'interval']) {
+      for (const k of res.settings.inflights) {
+        const g = res.savesGorpc[d][k];
+        const single = res.savesSingle[d][k];
+        const batched = res.saves[d][k];
+        L.push(
+          `| ${k} | ${d} | ${fmt(g.opsPerSec)} | ${fmt(g.p50Ms, 2)} | ${fmt(g.p99Ms, 2)} | ${fmt(g.serverCpuPct)}% | ` +
+            `${fmt(single.opsPerSec)} | ${fmt(g.opsPerSec / single.opsPerSec, 2)} | ${fmt(batched.opsPerSec)} | ` +
+            `${fmt(g.opsPerSec / batched.opsPerSec, 2)} |`,
+        );
+      }
+    }
+    L.push('');
+  }
   if (res.replicated) {
     const r = res.replicated;
     L.push(
@@ -816,6 +841,7 @@ async function main() {
     },
     saves: { sync: {}, interval: {} },
     savesSingle: { sync: {}, interval: {} },
+    savesGorpc: { sync: {}, interval: {} },
   };
   log(`work folder ${work}; ${QUICK ? 'quick' : 'full'} run`);
   res.loadAverageAtStart = os.loadavg().map((x) => round(x, 2));
@@ -861,19 +887,25 @@ async function main() {
         dataDir: path.join(work, `saves-${d}`),
         durability: d,
         nodeFlags: preloadFlags,
+        config: { gorpc_listen: '127.0.0.1:0' },
       });
       try {
         const client = await createClient(server.host, server.port);
         const single = await createClient(server.host, server.port, { batchSaves: false });
+        const gorpc = await createGorpcClient(server.host, server.gorpcPort);
         res.client = client.kind;
+        res.gorpcClient = gorpc.kind;
         for (const k of SETTINGS.inflights) {
           log(`ims saves ${d} ${k} in flight`);
           res.saves[d][k] = await repeat(() => measureSaves(server, client, k));
           log(`ims saves ${d} ${k} in flight, one call per save`);
           res.savesSingle[d][k] = await repeat(() => measureSaves(server, single, k));
+          log(`ims saves ${d} ${k} in flight over gorpc`);
+          res.savesGorpc[d][k] = await repeat(() => measureSaves(server, gorpc, k));
         }
         await client.close();
         await single.close();
+        await gorpc.close();
       } finally {
         await server.stop();
       }

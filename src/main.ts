@@ -17,6 +17,7 @@ import { parseHostPort, type ImsConfig } from './config/ims-config.js';
 import { listening } from './config/setting-error.js';
 import { ImsLogger } from './logging/ims-logger.js';
 import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
+import { GorpcServer } from './rpc/gorpc/gorpc.server.js';
 import { ImsTcpServer } from './rpc/ims-tcp.server.js';
 import { ReplicationService } from './replication/replication.service.js';
 import { BoundAddresses } from './status/bound-addresses.js';
@@ -54,7 +55,21 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
   const rpc = parseHostPort(config.rpc_listen);
   const rpcServer = new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port });
-  app.connectMicroservice<MicroserviceOptions>({ strategy: rpcServer }, { inheritAppConfig: true });
+  const rpcService = app.connectMicroservice<MicroserviceOptions>(
+    { strategy: rpcServer },
+    { inheritAppConfig: true },
+  );
+  // The same handlers over gorpc, for Go im servers, when configured.
+  let gorpc: { server: GorpcServer; service: typeof rpcService } | undefined;
+  if (config.gorpc_listen) {
+    const g = parseHostPort(config.gorpc_listen);
+    const server = new GorpcServer({ host: g.host ?? '0.0.0.0', port: g.port, setting: config.gorpc_listen });
+    const service = app.connectMicroservice<MicroserviceOptions>(
+      { strategy: server },
+      { inheritAppConfig: true },
+    );
+    gorpc = { server, service };
+  }
   // 5-6. The flush jobs (@Interval) start when the application initialises.
   await app.init();
   // Each listener reports the address it is bound to (the real port when the config says port 0).
@@ -71,7 +86,13 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // 8. Slaves.
   bound.sync = await listening('sync_listen', config.sync_listen, () => replication.listen());
   // 9. RPC.
-  await listening('rpc_listen', config.rpc_listen, () => app.startAllMicroservices());
+  if (gorpc) {
+    const { server, service } = gorpc;
+    await listening('gorpc_listen', config.gorpc_listen!, () => service.listen());
+    bound.gorpc = server.boundAddress();
+    log.log(`gorpc listening on ${bound.gorpc}`);
+  }
+  await listening('rpc_listen', config.rpc_listen, () => rpcService.listen());
   bound.rpc = rpcServer.boundAddress();
   log.log(`rpc listening on ${bound.rpc}`);
   // 10. Cluster mode: register, then campaign for the shard; until elected this node follows or waits.

@@ -22,6 +22,7 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   kefu_appid: { kind: 'int64', required: true },
   master_address: { kind: 'string', required: false },
   http_listen_address: { kind: 'string', required: false },
+  gorpc_listen: { kind: 'string', required: false },
   limit: { kind: 'int', required: false },
   group_limit: { kind: 'int', required: false },
   is_push_system: { kind: 'int', required: false },
@@ -90,6 +91,7 @@ export function parseConfigText(text: string, source: string): ImsConfig {
   }
   for (const key of [
     'master_address',
+    'gorpc_listen',
     'http_listen_address',
     'etcd_endpoints',
     'node_name',

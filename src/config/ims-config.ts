@@ -31,6 +31,11 @@ export class ImsConfig {
   @Matches(HOST_PORT, { message: 'http_listen_address must be host:port' })
   http_listen_address?: string;
 
+  /** Also serve the RPC methods over gorpc (what Go im servers speak) on this address. */
+  @IsOptional()
+  @Matches(HOST_PORT, { message: 'gorpc_listen must be host:port' })
+  gorpc_listen?: string;
+
   @IsInt()
   @Min(1, { message: 'limit must be at least 1' })
   limit = 3000;

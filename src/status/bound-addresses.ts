@@ -9,4 +9,5 @@ export class BoundAddresses {
   rpc: string | null = null;
   sync: string | null = null;
   http: string | null = null;
+  gorpc: string | null = null;
 }

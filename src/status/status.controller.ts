@@ -55,7 +55,12 @@ export class StatusController {
       started_at: new Date(STARTED_AT).toISOString(),
       uptime_seconds: Math.round(process.uptime()),
       // Bound addresses (real ports when the config said port 0).
-      listening: { rpc: this.bound.rpc, sync: this.bound.sync, http: this.bound.http },
+      listening: {
+        rpc: this.bound.rpc,
+        sync: this.bound.sync,
+        http: this.bound.http,
+        gorpc: this.bound.gorpc,
+      },
       storage: {
         root: this.config.storage_root,
         open: s.open,

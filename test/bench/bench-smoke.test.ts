@@ -47,11 +47,14 @@ describe('bench/run.mjs --quick', () => {
       const res = JSON.parse(fs.readFileSync(path.join(outDir, 'quick.json'), 'utf8'));
       const md = fs.readFileSync(path.join(outDir, 'quick.md'), 'utf8');
       assert.match(md, /SavePeerMessage/);
+      assert.match(md, /SavePeerMessage over gorpc/);
+      assert.match(res.gorpcClient, /GorpcClient/);
       assert.ok(res.machine.cpuCount > 0 && res.machine.node.startsWith('v'));
       for (const k of [1, 16, 64]) {
         for (const d of ['sync', 'interval']) {
           assertFigures(`saves ${d} ${k}`, res.saves[d][k]);
           assertFigures(`saves, one call per save, ${d} ${k}`, res.savesSingle[d][k]);
+          assertFigures(`saves over gorpc ${d} ${k}`, res.savesGorpc[d][k]);
           assertFigures(`disk ceiling ${d} ${k}`, res.ceilings.disk[d][k]);
           assertFigures(`engine ${d} ${k}`, res.ceilings.engine[d][k]);
           assert.ok(res.ratios[`${d}_${k}`].ofDisk > 0 && res.ratios[`${d}_${k}`].ofTransport > 0);

@@ -47,7 +47,7 @@ export interface ServerOptions {
   nodeFlags?: string[];
 }
 
-const LISTENING = /\b(rpc|sync|http) listening on \S*:(\d+)\b/;
+const LISTENING = /\b(rpc|sync|http|gorpc) listening on \S*:(\d+)\b/;
 
 export class ServerProcess {
   readonly output: string[] = [];
@@ -87,7 +87,7 @@ export class ServerProcess {
    * The ports the server is bound to, as its "… listening on" start-up lines report them (the config
    * asks for port 0, so the kernel picks: no window in which another process can take the port).
    */
-  get ports(): { rpc: number; sync: number; http: number } {
+  get ports(): { rpc: number; sync: number; http: number; gorpc: number } {
     const found: Partial<Record<string, number>> = { ...this.fixedPorts };
     for (const line of this.lines()) {
       const m = LISTENING.exec(line);
@@ -99,7 +99,8 @@ export class ServerProcess {
       return v;
     };
     // No HTTP listener (http: false) reads as port 0, so `ports` can be handed on to a restart.
-    return { rpc: port('rpc'), sync: port('sync'), http: found.http ?? 0 };
+    // Likewise no gorpc listener (no gorpc_listen) reads as port 0.
+    return { rpc: port('rpc'), sync: port('sync'), http: found.http ?? 0, gorpc: found.gorpc ?? 0 };
   }
 
   get rpcAddress(): string {
@@ -194,6 +195,6 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
   const logDirFlag = options.flags?.find((f) => f.startsWith('-log_dir='));
   const logFile = logDirFlag ? path.join(logDirFlag.slice('-log_dir='.length), 'ims.log') : undefined;
   const server = new ServerProcess(proc, dataDir, configPath, ports, logFile);
-  if (options.waitReady !== false) await server.waitForLog(/rpc listening on/);
+  if (options.waitReady !== false) await server.waitForLog(/\brpc listening on/);
   return server;
 }

@@ -1,0 +1,328 @@
+/**
+ * The Go types on a gorpc connection to ims: gorpc's envelopes and dispatcher structs, and the request
+ * and reply structs of Go ims (im_service `storage_rpc.go`), with Go's names, field order and types.
+ * The ids are those a Go process gives them when it first sends them in this order, so a fresh
+ * connection's bytes match Go's.
+ */
+import { GoBasic, GobError, GobStruct, type GobInterface, type GobValue, type GoType } from './gob.js';
+
+const int = GoBasic.int;
+
+type StructType = Extract<GoType, { kind: 'struct' }>;
+const struct = (id: number, name: string, fields: [string, GoType][]): StructType => ({
+  kind: 'struct',
+  id,
+  name,
+  fields: fields.map(([n, type]) => ({ name: n, type })),
+});
+
+// --- server → client ---------------------------------------------------------------------------------
+
+export const WireResponse = struct(65, 'wireResponse', [
+  ['ID', GoBasic.uint],
+  ['Response', GoBasic.interface],
+  ['Error', GoBasic.string],
+]);
+export const DispatcherResponse = struct(66, 'dispatcherResponse', [
+  ['Response', GoBasic.interface],
+  ['Error', GoBasic.string],
+]);
+/** Reached only through `[]*HistoryMessage`, whose element (a pointer) has no name: Go sends it unnamed. */
+const HistoryMessage = struct(68, '', [
+  ['MsgID', int],
+  ['DeviceID', int],
+  ['Cmd', int],
+  ['Raw', GoBasic.bytes],
+]);
+export const HistoryMessageList: GoType = {
+  kind: 'slice',
+  id: 69,
+  name: '[]*main.HistoryMessage',
+  elem: HistoryMessage,
+};
+export const PeerHistoryMessage = struct(67, 'PeerHistoryMessage', [
+  ['Messages', HistoryMessageList],
+  ['LastMsgID', int],
+]);
+export const GroupHistoryMessage = struct(70, 'GroupHistoryMessage', [
+  ['Messages', HistoryMessageList],
+  ['LastMsgID', int],
+]);
+export const Int64List: GoType = { kind: 'slice', id: 71, name: '[]int64', elem: int };
+
+/** Interface type names a client registers (what a server's replies may name). */
+export const REPLY_NAMES: ReadonlySet<string> = new Set([
+  '*gorpc.dispatcherResponse',
+  'int64',
+  '*main.PeerHistoryMessage',
+  '*main.GroupHistoryMessage',
+  '[]*main.HistoryMessage',
+  '[]int64',
+]);
+
+// --- client → server ---------------------------------------------------------------------------------
+
+export const WireRequest = struct(65, 'wireRequest', [
+  ['ID', GoBasic.uint],
+  ['Request', GoBasic.interface],
+]);
+export const DispatcherRequest = struct(66, 'dispatcherRequest', [
+  ['Request', GoBasic.interface],
+  ['Name', GoBasic.string],
+]);
+
+/** How a request field is typed in Go. */
+type FieldKind = 'int64' | 'int32' | 'bytes' | 'int64s';
+
+interface RequestType {
+  /** The name Go registers for a pointer to it. */
+  goName: string;
+  type: StructType;
+  fields: Record<string, FieldKind>;
+}
+
+function requestType(
+  id: number,
+  name: string,
+  fields: Record<string, FieldKind>,
+  extra?: GoType,
+): RequestType {
+  const goType = (k: FieldKind): GoType => (k === 'bytes' ? GoBasic.bytes : k === 'int64s' ? extra! : int);
+  return {
+    goName: `*main.${name}`,
+    type: struct(
+      id,
+      name,
+      Object.entries(fields).map(([f, k]) => [f, goType(k)]),
+    ),
+    fields,
+  };
+}
+
+const PeerMessage = requestType(67, 'PeerMessage', {
+  AppID: 'int64',
+  Uid: 'int64',
+  DeviceID: 'int64',
+  Cmd: 'int32',
+  Raw: 'bytes',
+});
+const GroupMessage = requestType(68, 'GroupMessage', {
+  AppID: 'int64',
+  GroupID: 'int64',
+  DeviceID: 'int64',
+  Cmd: 'int32',
+  Raw: 'bytes',
+});
+const SyncHistory = requestType(69, 'SyncHistory', {
+  AppID: 'int64',
+  Uid: 'int64',
+  DeviceID: 'int64',
+  LastMsgID: 'int64',
+});
+const SyncGroupHistory = requestType(70, 'SyncGroupHistory', {
+  AppID: 'int64',
+  Uid: 'int64',
+  DeviceID: 'int64',
+  GroupID: 'int64',
+  LastMsgID: 'int64',
+  Timestamp: 'int32',
+});
+const HistoryRequest = requestType(71, 'HistoryRequest', { AppID: 'int64', Uid: 'int64', Limit: 'int32' });
+const PeerGroupMessage = requestType(
+  72,
+  'PeerGroupMessage',
+  { AppID: 'int64', Members: 'int64s', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
+  { kind: 'slice', id: 73, name: '[]int64', elem: int },
+);
+
+/** A decoded request as the Nest handler takes it (the same payload the Nest transport carries). */
+export type Payload = Record<string, unknown>;
+/** A Nest handler's reply turned into the Go value the Go method returns. */
+type ReplyToGo = (reply: unknown) => { name: string; type: GoType; value: unknown };
+
+export interface GorpcMethod {
+  /** The Nest pattern, also the Go function name (called as ".Name"). */
+  pattern: string;
+  request: RequestType;
+  /** Go field name → payload key. */
+  payloadKeys: Record<string, string>;
+  reply: ReplyToGo;
+}
+
+interface WireMessageLike {
+  msgId: number;
+  deviceId: number | string;
+  cmd: number;
+  raw: string;
+}
+
+const historyList = (messages: WireMessageLike[]) =>
+  messages.map((m) => ({
+    MsgID: m.msgId,
+    DeviceID: typeof m.deviceId === 'string' ? BigInt(m.deviceId) : m.deviceId,
+    Cmd: m.cmd,
+    Raw: Buffer.from(m.raw, 'base64'),
+  }));
+
+const int64Reply = (n: number) => ({ name: 'int64', type: int, value: n });
+
+const syncReply =
+  (name: string, type: GoType): ReplyToGo =>
+  (r) => {
+    const reply = r as { messages: WireMessageLike[]; lastMsgId: number };
+    return { name, type, value: { Messages: historyList(reply.messages), LastMsgID: reply.lastMsgId } };
+  };
+
+const keys = (pairs: string): Record<string, string> =>
+  Object.fromEntries(pairs.split(' ').map((p) => p.split('=') as [string, string]));
+
+/** The Go ims methods gorpc callers use, by Go function name. */
+export const GORPC_METHODS: ReadonlyMap<string, GorpcMethod> = new Map(
+  (
+    [
+      {
+        pattern: 'SavePeerMessage',
+        request: PeerMessage,
+        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId Cmd=cmd Raw=raw'),
+        reply: (r) => int64Reply((r as { msgId: number }).msgId),
+      },
+      {
+        pattern: 'SaveGroupMessage',
+        request: GroupMessage,
+        payloadKeys: keys('AppID=appId GroupID=groupId DeviceID=deviceId Cmd=cmd Raw=raw'),
+        reply: (r) => int64Reply((r as { msgId: number }).msgId),
+      },
+      {
+        pattern: 'SavePeerGroupMessage',
+        request: PeerGroupMessage,
+        payloadKeys: keys('AppID=appId Members=members DeviceID=deviceId Cmd=cmd Raw=raw'),
+        // Go im expects msgid, prev_msgid for each member in turn.
+        reply: (r) => ({
+          name: '[]int64',
+          type: Int64List,
+          value: (r as { messageIds: { msgId: number; prevMsgId: number }[] }).messageIds.flatMap((s) => [
+            s.msgId,
+            s.prevMsgId,
+          ]),
+        }),
+      },
+      {
+        pattern: 'SyncMessage',
+        request: SyncHistory,
+        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
+        reply: syncReply('*main.PeerHistoryMessage', PeerHistoryMessage),
+      },
+      {
+        pattern: 'SyncGroupMessage',
+        request: SyncGroupHistory,
+        payloadKeys: keys(
+          'AppID=appId Uid=uid DeviceID=deviceId GroupID=groupId LastMsgID=lastMsgId Timestamp=timestamp',
+        ),
+        reply: syncReply('*main.GroupHistoryMessage', GroupHistoryMessage),
+      },
+      {
+        pattern: 'GetNewCount',
+        request: SyncHistory,
+        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
+        reply: (r) => int64Reply((r as { count: number }).count),
+      },
+      {
+        pattern: 'GetLatestMessage',
+        request: HistoryRequest,
+        payloadKeys: keys('AppID=appId Uid=uid Limit=limit'),
+        reply: (r) => ({
+          name: '[]*main.HistoryMessage',
+          type: HistoryMessageList,
+          value: historyList((r as { messages: WireMessageLike[] }).messages),
+        }),
+      },
+    ] satisfies GorpcMethod[]
+  ).map((m) => [m.pattern, m]),
+);
+
+/** Interface type names ims registers as a server: gorpc's dispatcher request and every request struct. */
+export const REQUEST_NAMES: ReadonlySet<string> = new Set([
+  '*gorpc.dispatcherRequest',
+  ...[...GORPC_METHODS.values()].map((m) => m.request.goName),
+]);
+
+export const REQUEST_TYPES: readonly RequestType[] = [
+  PeerMessage,
+  GroupMessage,
+  SyncHistory,
+  SyncGroupHistory,
+  HistoryRequest,
+  PeerGroupMessage,
+];
+
+/** One decoded gorpc request: its id, the Go function name it calls and the interface value it carries. */
+export interface GorpcCall {
+  id: bigint;
+  name: string;
+  request: GobInterface | null;
+}
+
+/** Reads a top-level gob value as gorpc's wireRequest{ID, Request: *dispatcherRequest{Request, Name}}. */
+export function toGorpcCall(v: GobValue): GorpcCall {
+  if (!(v instanceof GobStruct)) throw new GobError('request is not a gorpc wireRequest struct');
+  const id = v.fields.get('ID') ?? 0n;
+  if (typeof id !== 'bigint' || id < 0n) throw new GobError('wireRequest.ID is not an unsigned integer');
+  const env = v.fields.get('Request');
+  if (!env || typeof env !== 'object' || !('name' in env) || env.name !== '*gorpc.dispatcherRequest')
+    throw new GobError(
+      `wireRequest.Request is ${env && typeof env === 'object' && 'name' in env ? env.name : 'not a *gorpc.dispatcherRequest'}, not a *gorpc.dispatcherRequest`,
+    );
+  const inner = (env as GobInterface).value;
+  if (!(inner instanceof GobStruct)) throw new GobError('dispatcherRequest is not a struct');
+  const name = inner.fields.get('Name') ?? '';
+  if (typeof name !== 'string') throw new GobError('dispatcherRequest.Name is not a string');
+  const request = inner.fields.get('Request') ?? null;
+  if (request !== null && !(typeof request === 'object' && 'name' in request))
+    throw new GobError('dispatcherRequest.Request is not an interface value');
+  return { id, name, request: request as GobInterface | null };
+}
+
+const INT32_MIN = -(2n ** 31n);
+const INT32_MAX = 2n ** 31n - 1n;
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** An int64 as the Nest payloads carry it: a number when exact, else a decimal string. */
+const wireInt64 = (v: bigint): number | string => (v <= SAFE && v >= -SAFE ? Number(v) : v.toString());
+
+/**
+ * The Nest payload for a request struct of `method`'s Go type, as Go's decoder would fill the struct:
+ * absent fields are zero, unknown ones ignored, a field of the wrong kind or out of its range refused.
+ */
+export function toPayload(method: GorpcMethod, value: GobValue): Payload {
+  if (!(value instanceof GobStruct)) throw new GobError(`${method.request.goName} is not a struct`);
+  const out: Payload = {};
+  for (const [field, kind] of Object.entries(method.request.fields)) {
+    const v = value.fields.get(field);
+    const key = method.payloadKeys[field];
+    const bad = (what: string) => new GobError(`${method.request.goName}.${field}: ${what}`);
+    switch (kind) {
+      case 'int64':
+      case 'int32': {
+        const n = v ?? 0n;
+        if (typeof n !== 'bigint') throw bad('not an integer');
+        if (kind === 'int32' && (n < INT32_MIN || n > INT32_MAX)) throw bad(`${n} out of int32 range`);
+        if (n >= 2n ** 63n) throw bad(`${n} out of int64 range`);
+        out[key] = kind === 'int32' ? Number(n) : wireInt64(n);
+        break;
+      }
+      case 'bytes': {
+        const b = v ?? Buffer.alloc(0);
+        if (!Buffer.isBuffer(b)) throw bad('not a byte string');
+        out[key] = b.toString('base64');
+        break;
+      }
+      case 'int64s': {
+        const list = v ?? [];
+        if (!Array.isArray(list) || list.some((x) => typeof x !== 'bigint'))
+          throw bad('not a list of integers');
+        out[key] = (list as bigint[]).map(wireInt64);
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { Cmd } from '../../../src/format/constants.js';
+import type { GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
+import { removeDir } from '../../support/fixtures.js';
+import { imBody } from '../../support/rpc-client.js';
+import { startServer, type ServerProcess } from '../../support/server-process.js';
+import { callPieces, gorpcClient, loadCaptures } from './support.js';
+
+const plain = loadCaptures().find((c) => c.mode === 'plain')!;
+/** The first call Go's client made (handshake byte 0 included). */
+const firstCall = Buffer.concat([plain.c2s.subarray(0, 1), callPieces(plain)[0]]);
+const replaced = (from: string, to: string) =>
+  Buffer.from(firstCall.toString('latin1').replace(from, to), 'latin1');
+/** The first call with its first message said to be one byte shorter than it is. */
+const shortened = Buffer.from(firstCall);
+shortened[1] -= 1;
+
+const cases: { what: string; bytes: Buffer; log: RegExp }[] = [
+  {
+    what: 'garbage',
+    bytes: Buffer.from('\u0000\u0007garbage', 'latin1'),
+    log: /bad gob data/,
+  },
+  {
+    what: 'an HTTP request (its first byte asks for deflate)',
+    bytes: Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    log: /not deflate data/,
+  },
+  {
+    what: 'a "deflate" stream that is not deflate',
+    bytes: Buffer.from('\u0001\u00ff\u00ff\u00ff\u00ff hello', 'latin1'),
+    log: /not deflate data/,
+  },
+  {
+    what: 'an unknown type name',
+    bytes: replaced('*main.PeerMessage', '*main.EvilMessage'),
+    log: /unknown type name "\*main\.EvilMessage"/,
+  },
+  { what: 'a gob message that lies about its length', bytes: shortened, log: /bad gob data/ },
+  {
+    what: 'an oversized message',
+    bytes: Buffer.from([0, 0xfc, 0x10, 0x00, 0x00, 0x00, 1, 2, 3]),
+    log: /exceeds the limit/,
+  },
+  {
+    what: 'an unknown method',
+    bytes: replaced('.SavePeerMessage', '.DropPeerMessage'),
+    log: /unknown method "\.DropPeerMessage"/,
+  },
+  {
+    what: 'an oversized message inside a valid deflate stream',
+    bytes: Buffer.concat([
+      Buffer.from([1]),
+      zlib.deflateRawSync(
+        Buffer.concat([Buffer.from([0xfc, 0x04, 0x00, 0x00, 0x00]), Buffer.alloc(8 << 20)]),
+      ),
+    ]),
+    log: /exceeds the limit/,
+  },
+];
+
+/** Sends `bytes` on a new connection; resolves with what came back once the server closed it. */
+async function sendBad(port: number, bytes: Buffer): Promise<{ received: number; localPort: number }> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
+  const localPort = s.localPort!;
+  let received = 0;
+  s.on('data', (d: Buffer) => (received += d.length));
+  s.on('error', () => {});
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not close the connection in 5 s')), 5000);
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  s.write(bytes);
+  await closed;
+  return { received, localPort };
+}
+
+describe('bad input on the gorpc port', () => {
+  let server: ServerProcess;
+  let go: GorpcClient;
+
+  before(async () => {
+    server = await startServer({ config: { gorpc_listen: '127.0.0.1:0' }, http: false });
+    // A well-behaved connection opened first must carry on through all of it.
+    go = await gorpcClient(server, true);
+  });
+  after(async () => {
+    go?.close();
+    await server?.stop();
+    if (server) removeDir(path.dirname(server.dataDir));
+  });
+
+  for (const c of cases) {
+    it(`${c.what}: connection closed with a log line, nothing written, others carry on`, async () => {
+      const { received, localPort } = await sendBad(server.ports.gorpc, c.bytes);
+      assert.equal(received, 0, 'nothing written to the bad connection');
+      const line = await server.waitForLog(
+        new RegExp(`gorpc 127\\.0\\.0\\.1:${localPort}: .*connection closed`),
+        5000,
+      );
+      assert.match(line, c.log);
+      const id = await go.call('SavePeerMessage', {
+        AppID: 1,
+        Uid: 2,
+        DeviceID: 3,
+        Cmd: Cmd.IM,
+        Raw: imBody(3, 2, c.what),
+      });
+      assert.equal(typeof id, 'bigint');
+    });
+  }
+
+  it('a client that never sends its handshake byte is not answered (and the server carries on)', async () => {
+    const s = net.connect(server.ports.gorpc, '127.0.0.1');
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    let received = 0;
+    s.on('data', (d: Buffer) => (received += d.length));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(received, 0);
+    s.destroy();
+    assert.ok(!server.exited);
+  });
+});
