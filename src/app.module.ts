@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { ConfigModule } from './config/config.module.js';
 import type { ImsConfig } from './config/ims-config.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { ReplicationModule } from './replication/replication.module.js';
 import { RpcModule } from './rpc/rpc.module.js';
 import { StatusModule } from './status/status.module.js';
@@ -20,6 +21,7 @@ export class AppModule {
         ReplicationModule,
         StatusModule,
         RpcModule,
+        MetricsModule,
       ],
     };
   }

@@ -14,9 +14,11 @@ import { CLI_COMMANDS, runCli } from './cli/cli.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
 import { listening } from './config/setting-error.js';
+import { serverTlsOptions, TlsConfig } from './config/tls-options.js';
 import { ImsLogger } from './logging/ims-logger.js';
 import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
 import { ImsTcpServer } from './rpc/ims-tcp.server.js';
+import { InputBounds } from './rpc/input-bounds.js';
 import { ReplicationService } from './replication/replication.service.js';
 import { BoundAddresses } from './status/bound-addresses.js';
 import { installSignalHandlers } from './status/shutdown.js';
@@ -48,8 +50,17 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // signal after closing, so the exit status would say "killed by SIGTERM".
   installSignalHandlers(app, log);
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
+  // TLS with tls_cert/tls_key (client certificates required with tls_ca); input bounded per connection
+  // (max_frame_bytes, incomplete_frame_timeout_ms) and in total (max_pending_bytes, max_connections).
   const rpc = parseHostPort(config.rpc_listen);
-  const rpcServer = new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port });
+  const tls = app.get(TlsConfig).material;
+  const rpcServer = new ImsTcpServer({
+    host: rpc.host ?? '0.0.0.0',
+    port: rpc.port,
+    bounds: app.get(InputBounds),
+    incompleteFrameTimeoutMs: config.incomplete_frame_timeout_ms,
+    ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
+  });
   app.connectMicroservice<MicroserviceOptions>({ strategy: rpcServer }, { inheritAppConfig: true });
   // 5-6. The flush jobs (@Interval) start when the application initialises.
   await app.init();
@@ -69,7 +80,8 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // 9. RPC.
   await listening('rpc_listen', config.rpc_listen, () => app.startAllMicroservices());
   bound.rpc = rpcServer.boundAddress();
-  log.log(`rpc listening on ${bound.rpc}`);
+  const security = !tls ? '' : tls.ca ? ' (TLS, client certificates required)' : ' (TLS)';
+  log.log(`rpc listening on ${bound.rpc}${security}`);
 }
 
 function addressOf(a: net.AddressInfo | string | null): string | null {

@@ -35,6 +35,13 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   sync_stall_timeout_ms: { kind: 'int', required: false },
   sync_max_live_lag_bytes: { kind: 'int', required: false },
   sync_live_batch_delay_ms: { kind: 'int', required: false },
+  max_frame_bytes: { kind: 'int', required: false },
+  max_pending_bytes: { kind: 'int', required: false },
+  incomplete_frame_timeout_ms: { kind: 'int', required: false },
+  max_connections: { kind: 'int', required: false },
+  tls_cert: { kind: 'string', required: false },
+  tls_key: { kind: 'string', required: false },
+  tls_ca: { kind: 'string', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);
@@ -83,7 +90,8 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     if (spec.required && !(key in values))
       throw new ConfigError(`${source}: required key "${key}" is missing`);
   }
-  for (const key of ['master_address', 'http_listen_address']) if (values[key] === '') delete values[key];
+  for (const key of ['master_address', 'http_listen_address', 'tls_cert', 'tls_key', 'tls_ca'])
+    if (values[key] === '') delete values[key];
   const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });
   config.kefu_appid = values.kefu_appid as bigint;
   config.source = source;
@@ -94,6 +102,21 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     const where = lineOf[e.property] ? `${source}:${lineOf[e.property]}` : source;
     throw new ConfigError(`${where}: key "${e.property}": ${msg} (got "${String(e.value)}")`);
   }
+  const at = (key: string) => (lineOf[key] ? `${source}:${lineOf[key]}` : source);
+  if (config.max_pending_bytes < config.max_frame_bytes)
+    throw new ConfigError(
+      `${at('max_pending_bytes')}: key "max_pending_bytes": ${config.max_pending_bytes} is below ` +
+        `max_frame_bytes (${config.max_frame_bytes}); a frame of the largest allowed size could never arrive`,
+    );
+  if (!!config.tls_cert !== !!config.tls_key) {
+    const missing = config.tls_cert ? 'tls_key' : 'tls_cert';
+    const given = config.tls_cert ? 'tls_cert' : 'tls_key';
+    throw new ConfigError(`${at(given)}: key "${given}" is set but "${missing}" is not; TLS needs both`);
+  }
+  if (config.tls_ca && !config.tls_cert)
+    throw new ConfigError(
+      `${at('tls_ca')}: key "tls_ca" needs tls_cert and tls_key (mutual TLS: this server presents its own certificate too)`,
+    );
   return config;
 }
 

@@ -5,6 +5,8 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { ImsConfig, parseHostPort } from '../config/ims-config.js';
+import { clientTlsOptions, serverTlsOptions, TlsConfig } from '../config/tls-options.js';
+import { InputBounds } from '../rpc/input-bounds.js';
 import { StorageService } from '../storage/storage.service.js';
 import { SyncMaster, type SlaveStatus, type SyncMasterOptions } from './sync-master.js';
 import { SyncSlave, type SlaveLinkStatus } from './sync-slave.js';
@@ -37,6 +39,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   constructor(
     private readonly storage: StorageService,
     private readonly config: ImsConfig,
+    private readonly tls: TlsConfig,
+    private readonly bounds: InputBounds,
   ) {}
 
   /** Step 3: prepare the master's live stream and, when master_address is set, start the slave. */
@@ -57,6 +61,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         durableOnly: c.durability === 'sync',
         heartbeatMs: c.sync_heartbeat_ms,
         epoch: () => ({ epoch: this.storage.latestEpoch, history: this.storage.epochHistory() }),
+        tls: this.tls.material ? serverTlsOptions(this.tls.material) : undefined,
+        limitConnections: (server) => this.bounds.limitConnections(server, 'sync'),
       };
       this.replicas = new InSyncReplicas(
         {
@@ -72,7 +78,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       this.master.prepare();
     }
     if (this.config.master_address && !this.slave) {
-      this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger);
+      const tlsOptions = this.tls.material ? clientTlsOptions(this.tls.material) : undefined;
+      this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger, tlsOptions);
       this.slave.start();
       this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
     }
