@@ -114,21 +114,26 @@ export async function main(argv: string[]): Promise<void> {
     }
     configPath = DEFAULT_CONFIG;
   }
+  // With -log_format=json every line is a log object, so the logger exists before the config is read.
+  const json = flags.format === 'json';
+  const logger = json ? new ImsLogger(flags) : null;
+  if (logger) Logger.overrideLogger(logger);
   let config: ImsConfig;
   try {
     config = loadConfigFile(configPath);
   } catch (err) {
     if (err instanceof ConfigError) {
-      console.error(`ims: ${err.message}`);
+      if (logger) logger.error(err.message, 'config');
+      else console.error(`ims: ${err.message}`);
       process.exitCode = 2;
       return;
     }
     throw err;
   }
-  console.log(versionBanner());
-  const logger = new ImsLogger(flags);
+  if (logger) logger.log(versionBanner().split('\n').join('; '), 'Version');
+  else console.log(versionBanner());
   try {
-    await bootstrap(config, logger);
+    await bootstrap(config, logger ?? new ImsLogger(flags));
   } catch (err) {
     // One line: a SettingError names the key, its value and the cause.
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
