@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { REPO_ROOT } from '../support/fixtures.js';
 import { RawRpcClient, clientFor, imBody } from '../support/rpc-client.js';
 import { scrape } from '../support/prometheus.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
@@ -103,5 +106,23 @@ describe('GET /metrics: Prometheus text with Node defaults and ims_ metrics', ()
     assert.equal(s.value('ims_slave_lag_bytes', { master: master.syncAddress }), 0);
     // 41 saves: each a message record and a queue entry.
     assert.equal(s.value('ims_slave_records_applied_total'), 82);
+  });
+
+  it('the Grafana dashboard and the scrape annotations name what the server serves', async () => {
+    const served = await scrape(master.httpBase);
+    const dashboard = fs.readFileSync(path.join(REPO_ROOT, 'deploy/grafana-dashboard.json'), 'utf8');
+    const exprs = (JSON.parse(dashboard) as { panels: { targets: { expr: string }[] }[] }).panels.flatMap(
+      (p) => p.targets.map((t) => t.expr),
+    );
+    const names = new Set(exprs.flatMap((e) => e.match(/\b(?:ims|nodejs|process)_[a-z0-9_]+/g) ?? []));
+    assert.ok(names.size >= 20, `dashboard metrics: ${[...names].join(', ')}`);
+    for (const name of names) {
+      const family = name.replace(/_(bucket|sum|count)$/, '');
+      assert.ok(served.types.has(family), `the dashboard uses ${name}, which /metrics does not serve`);
+    }
+    const manifest = fs.readFileSync(path.join(REPO_ROOT, 'deploy/statefulset.yaml'), 'utf8');
+    assert.match(manifest, /prometheus\.io\/scrape: 'true'/);
+    const port = /prometheus\.io\/port: '(\d+)'/.exec(manifest)?.[1];
+    assert.match(manifest, new RegExp(`http_listen_address=:${port}\\b`), 'scrapes the HTTP status port');
   });
 });
