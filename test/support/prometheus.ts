@@ -22,7 +22,8 @@ const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*/gy;
 function parseValue(text: string): number {
   if (text === '+Inf') return Infinity;
   if (text === '-Inf') return -Infinity;
-  if (text === 'NaN') return NaN;
+  // Prometheus reads values with Go's ParseFloat (case-insensitive NaN); prom-client writes "Nan".
+  if (/^nan$/i.test(text)) return NaN;
   const v = Number(text);
   if (Number.isNaN(v)) throw new Error(`not a sample value: ${text}`);
   return v;
