@@ -3,6 +3,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { ClusterModule } from './cluster/cluster.module.js';
 import { ConfigModule } from './config/config.module.js';
 import type { ImsConfig } from './config/ims-config.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { ReplicationModule } from './replication/replication.module.js';
 import { RpcModule } from './rpc/rpc.module.js';
 import { StatusModule } from './status/status.module.js';
@@ -22,6 +23,7 @@ export class AppModule {
         StatusModule,
         RpcModule,
         ClusterModule,
+        MetricsModule,
       ],
     };
   }

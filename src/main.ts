@@ -15,10 +15,12 @@ import { ClusterService } from './cluster/cluster.service.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
 import { listening } from './config/setting-error.js';
+import { serverTlsOptions, TlsConfig } from './config/tls-options.js';
 import { ImsLogger } from './logging/ims-logger.js';
 import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logging/log-flags.js';
 import { GorpcServer } from './rpc/gorpc/gorpc.server.js';
 import { ImsTcpServer } from './rpc/ims-tcp.server.js';
+import { InputBounds } from './rpc/input-bounds.js';
 import { ReplicationService } from './replication/replication.service.js';
 import { BoundAddresses } from './status/bound-addresses.js';
 import { installSignalHandlers } from './status/shutdown.js';
@@ -53,8 +55,17 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   // signal after closing, so the exit status would say "killed by SIGTERM".
   installSignalHandlers(app, log);
   // 9 (registered now, listening last). RPC over the Nest TCP transport; global pipes are inherited.
+  // TLS with tls_cert/tls_key (client certificates required with tls_ca); input bounded per connection
+  // (max_frame_bytes, incomplete_frame_timeout_ms) and in total (max_pending_bytes, max_connections).
   const rpc = parseHostPort(config.rpc_listen);
-  const rpcServer = new ImsTcpServer({ host: rpc.host ?? '0.0.0.0', port: rpc.port });
+  const tls = app.get(TlsConfig).material;
+  const rpcServer = new ImsTcpServer({
+    host: rpc.host ?? '0.0.0.0',
+    port: rpc.port,
+    bounds: app.get(InputBounds),
+    incompleteFrameTimeoutMs: config.incomplete_frame_timeout_ms,
+    ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
+  });
   const rpcService = app.connectMicroservice<MicroserviceOptions>(
     { strategy: rpcServer },
     { inheritAppConfig: true },
@@ -94,7 +105,8 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   }
   await listening('rpc_listen', config.rpc_listen, () => rpcService.listen());
   bound.rpc = rpcServer.boundAddress();
-  log.log(`rpc listening on ${bound.rpc}`);
+  const security = !tls ? '' : tls.ca ? ' (TLS, client certificates required)' : ' (TLS)';
+  log.log(`rpc listening on ${bound.rpc}${security}`);
   // 10. Cluster mode: register, then campaign for the shard; until elected this node follows or waits.
   if (cluster.enabled) await cluster.join({ rpc: bound.rpc!, sync: bound.sync!, http: bound.http });
 }
@@ -129,21 +141,26 @@ export async function main(argv: string[]): Promise<void> {
     }
     configPath = DEFAULT_CONFIG;
   }
+  // With -log_format=json every line is a log object, so the logger exists before the config is read.
+  const json = flags.format === 'json';
+  const logger = json ? new ImsLogger(flags) : null;
+  if (logger) Logger.overrideLogger(logger);
   let config: ImsConfig;
   try {
     config = loadConfigFile(configPath);
   } catch (err) {
     if (err instanceof ConfigError) {
-      console.error(`ims: ${err.message}`);
+      if (logger) logger.error(err.message, 'config');
+      else console.error(`ims: ${err.message}`);
       process.exitCode = 2;
       return;
     }
     throw err;
   }
-  console.log(versionBanner());
-  const logger = new ImsLogger(flags);
+  if (logger) logger.log(versionBanner().split('\n').join('; '), 'Version');
+  else console.log(versionBanner());
   try {
-    await bootstrap(config, logger);
+    await bootstrap(config, logger ?? new ImsLogger(flags));
   } catch (err) {
     // One line: a SettingError names the key, its value and the cause.
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);

@@ -1,3 +1,4 @@
+import type * as tls from 'node:tls';
 import { ClientTCP } from '@nestjs/microservices';
 import { firstValueFrom, throwError, timeout } from 'rxjs';
 import {
@@ -48,6 +49,11 @@ export interface ImsClientOptions {
   batchSaves?: boolean;
   /** Most calls in one batch (default 500, at most 1000). */
   maxBatch?: number;
+  /**
+   * Connect over TLS with these tls.connect options (`ca` to trust the server's CA; `cert` and `key` when the
+   * server requires client certificates, i.e. has tls_ca). Without it the connection is plain TCP.
+   */
+  tls?: tls.ConnectionOptions;
 }
 
 /** Bodies (base64 characters) above which a batch is sent at once. */
@@ -142,7 +148,11 @@ export class ImsClient {
   private flushScheduled = false;
 
   constructor(options: ImsClientOptions) {
-    this.proxy = new ClientTCP({ host: options.host, port: options.port });
+    this.proxy = new ClientTCP({
+      host: options.host,
+      port: options.port,
+      ...(options.tls ? { tlsOptions: options.tls } : {}),
+    });
     this.timeoutMs = options.timeoutMs ?? 10000;
     this.batchSaves = options.batchSaves ?? true;
     const maxBatch = options.maxBatch ?? 500;

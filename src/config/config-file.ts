@@ -41,6 +41,13 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   shard: { kind: 'int', required: false },
   node_name: { kind: 'string', required: false },
   advertise_host: { kind: 'string', required: false },
+  max_frame_bytes: { kind: 'int', required: false },
+  max_pending_bytes: { kind: 'int', required: false },
+  incomplete_frame_timeout_ms: { kind: 'int', required: false },
+  max_connections: { kind: 'int', required: false },
+  tls_cert: { kind: 'string', required: false },
+  tls_key: { kind: 'string', required: false },
+  tls_ca: { kind: 'string', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);
@@ -96,6 +103,9 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     'etcd_endpoints',
     'node_name',
     'advertise_host',
+    'tls_cert',
+    'tls_key',
+    'tls_ca',
   ])
     if (values[key] === '') delete values[key];
   if (values.etcd_endpoints !== undefined && values.master_address !== undefined) {
@@ -114,6 +124,21 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     const where = lineOf[e.property] ? `${source}:${lineOf[e.property]}` : source;
     throw new ConfigError(`${where}: key "${e.property}": ${msg} (got "${String(e.value)}")`);
   }
+  const at = (key: string) => (lineOf[key] ? `${source}:${lineOf[key]}` : source);
+  if (config.max_pending_bytes < config.max_frame_bytes)
+    throw new ConfigError(
+      `${at('max_pending_bytes')}: key "max_pending_bytes": ${config.max_pending_bytes} is below ` +
+        `max_frame_bytes (${config.max_frame_bytes}); a frame of the largest allowed size could never arrive`,
+    );
+  if (!!config.tls_cert !== !!config.tls_key) {
+    const missing = config.tls_cert ? 'tls_key' : 'tls_cert';
+    const given = config.tls_cert ? 'tls_cert' : 'tls_key';
+    throw new ConfigError(`${at(given)}: key "${given}" is set but "${missing}" is not; TLS needs both`);
+  }
+  if (config.tls_ca && !config.tls_cert)
+    throw new ConfigError(
+      `${at('tls_ca')}: key "tls_ca" needs tls_cert and tls_key (mutual TLS: this server presents its own certificate too)`,
+    );
   return config;
 }
 

@@ -7,6 +7,13 @@ export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):(\d{1,5})$/;
 
 export type Durability = 'sync' | 'interval';
 
+/**
+ * The largest legal RPC request is a SavePeerMessages of 1000 items, each a 32767-byte body in base64
+ * (43,692 characters) plus about 110 characters of ids, cmd and JSON punctuation: 43.8 MB. 48 MiB leaves
+ * room for the packet envelope and ids written as 20-digit strings.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 48 * 1024 * 1024;
+
 export class ImsConfig {
   /** Path of the file this came from (for messages). */
   source = '';
@@ -131,6 +138,44 @@ export class ImsConfig {
   get clusterMode(): boolean {
     return !!this.etcd_endpoints;
   }
+
+  /**
+   * Longest frame a connection may send on the RPC port (the JSON text's length). The default holds the
+   * largest legal request, a SavePeerMessages of 1000 bodies of 32 KiB (README "Bounded input").
+   */
+  @IsInt()
+  @Min(65536, { message: 'max_frame_bytes must be at least 65536 (one SavePeerMessage of a 32 KiB body)' })
+  max_frame_bytes = DEFAULT_MAX_FRAME_BYTES;
+
+  /** Bytes held for unfinished frames across all connections; past it the largest holders are dropped. */
+  @IsInt()
+  @Min(65536, { message: 'max_pending_bytes must be at least 65536' })
+  max_pending_bytes = 256 * 1024 * 1024;
+
+  /** An unfinished frame that receives nothing for this long is dropped with its connection. */
+  @IsInt()
+  @Min(100, { message: 'incomplete_frame_timeout_ms must be at least 100' })
+  incomplete_frame_timeout_ms = 30_000;
+
+  /** Connections each listener (RPC, sync, gorpc) accepts at once; beyond it new ones are refused. */
+  @IsInt()
+  @Min(1, { message: 'max_connections must be at least 1' })
+  max_connections = 10_000;
+
+  /** PEM certificate chain: with tls_key, the RPC, sync and gorpc listeners serve TLS. */
+  @IsOptional()
+  @IsString()
+  tls_cert?: string;
+
+  /** PEM private key of tls_cert. */
+  @IsOptional()
+  @IsString()
+  tls_key?: string;
+
+  /** PEM CA bundle: clients (and slaves) must present a certificate signed by it (mutual TLS). */
+  @IsOptional()
+  @IsString()
+  tls_ca?: string;
 
   get isSlave(): boolean {
     return !!this.master_address;

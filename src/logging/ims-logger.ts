@@ -18,8 +18,8 @@ const ANSI = /\u001b\[[0-9;]*m/g;
 
 /**
  * Nest's console logger with glog's sinks: the console (stdout, or stderr only), and/or a log file.
- * Nest's own formatting is kept; file lines are written synchronously so the last lines before an
- * exit are never lost.
+ * Nest's own formatting is kept (text, or its JSON mode with -log_format=json); file lines are written
+ * synchronously so the last lines before an exit are never lost.
  */
 export class ImsLogger extends ConsoleLogger {
   private readonly fileFd: number | null;
@@ -27,9 +27,11 @@ export class ImsLogger extends ConsoleLogger {
 
   constructor(readonly flags: LogFlags) {
     const toFile = flags.logDir !== null && !flags.logToStderr;
+    const json = flags.format === 'json';
     super({
       logLevels: levelsForVerbosity(flags.verbosity),
-      colors: !toFile && !flags.logToStderr && !!process.stdout.isTTY,
+      colors: !json && !toFile && !flags.logToStderr && !!process.stdout.isTTY,
+      json,
     });
     this.consoleMode =
       flags.logToStderr || (toFile && flags.alsoLogToStderr) ? 'stderr' : toFile ? 'errors-only' : 'nest';
@@ -79,6 +81,18 @@ export class ImsLogger extends ConsoleLogger {
     // With a log file, only errors are also printed (to stderr), as glog's stderrthreshold does.
     if (this.consoleMode === 'errors-only' && logLevel !== 'error' && logLevel !== 'fatal') return '';
     return line;
+  }
+
+  /** JSON mode's printer (formatMessage is not used then): the same sinks as text lines. */
+  protected override printAsJson(
+    message: unknown,
+    options: Parameters<ConsoleLogger['printAsJson']>[1],
+  ): void {
+    if (this.fileFd !== null)
+      this.toFile(`${this.stringifyJsonLogObject(this.getJsonLogObject(message, options))}\n`);
+    const level = options.logLevel;
+    if (this.consoleMode === 'errors-only' && level !== 'error' && level !== 'fatal') return;
+    super.printAsJson(message, options);
   }
 
   protected override printStackTrace(stack: string): void {

@@ -7,6 +7,9 @@
  * - `-alsologtostderr`: with `-log_dir`, log lines go to the file and to stderr.
  * - `-log_dir=DIR`: log lines are appended to `DIR/ims.log` (created if missing) and not printed,
  *   except errors and fatals, which also go to stderr (glog's default stderrthreshold).
+ * - `-log_format=json`: every line, the version banner included, is one JSON object (Nest's ConsoleLogger
+ *   JSON mode: level, pid, timestamp, message, context) on whichever sink the flags above choose.
+ *   `text` (default) keeps Nest's text lines. Not a glog flag; it follows glog's spelling.
  * - none of them: log lines go to the console (log/debug/verbose/warn to stdout, error/fatal to
  *   stderr; Nest's default). glog wrote files in the temp folder instead; containers want the console.
  */
@@ -15,12 +18,13 @@ export interface LogFlags {
   logToStderr: boolean;
   alsoLogToStderr: boolean;
   logDir: string | null;
+  format: 'text' | 'json';
 }
 
 export class FlagError extends Error {}
 
 const BOOL_FLAGS = new Set(['logtostderr', 'alsologtostderr']);
-const VALUE_FLAGS = new Set(['v', 'log_dir']);
+const VALUE_FLAGS = new Set(['v', 'log_dir', 'log_format']);
 
 function parseBool(name: string, value: string): boolean {
   if (/^(1|t|true)$/i.test(value)) return true;
@@ -30,7 +34,13 @@ function parseBool(name: string, value: string): boolean {
 
 /** Splits argv into the log flags and the remaining positional arguments; an unknown flag is an error. */
 export function parseLogFlags(argv: string[]): { flags: LogFlags; args: string[] } {
-  const flags: LogFlags = { verbosity: 0, logToStderr: false, alsoLogToStderr: false, logDir: null };
+  const flags: LogFlags = {
+    verbosity: 0,
+    logToStderr: false,
+    alsoLogToStderr: false,
+    logDir: null,
+    format: 'text',
+  };
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -61,6 +71,10 @@ export function parseLogFlags(argv: string[]): { flags: LogFlags; args: string[]
       if (!/^\d+$/.test(value))
         throw new FlagError(`invalid value "${value}" for flag -v: not a whole number`);
       flags.verbosity = Number(value);
+    } else if (name === 'log_format') {
+      if (value !== 'text' && value !== 'json')
+        throw new FlagError(`invalid value "${value}" for flag -log_format: text or json`);
+      flags.format = value;
     } else {
       if (value === '') throw new FlagError('flag -log_dir needs a folder');
       flags.logDir = value;
@@ -70,4 +84,5 @@ export function parseLogFlags(argv: string[]): { flags: LogFlags; args: string[]
 }
 
 export const LOG_FLAGS_USAGE =
-  'flags: -v=N (1: debug, 2: verbose), -logtostderr, -alsologtostderr, -log_dir=DIR (log to DIR/ims.log)';
+  'flags: -v=N (1: debug, 2: verbose), -logtostderr, -alsologtostderr, -log_dir=DIR (log to DIR/ims.log), ' +
+  '-log_format=text|json';

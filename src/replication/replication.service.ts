@@ -5,6 +5,8 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { ImsConfig, parseHostPort } from '../config/ims-config.js';
+import { clientTlsOptions, serverTlsOptions, TlsConfig } from '../config/tls-options.js';
+import { InputBounds } from '../rpc/input-bounds.js';
 import { StorageService } from '../storage/storage.service.js';
 import { SyncMaster, type SlaveStatus, type SyncMasterOptions } from './sync-master.js';
 import { SyncSlave, type SlaveLinkStatus } from './sync-slave.js';
@@ -45,6 +47,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
   constructor(
     private readonly storage: StorageService,
     private readonly config: ImsConfig,
+    private readonly tls: TlsConfig,
+    private readonly bounds: InputBounds,
   ) {
     this.nodeName = config.node_name ?? config.rpc_listen;
   }
@@ -67,6 +71,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         durableOnly: c.durability === 'sync',
         heartbeatMs: c.sync_heartbeat_ms,
         epoch: () => ({ epoch: this.storage.latestEpoch, history: this.storage.epochHistory() }),
+        tls: this.tls.material ? serverTlsOptions(this.tls.material) : undefined,
+        limitConnections: (server) => this.bounds.limitConnections(server, 'sync'),
       };
       this.replicas = new InSyncReplicas(
         {
@@ -83,7 +89,13 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       this.master.prepare();
     }
     if (this.config.master_address && !this.slave) {
-      this.slave = new SyncSlave(this.storage, this.config.master_address, this.logger, this.nodeName);
+      this.slave = new SyncSlave(
+        this.storage,
+        this.config.master_address,
+        this.logger,
+        this.nodeName,
+        this.slaveTlsOptions(),
+      );
       this.slave.start();
       this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
     }
@@ -97,6 +109,11 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     const bound = this.master!.address!;
     this.logger.log(`sync listening on ${bound}`);
     return bound;
+  }
+
+  /** A slave presents this server's certificate to its master when TLS is configured. */
+  private slaveTlsOptions() {
+    return this.tls.material ? clientTlsOptions(this.tls.material) : undefined;
   }
 
   get isSlave(): boolean {
@@ -127,7 +144,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.stepDown();
     if (this.slave?.masterAddress === syncAddress) return;
     await this.slave?.stop();
-    this.slave = new SyncSlave(this.storage, syncAddress, this.logger, this.nodeName);
+    this.slave = new SyncSlave(this.storage, syncAddress, this.logger, this.nodeName, this.slaveTlsOptions());
     this.slave.start();
     this.logger.log(`following master ${syncAddress}, cursor ${this.storage.logEnd}`);
   }

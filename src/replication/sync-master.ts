@@ -9,6 +9,7 @@
  * reconnects and resumes from its own cursor.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
 import {
@@ -46,6 +47,10 @@ export interface SyncMasterOptions {
   heartbeatMs: number;
   /** This master's epoch and epoch history, told to ims slaves. */
   epoch: () => { epoch: number; history: EpochMark[] };
+  /** Serve TLS (with a CA: slaves must present a certificate it signed). Go slaves cannot speak TLS. */
+  tls?: tls.TlsOptions;
+  /** Applies max_connections to the listener. */
+  limitConnections?: (server: net.Server) => void;
 }
 
 export interface SlaveStatus {
@@ -496,11 +501,18 @@ export class SyncMaster {
 
   listen(host: string | undefined, port: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer((socket) => {
+      const accept = (socket: net.Socket) => {
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 60_000);
         this.sessions.add(new SlaveSession(this, socket));
-      });
+      };
+      const tlsOptions = this.options.tls;
+      const server = tlsOptions ? tls.createServer(tlsOptions, accept) : net.createServer(accept);
+      if (tlsOptions)
+        server.on('tlsClientError', (err, socket) =>
+          this.logger.warn(`sync: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+        );
+      this.options.limitConnections?.(server);
       server.once('error', reject);
       server.listen({ host, port }, () => {
         server.off('error', reject);

@@ -6,6 +6,7 @@
  * leaves the files as they were.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { BLOCK_HEADER_SIZE, Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
 import {
@@ -137,6 +138,8 @@ export class SyncSlave {
     private readonly logger: StorageLogger,
     /** How this node names itself to an ims master (its in-sync set holds names). */
     private readonly nodeName: string,
+    /** Connect over TLS, presenting this server's certificate (a Go master cannot speak TLS). */
+    private readonly tlsOptions?: tls.ConnectionOptions,
   ) {
     const i = masterAddress.lastIndexOf(':');
     this.host = masterAddress.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
@@ -176,7 +179,9 @@ export class SyncSlave {
       let busy = false;
       let failed = false;
       const reader = new FrameReader();
-      const socket = net.connect({ host: this.host, port: this.port });
+      const socket = this.tlsOptions
+        ? tls.connect({ ...this.tlsOptions, host: this.host, port: this.port })
+        : net.connect({ host: this.host, port: this.port });
       this.socket = socket;
       socket.setTimeout(CONNECT_TIMEOUT_MS);
       const fail = (problem: string, level: 'log' | 'warn' | 'error') => {
@@ -187,7 +192,8 @@ export class SyncSlave {
         socket.destroy();
       };
       socket.on('timeout', () => fail(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`, 'warn'));
-      socket.on('connect', () => {
+      // Over TLS the link is up once the handshake (both certificates checked) is done.
+      socket.on(this.tlsOptions ? 'secureConnect' : 'connect', () => {
         socket.setTimeout(0);
         socket.setKeepAlive(true, 60_000);
         this.connected = true;

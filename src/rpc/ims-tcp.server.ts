@@ -1,15 +1,53 @@
+import type * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { ServerTCP, type TcpOptions } from '@nestjs/microservices';
+import type * as tls from 'node:tls';
+import { Logger } from '@nestjs/common';
+import { ServerTCP, type TcpSocket } from '@nestjs/microservices';
+import { BoundedJsonSocket } from './bounded-json-socket.js';
+import type { InputBounds } from './input-bounds.js';
+
+export interface ImsTcpServerOptions {
+  host: string;
+  port: number;
+  /** Serve TLS with these options (tls.createServer); plain TCP without. */
+  tlsOptions?: tls.TlsOptions;
+  /** Frame size, pending-bytes budget and connection limit; Nest's defaults without (unit tests). */
+  bounds?: InputBounds;
+  /** An unfinished frame that receives nothing for this long is dropped. */
+  incompleteFrameTimeoutMs?: number;
+}
 
 /**
- * Nest's TCP transport with one change: a pattern that is exactly the name of a registered handler is
- * routed at once. The stock server first tries JSON.parse on every incoming pattern, and for a plain
- * name such as "SavePeerMessage" that throws and catches a SyntaxError on every request (about a tenth
- * of the server's CPU at full load). Object patterns and unknown names still take the stock path.
+ * Nest's TCP transport with these changes:
+ * - a pattern that is exactly the name of a registered handler is routed at once. The stock server first
+ *   tries JSON.parse on every incoming pattern, and for a plain name such as "SavePeerMessage" that throws
+ *   and catches a SyntaxError on every request (about a tenth of the server's CPU at full load). Object
+ *   patterns and unknown names still take the stock path;
+ * - every connection's input is bounded (BoundedJsonSocket, InputBounds) and max_connections applies.
  */
 export class ImsTcpServer extends ServerTCP {
-  constructor(options: TcpOptions['options']) {
-    super(options ?? {});
+  private readonly bounds: InputBounds | undefined;
+  private readonly incompleteFrameTimeoutMs: number;
+
+  constructor(options: ImsTcpServerOptions) {
+    const { bounds, incompleteFrameTimeoutMs, ...tcp } = options;
+    super(tcp);
+    this.bounds = bounds;
+    this.incompleteFrameTimeoutMs = incompleteFrameTimeoutMs ?? 30_000;
+    const server = this.server as unknown as net.Server;
+    if (bounds) bounds.limitConnections(server, 'rpc');
+    if (tcp.tlsOptions) {
+      const logger = new Logger('Rpc');
+      // A refused client (no certificate, another CA) is worth a line: it is either misconfigured or probing.
+      server.on('tlsClientError', (err: Error, socket: net.Socket) =>
+        logger.warn(`rpc: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+      );
+    }
+  }
+
+  protected override getSocketInstance(socket: net.Socket): TcpSocket {
+    if (!this.bounds) return super.getSocketInstance(socket);
+    return new BoundedJsonSocket(socket, this.bounds, this.incompleteFrameTimeoutMs);
   }
 
   override getRouteFromPattern(pattern: string): string {

@@ -1,7 +1,8 @@
-import { Catch, Logger, type ArgumentsHost, type RpcExceptionFilter } from '@nestjs/common';
+import { Catch, Logger, Optional, type ArgumentsHost, type RpcExceptionFilter } from '@nestjs/common';
 import { RpcException, type TcpContext } from '@nestjs/microservices';
 import { throwError, type Observable } from 'rxjs';
 import type { WireError } from '../client/wire.js';
+import { ImsMetrics } from '../metrics/ims-metrics.service.js';
 import { CorruptRecordError, StorageInputError, StorageWriteError } from '../storage/storage-errors.js';
 
 /** The message a client gets for an error thrown while serving a request. */
@@ -28,9 +29,12 @@ export function rpcErrorMessage(exception: unknown): string {
 export class RpcErrorFilter implements RpcExceptionFilter<unknown> {
   private readonly logger = new Logger('Rpc');
 
+  constructor(@Optional() private readonly metrics?: ImsMetrics) {}
+
   catch(exception: unknown, host: ArgumentsHost): Observable<never> {
     const pattern =
       host.getType() === 'rpc' ? host.switchToRpc().getContext<TcpContext>().getPattern?.() : '';
+    if (pattern) this.metrics?.rpcFailed(pattern);
     const message = rpcErrorMessage(exception);
     const expected = exception instanceof RpcException || exception instanceof StorageInputError;
     if (!expected) this.logger.error(`${pattern}: ${message}`, (exception as Error)?.stack);

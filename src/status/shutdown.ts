@@ -10,8 +10,9 @@ import {
   type NestInterceptor,
   type OnModuleDestroy,
 } from '@nestjs/common';
-import { RpcException } from '@nestjs/microservices';
-import { finalize, throwError, type Observable } from 'rxjs';
+import { RpcException, type TcpContext } from '@nestjs/microservices';
+import { finalize, tap, throwError, type Observable } from 'rxjs';
+import { ImsMetrics } from '../metrics/ims-metrics.service.js';
 import { StorageService } from '../storage/storage.service.js';
 
 /** How long shutdown waits for in-flight RPC requests before closing anyway. */
@@ -48,16 +49,33 @@ export class ShutdownState {
   }
 }
 
-/** Counts RPC requests in flight; once shutdown has begun, refuses new ones with a clear error. */
+/**
+ * Counts RPC requests in flight; once shutdown has begun, refuses new ones with a clear error. Also the
+ * one place every handled request passes, so it times them for /metrics (ims_rpc_duration_seconds).
+ */
 @Injectable()
 export class InFlightInterceptor implements NestInterceptor {
-  constructor(private readonly state: ShutdownState) {}
+  constructor(
+    private readonly state: ShutdownState,
+    private readonly metrics: ImsMetrics,
+  ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'rpc') return next.handle();
     if (this.state.draining) return throwError(() => new RpcException('ims is shutting down'));
+    const pattern = context.switchToRpc().getContext<TcpContext>().getPattern();
+    const started = performance.now();
+    let ok = true;
     this.state.begin();
-    return next.handle().pipe(finalize(() => this.state.end()));
+    return next.handle().pipe(
+      tap({ error: () => (ok = false) }),
+      finalize(() => {
+        this.state.end();
+        // An error is counted by RpcErrorFilter (which also sees refusals made before this point).
+        if (ok) this.metrics.rpcDone(pattern, true, started);
+        else this.metrics.rpcTimed(pattern, started);
+      }),
+    );
   }
 }
 

@@ -83,13 +83,16 @@ export class StatusController {
     };
   }
 
-  /** A diagnostic report of the process (JS stack, native stack, libuv handles, heap), also logged. */
+  /**
+   * A diagnostic report of the process (JS stack, native stack, libuv handles, heap), in the answer. It is
+   * also logged at -v=1 only: one report is several kilobytes, too much for a log line by default.
+   */
   @Get('stack')
   stack() {
     const report = process.report.getReport() as unknown as Record<string, unknown>;
     // The environment may hold secrets; a status endpoint must not hand them out.
     delete report.environmentVariables;
-    this.logger.log(`stack report: ${JSON.stringify(report)}`);
+    this.logger.debug(`stack report: ${JSON.stringify(report)}`);
     return report;
   }
 }

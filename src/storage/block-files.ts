@@ -14,6 +14,7 @@ import {
 } from './storage-errors.js';
 import type { StorageLogger } from './storage-logger.js';
 import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
+import { storageProbes } from '../metrics/probes.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
 /** Copies of bytes cut from the log: a torn tail, or a slave's diverged tail or blocks. */
@@ -98,6 +99,8 @@ export class BlockFiles extends BlockAddressing {
   /** Write handles of blocks rolled over while an fdatasync of them may still be running. */
   private retiredFds: number[] = [];
   private lastSyncAt = 0;
+  /** Bytes appended to block files since open (ims_bytes_written_total reads it). */
+  bytesWritten = 0;
   private readonly readScratch = Buffer.allocUnsafe(READ_AHEAD);
 
   constructor(options: BlockFilesOptions) {
@@ -427,6 +430,7 @@ export class BlockFiles extends BlockAddressing {
       );
     }
     this.writeSize += n;
+    this.bytesWritten += n;
   }
 
   /** Drops staged bytes that were not committed (the caller's save failed before commit). */
@@ -495,6 +499,7 @@ export class BlockFiles extends BlockAddressing {
         this.commit();
         const target = this.nextId;
         const fd = this.writeFd;
+        const started = performance.now();
         // Earlier blocks were fdatasynced when they were rolled over, so syncing the write block suffices.
         await new Promise<void>((resolve, reject) =>
           fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())),
@@ -506,9 +511,11 @@ export class BlockFiles extends BlockAddressing {
           if (w.id <= this.durableEnd) w.resolve();
           else pending.push(w);
         }
+        storageProbes.fsync((performance.now() - started) / 1000, this.waiters.length - pending.length);
         this.waiters = pending;
       }
     } catch (err) {
+      storageProbes.fsyncFailed();
       this.fail(
         new StorageWriteError(`fdatasync of ${blockFileName(this.writeBlockNo)} failed`, { cause: err }),
       );

@@ -51,6 +51,7 @@ import { truncateLog, type LogTruncation } from './log-truncation.js';
 import { CorruptRecordError, StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
 import { MAGIC } from '../format/constants.js';
+import { storageProbes } from '../metrics/probes.js';
 
 export interface MessageStoreOptions {
   root: string;
@@ -672,6 +673,7 @@ export class MessageStore {
     if (this.savingIndex) return this.savingIndex;
     this.savingIndex = (async () => {
       try {
+        const started = performance.now();
         const logEnd = this.files.nextId;
         const peer = this.peers.snapshot();
         const group = this.groups.snapshot();
@@ -683,6 +685,7 @@ export class MessageStore {
           groupEntries: group.count,
         });
         this.savedLogEnd = logEnd;
+        storageProbes.indexSaved((performance.now() - started) / 1000);
       } finally {
         this.savingIndex = null;
       }

@@ -66,6 +66,8 @@ export class StorageService implements OnApplicationShutdown {
   private engine: MessageStore | null = null;
   private readonly writeListeners = new Set<() => void>();
   private ackGate: AckGate | null = null;
+  /** Tails cut from the log because a master did not have them (ims_diverged_tail_cuts_total). */
+  divergedTailCuts = 0;
 
   constructor(private readonly config: ImsConfig) {}
 
@@ -283,6 +285,7 @@ export class StorageService implements OnApplicationShutdown {
     // The cut refuses while a write or fsync is pending: settle them first.
     await this.store.flush();
     const r = this.store.truncateLog(to);
+    this.divergedTailCuts++;
     // Saved at once, so that a restart does not have to rebuild the index from every block.
     if (r.indexFiles === 'removed') await this.store.saveIndex();
     for (const l of this.writeListeners) l();

@@ -24,6 +24,10 @@ describe('config file', () => {
     assert.equal(c.durability, 'interval');
     assert.equal(c.isSlave, true);
     assert.equal(c.block_size, 128 * 1024 * 1024);
+    assert.equal(c.max_frame_bytes, 48 * 1024 * 1024);
+    assert.equal(c.max_pending_bytes, 256 * 1024 * 1024);
+    assert.equal(c.max_connections, 10000);
+    assert.equal(c.tls_cert, undefined);
   });
 
   const bad: [string, string[], RegExp][] = [
@@ -47,6 +51,26 @@ describe('config file', () => {
       'int64 overflow',
       [...GOOD.slice(0, 3), 'kefu_appid=9223372036854775808'],
       /x\.cfg:4: key "kefu_appid": .* out of the int64 range/,
+    ],
+    [
+      'budget below the frame size',
+      [...GOOD, 'max_frame_bytes=1000000', 'max_pending_bytes=500000'],
+      /x\.cfg:6: key "max_pending_bytes": 500000 is below max_frame_bytes \(1000000\)/,
+    ],
+    [
+      'frame size too small',
+      [...GOOD, 'max_frame_bytes=100'],
+      /key "max_frame_bytes": max_frame_bytes must be at least 65536/,
+    ],
+    [
+      'certificate without key',
+      [...GOOD, 'tls_cert=/x.crt'],
+      /x\.cfg:5: key "tls_cert" is set but "tls_key" is not/,
+    ],
+    [
+      'CA without certificate',
+      [...GOOD, 'tls_ca=/ca.crt'],
+      /x\.cfg:5: key "tls_ca" needs tls_cert and tls_key/,
     ],
   ];
   for (const [name, lines, re] of bad) {

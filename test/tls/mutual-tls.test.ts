@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ImsClient } from '../../src/client/index.js';
+import { removeDir, tempDir } from '../support/fixtures.js';
+import { scrape } from '../support/prometheus.js';
+import { imBody } from '../support/rpc-client.js';
+import { startServer, type ServerProcess } from '../support/server-process.js';
+import { hasOpenssl, makeCerts, type TestCerts } from '../support/test-certs.js';
+import { waitFor } from '../support/wait.js';
+
+describe('TLS: mutual TLS on the RPC and sync ports', () => {
+  const work = tempDir('ims-tls-');
+  let certs: TestCerts;
+  let tlsConfig: Record<string, string>;
+  let master: ServerProcess;
+  let slave: ServerProcess;
+  const clients: ImsClient[] = [];
+
+  const client = (server: ServerProcess, tls?: import('node:tls').ConnectionOptions) => {
+    const c = new ImsClient({
+      host: '127.0.0.1',
+      port: server.ports.rpc,
+      timeoutMs: 3000,
+      ...(tls ? { tls } : {}),
+    });
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    assert.ok(hasOpenssl(), 'these tests make their certificates with the openssl command, which is missing');
+    certs = makeCerts(work);
+    tlsConfig = { tls_cert: certs.serverCert, tls_key: certs.serverKey, tls_ca: certs.ca };
+    master = await startServer({ config: tlsConfig });
+    slave = await startServer({ masterAddress: master.syncAddress, config: tlsConfig });
+  });
+  after(async () => {
+    for (const c of clients) await c.close();
+    await slave?.stop();
+    await master?.stop();
+    removeDir(work);
+  });
+
+  it('RPC accepts a client certificate from tls_ca and refuses none, another CA, and plain TCP', async () => {
+    await master.waitForLog(/rpc listening on \S+ \(TLS, client certificates required\)/);
+    const ca = certs.read(certs.ca);
+    const good = client(master, { ca, cert: certs.read(certs.clientCert), key: certs.read(certs.clientKey) });
+    const saved = await good.savePeerMessage({
+      appId: 1,
+      uid: 2,
+      deviceId: 3,
+      cmd: 4,
+      raw: imBody(1, 2, 'over tls'),
+    });
+    assert.ok(saved.msgId > 0);
+
+    const refusals: [string, ImsClient][] = [
+      ['no certificate', client(master, { ca })],
+      [
+        'a certificate of another CA',
+        client(master, {
+          ca,
+          cert: certs.read(certs.otherClientCert),
+          key: certs.read(certs.otherClientKey),
+        }),
+      ],
+      ['plain TCP', client(master)],
+    ];
+    for (const [what, c] of refusals) {
+      await assert.rejects(c.ping(), `${what} must be refused`);
+    }
+    await master.waitForLog(/rpc: TLS handshake with 127\.0\.0\.1 failed/);
+    // The good connection was not disturbed.
+    assert.deepEqual(await good.ping(), { pong: true });
+  });
+
+  it('a slave presents its certificate and replicates from its master over mutual TLS', async () => {
+    const ca = certs.read(certs.ca);
+    const tls = { ca, cert: certs.read(certs.clientCert), key: certs.read(certs.clientKey) };
+    await client(master, tls).savePeerMessage({
+      appId: 1,
+      uid: 9,
+      deviceId: 3,
+      cmd: 4,
+      raw: imBody(1, 9, 'to the slave'),
+    });
+    await waitFor(
+      async () => {
+        const s = await scrape(slave.httpBase);
+        return (
+          s.value('ims_slave_connected', { master: master.syncAddress }) === 1 &&
+          s.value('ims_slave_lag_bytes', { master: master.syncAddress }) === 0 &&
+          (s.value('ims_slave_records_applied_total') ?? 0) >= 4
+        );
+      },
+      { what: 'the slave caught up over TLS' },
+    );
+    const r = await client(slave, tls).syncMessage({ appId: 1, uid: 9, deviceId: 0, lastMsgId: 0 });
+    assert.equal(r.messages.length, 1);
+    assert.match(r.messages[0].raw.toString('latin1'), /to the slave/);
+  });
+
+  it('a slave without a certificate is refused by a master that requires one', async () => {
+    const plain = await startServer({ masterAddress: master.syncAddress });
+    try {
+      await master.waitForLog(/sync: TLS handshake with 127\.0\.0\.1 failed/);
+      const s = await scrape(plain.httpBase);
+      assert.equal(s.value('ims_slave_records_applied_total'), 0);
+    } finally {
+      await plain.stop();
+    }
+  });
+
+  it('an unreadable tls_cert stops start-up with one line naming the setting, the path and the cause', async () => {
+    const missing = path.join(work, 'nope.crt');
+    const server = await startServer({ config: { ...tlsConfig, tls_cert: missing }, waitReady: false });
+    const { code } = await server.waitExit();
+    assert.equal(code, 1);
+    const failures = server.output.filter((l) => l.includes('start-up failed'));
+    assert.equal(failures.length, 1, server.logText());
+    assert.match(
+      failures[0],
+      new RegExp(`tls_cert=${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read: no such file`),
+    );
+    assert.equal(
+      server.output.some((l) => /Storage\] opened/.test(l)),
+      false,
+      'storage was not touched',
+    );
+  });
+});
