@@ -74,7 +74,14 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   let gorpc: { server: GorpcServer; service: typeof rpcService } | undefined;
   if (config.gorpc_listen) {
     const g = parseHostPort(config.gorpc_listen);
-    const server = new GorpcServer({ host: g.host ?? '0.0.0.0', port: g.port, setting: config.gorpc_listen });
+    const bounds = app.get(InputBounds);
+    const server = new GorpcServer({
+      host: g.host ?? '0.0.0.0',
+      port: g.port,
+      setting: config.gorpc_listen,
+      ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
+      limitConnections: (s) => bounds.limitConnections(s, 'gorpc'),
+    });
     const service = app.connectMicroservice<MicroserviceOptions>(
       { strategy: server },
       { inheritAppConfig: true },

@@ -114,6 +114,7 @@ describe('start-up errors name the setting', () => {
         rpc: `127.0.0.1:${rpc}`,
         sync: `127.0.0.1:${sync}`,
         http: `127.0.0.1:${http}`,
+        gorpc: null,
       });
       assert.match(fs.readFileSync(server.configPath, 'utf8'), /^rpc_listen=127\.0\.0\.1:0$/m);
     } finally {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { ImsClient } from '../../src/client/index.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { scrape } from '../support/prometheus.js';
@@ -32,7 +34,7 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
     assert.ok(hasOpenssl(), 'these tests make their certificates with the openssl command, which is missing');
     certs = makeCerts(work);
     tlsConfig = { tls_cert: certs.serverCert, tls_key: certs.serverKey, tls_ca: certs.ca };
-    master = await startServer({ config: tlsConfig });
+    master = await startServer({ config: { ...tlsConfig, gorpc_listen: '127.0.0.1:0' } });
     slave = await startServer({ masterAddress: master.syncAddress, config: tlsConfig });
   });
   after(async () => {
@@ -73,6 +75,41 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
     await master.waitForLog(/rpc: TLS handshake with 127\.0\.0\.1 failed/);
     // The good connection was not disturbed.
     assert.deepEqual(await good.ping(), { pong: true });
+  });
+
+  it('gorpc serves TLS too: a client certificate completes the handshake, plain TCP and none are refused', async () => {
+    const port = master.ports.gorpc;
+    const ca = certs.read(certs.ca);
+    // With TLS 1.3 the server checks the client certificate after the client's handshake ends, so what
+    // tells acceptance apart is whether the session stays open after gorpc's first byte (compression
+    // off): a refused one is closed with an alert at once. A period is what is asserted.
+    const session = (options: import('node:tls').ConnectionOptions) =>
+      new Promise<'open' | 'closed'>((resolve) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ...options });
+        s.on('error', () => undefined);
+        s.once('close', () => resolve('closed'));
+        s.once('secureConnect', () => {
+          s.write(Buffer.from([0]));
+          setTimeout(() => {
+            s.removeAllListeners('close');
+            s.destroy();
+            resolve('open');
+          }, 800).unref();
+        });
+      });
+    const cert = { cert: certs.read(certs.clientCert), key: certs.read(certs.clientKey) };
+    assert.equal(await session({ ca, ...cert }), 'open');
+    assert.equal(await session({ ca }), 'closed', 'no client certificate');
+    // Plain TCP: the server answers a gorpc handshake byte with a TLS alert or a close, never gorpc.
+    const plain = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      const s = netConnect({ host: '127.0.0.1', port }, () => s.write(Buffer.from([0])));
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(Buffer.concat(chunks)));
+      setTimeout(() => s.destroy(), 3000).unref();
+    });
+    assert.ok(plain.length === 0 || plain[0] === 0x15, `plain TCP got ${plain.toString('hex')}`);
   });
 
   it('a slave presents its certificate and replicates from its master over mutual TLS', async () => {

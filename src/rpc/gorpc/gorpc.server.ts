@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Logger } from '@nestjs/common';
 import {
   BaseRpcContext,
@@ -31,6 +32,10 @@ export interface GorpcServerOptions {
   maxMessage?: number;
   /** Calls in flight per connection before it stops reading (default 4096). */
   maxInFlight?: number;
+  /** Serve TLS (tls_cert/tls_key, and client certificates with tls_ca); Go's gorpc clients speak plain TCP. */
+  tlsOptions?: tls.TlsOptions;
+  /** Caps connections (max_connections), as on the other listeners. */
+  limitConnections?: (server: net.Server) => void;
 }
 
 /**
@@ -48,7 +53,7 @@ export class GorpcServer extends Server implements CustomTransportStrategy {
   }
 
   listen(callback: (err?: unknown) => void): void {
-    const server = net.createServer((socket) => {
+    const accept = (socket: net.Socket) => {
       const conn = new GorpcConnection(
         socket,
         {
@@ -62,7 +67,18 @@ export class GorpcServer extends Server implements CustomTransportStrategy {
         (c) => this.connections.delete(c),
       );
       this.connections.add(conn);
-    });
+    };
+    const server = this.options.tlsOptions
+      ? tls.createServer(this.options.tlsOptions, accept)
+      : net.createServer(accept);
+    if (this.options.tlsOptions) {
+      server.on('tlsClientError', (err, socket) =>
+        this.log.warn(
+          `refused a TLS connection from ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`,
+        ),
+      );
+    }
+    this.options.limitConnections?.(server);
     const onError = (err: unknown) => callback(listenError('gorpc_listen', this.options.setting, err));
     server.once('error', onError);
     server.listen(this.options.port, this.options.host, () => {
