@@ -15,6 +15,8 @@ import {
   storedBodyRule,
   STORED_BODY_CMDS,
   type BodyLayout,
+  type CustomerBody,
+  type ImBody,
   type StoredBodyRule,
 } from '../format/bodies.js';
 import { INT64_MAX, INT64_MIN } from '../format/int64.js';
@@ -249,21 +251,8 @@ export function encodeBody(cmd: number, fields: unknown): Buffer {
     else v[name] = value;
   }
   let body: Buffer;
-  if (rule.layout === 'im')
-    body = encodeImBody(
-      v as { sender: bigint; receiver: bigint; timestamp: number; msgid: number; content: Buffer },
-    );
-  else if (rule.layout === 'customer')
-    body = encodeCustomerBody(
-      v as {
-        customerAppid: bigint;
-        customerId: bigint;
-        storeId: bigint;
-        sellerId: bigint;
-        timestamp: number;
-        content: Buffer;
-      },
-    );
+  if (rule.layout === 'im') body = encodeImBody(v as unknown as ImBody);
+  else if (rule.layout === 'customer') body = encodeCustomerBody(v as unknown as CustomerBody);
   else body = v.text as Buffer;
   // The server would refuse it (Go could never read it back); say so before it is sent.
   if (saveBodyProblem(cmd, body) !== null) {

@@ -46,7 +46,7 @@ import {
   replayQueueEntry,
 } from './queue-replay.js';
 import { saveIndexFiles } from './index-files.js';
-import { recoverIndex, type TornTail } from './index-recovery.js';
+import { recoverIndex, type IndexRecovery } from './index-recovery.js';
 import { truncateLog, type LogTruncation } from './log-truncation.js';
 import { CorruptRecordError, StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
@@ -88,14 +88,9 @@ export interface SaveResult {
   prevMsgId: number;
 }
 
-export interface OpenReport {
+/** What opening a folder found and did: the index recovery's report, plus the blocks and totals. */
+export interface OpenReport extends Omit<IndexRecovery, 'savedLogEnd'> {
   blocks: number[];
-  index: 'loaded' | 'repaired' | 'rebuilt';
-  reason: string | null;
-  scannedFrom: number;
-  recordsScanned: number;
-  bytesScanned: number;
-  tornTail: TornTail | null;
   peerEntries: number;
   groupEntries: number;
   elapsedMs: number;
