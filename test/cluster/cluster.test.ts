@@ -248,4 +248,58 @@ describe('cluster mode on etcd', () => {
       intervalMs: 100,
     });
   });
+
+  it('etcd stopped: reads go on, writes stop being acknowledged once leadership cannot be proven, and resume with etcd', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'es', '--shards', '1']).code, 0);
+    const nodes = [await node('es', 'e1'), await node('es', 'e2')];
+    const master = await waitFor(
+      async () => {
+        for (const n of nodes) if ((await role(n))?.role === 'master') return n;
+        return null;
+      },
+      { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 },
+    );
+    const saved = await save(master, 1);
+    await etcd.halt();
+    try {
+      const reader = new ImsClient({ host: '127.0.0.1', port: master.ports.rpc, timeoutMs: 5000 });
+      clients.push(reader);
+      // Within the lease (3 s) the master stops acknowledging; it never acknowledges past it.
+      const haltedAt = Date.now();
+      await waitFor(
+        async () => {
+          try {
+            await save(master, 2);
+            return false;
+          } catch (err) {
+            return /not the master of shard 0/.test((err as Error).message);
+          }
+        },
+        { what: 'writes refused without etcd', timeoutMs: 10000, intervalMs: 100 },
+      );
+      assert.ok(Date.now() - haltedAt < 4000, `refused after ${Date.now() - haltedAt} ms`);
+      const sync = await reader.syncMessage({ appId: 1, uid: 501n, deviceId: 1, lastMsgId: 0 });
+      assert.ok(
+        sync.messages.some((m) => m.msgId === saved.msgId),
+        'reads still answered',
+      );
+    } finally {
+      await etcd.resume();
+    }
+    await waitFor(
+      async () => {
+        for (const n of nodes) {
+          if ((await role(n))?.role !== 'master') continue;
+          try {
+            await save(n, 3);
+            return true;
+          } catch {
+            return false;
+          }
+        }
+        return false;
+      },
+      { what: 'writes acknowledged again once etcd is back', timeoutMs: 30000, intervalMs: 200 },
+    );
+  });
 });

@@ -10,10 +10,11 @@ import { waitFor } from './wait.js';
 
 export class EtcdProcess {
   private constructor(
-    readonly proc: ChildProcess,
+    public proc: ChildProcess,
     readonly dataDir: string,
     readonly clientPort: number,
     readonly output: string[],
+    private readonly args: string[],
   ) {}
 
   /** host:port for ims's etcd_endpoints. */
@@ -30,38 +31,24 @@ export class EtcdProcess {
    * taken in the meantime etcd exits at once and the start is tried again with new ports.
    */
   static async start(): Promise<EtcdProcess> {
-    const bin = process.env.IMS_ETCD_BIN ?? 'etcd';
     for (let attempt = 1; ; attempt++) {
       const dataDir = tempDir('ims-etcd-');
       const [client, peer] = [await freePort(), await freePort()];
       const output: string[] = [];
-      const proc = spawn(
-        bin,
-        [
-          '--name=ims-test',
-          `--data-dir=${path.join(dataDir, 'etcd')}`,
-          `--listen-client-urls=http://127.0.0.1:${client}`,
-          `--advertise-client-urls=http://127.0.0.1:${client}`,
-          `--listen-peer-urls=http://127.0.0.1:${peer}`,
-          `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
-          `--initial-cluster=ims-test=http://127.0.0.1:${peer}`,
-          '--logger=zap',
-          '--log-level=warn',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      proc.stdout?.on('data', (c: Buffer) => output.push(c.toString()));
-      proc.stderr?.on('data', (c: Buffer) => output.push(c.toString()));
-      const etcd = new EtcdProcess(proc, dataDir, client, output);
+      const args = [
+        '--name=ims-test',
+        `--data-dir=${path.join(dataDir, 'etcd')}`,
+        `--listen-client-urls=http://127.0.0.1:${client}`,
+        `--advertise-client-urls=http://127.0.0.1:${client}`,
+        `--listen-peer-urls=http://127.0.0.1:${peer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+        `--initial-cluster=ims-test=http://127.0.0.1:${peer}`,
+        '--logger=zap',
+        '--log-level=warn',
+      ];
+      const etcd = new EtcdProcess(EtcdProcess.spawn(args, output), dataDir, client, output, args);
       try {
-        await waitFor(
-          async () => {
-            if (etcd.exited) throw new Error(`etcd exited: ${output.join('')}`);
-            const res = await fetch(`http://127.0.0.1:${client}/health`);
-            return res.ok && ((await res.json()) as { health: string }).health === 'true';
-          },
-          { what: `etcd healthy on 127.0.0.1:${client}`, timeoutMs: 15000, intervalMs: 50 },
-        );
+        await etcd.healthy();
         return etcd;
       } catch (err) {
         await etcd.stop();
@@ -69,6 +56,31 @@ export class EtcdProcess {
         if (!inUse || attempt >= 5) throw err;
       }
     }
+  }
+
+  private static spawn(args: string[], output: string[]): ChildProcess {
+    const proc = spawn(process.env.IMS_ETCD_BIN ?? 'etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout?.on('data', (c: Buffer) => output.push(c.toString()));
+    proc.stderr?.on('data', (c: Buffer) => output.push(c.toString()));
+    return proc;
+  }
+
+  private async healthy(): Promise<void> {
+    await waitFor(
+      async () => {
+        if (this.exited) throw new Error(`etcd exited: ${this.output.join('')}`);
+        const res = await fetch(`http://127.0.0.1:${this.clientPort}/health`);
+        return res.ok && ((await res.json()) as { health: string }).health === 'true';
+      },
+      { what: `etcd healthy on 127.0.0.1:${this.clientPort}`, timeoutMs: 15000, intervalMs: 50 },
+    );
+  }
+
+  /** Starts a halted etcd again on the same ports and data. */
+  async resume(): Promise<void> {
+    if (!this.exited) return;
+    this.proc = EtcdProcess.spawn(this.args, this.output);
+    await this.healthy();
   }
 
   /** Stops etcd (SIGTERM, then SIGKILL) and removes its data. */
