@@ -26,8 +26,9 @@ const USAGE = `usage:
   ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
                        [--limit N] [--rebuild] [--json] [--block-size N]
       print records decoded (a user's or group's queue newest first, one record, or the log in order)
-  ims repair DATA_DIR [--dry-run] [--json] [--block-size N]
-      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files`;
+  ims repair DATA_DIR [--dry-run] [--json] [--block-size N] [--checksums]
+      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files;
+      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written)`;
 
 class UsageError extends Error {}
 class HelpRequested extends Error {}
@@ -191,6 +192,7 @@ function printVerify(r: VerifyReport): void {
   print(r.index.peer.message);
   print(r.index.group.message);
   print(r.index.state.message);
+  print(r.checksums.message);
   const c = r.chains;
   print(
     `chains: ${c.peerEntries} user queue entries (${c.users} users), ${c.groupEntries} group entries (${c.groups} groups); ` +
@@ -248,7 +250,11 @@ function inspectCommand(args: string[]): number {
 }
 
 async function repairCommand(args: string[]): Promise<number> {
-  const { values, dataDir } = parse(args, { ...COMMON, 'dry-run': { type: 'boolean' } });
+  const { values, dataDir } = parse(args, {
+    ...COMMON,
+    'dry-run': { type: 'boolean' },
+    checksums: { type: 'boolean' },
+  });
   checkDataDir(dataDir);
   const sizes = blockSizeOf(dataDir, values['block-size']);
   const json = values.json === true;
@@ -256,6 +262,7 @@ async function repairCommand(args: string[]): Promise<number> {
   return runRepair(dataDir, {
     ...sizes,
     dryRun: values['dry-run'] === true,
+    checksums: values.checksums === true,
     json,
     print: (line) => {
       bar.clear();

@@ -14,6 +14,8 @@ import type { RawMessage } from '../format/record.js';
 import { blockFileName } from '../storage/block-files.js';
 import type { IdTable } from '../storage/id-table.js';
 import { FolderReader } from './folder-reader.js';
+import { CHECKSUM_DIR, checksumFileName } from '../format/checksum-file.js';
+import { readSidecar } from '../storage/record-checksums.js';
 import {
   INDEX_FILES,
   RebuiltIndex,
@@ -30,6 +32,8 @@ export type ProblemKind =
   | 'block-too-big'
   | 'torn-tail'
   | 'damaged-record'
+  | 'checksum-mismatch'
+  | 'checksum-file'
   | 'index-missing'
   | 'index-unreadable'
   | 'index-truncated'
@@ -57,6 +61,8 @@ export interface BlockReport {
   /** Offset after the last whole record. */
   end: number;
   status: 'ok' | 'torn-tail' | 'damaged' | 'bad-header' | 'missing' | 'too-big';
+  /** Its checksum sidecar: kept by ims ('ok'), absent (a block written by Go: 'none') or unusable. */
+  checksums?: 'ok' | 'none' | 'bad';
   /** The first bad record: where and why. */
   bad?: { offset: number; reason: string; nextWholeRecord: number | null };
 }
@@ -111,6 +117,14 @@ export interface VerifyReport {
     state: { status: string; logEnd?: number; message: string };
   };
   chains: ChainReport;
+  checksums: {
+    /** Records whose checksum was compared (and matched, up to any damage). */
+    checked: number;
+    /** Records without a checksum (blocks written by Go, or a sidecar that is missing). */
+    unchecked: number;
+    blocksWithout: string[];
+    message: string;
+  };
   problems: Problem[];
   clean: boolean;
 }
@@ -295,9 +309,22 @@ class Verifier {
       scanComplete,
       index: { peer, group, state: stateReport },
       chains: this.chains,
+      checksums: this.checksumReport(blocks),
       problems: this.problems,
       clean: this.problems.length === 0,
     };
+  }
+
+  private checksumReport(blocks: BlockReport[]): VerifyReport['checksums'] {
+    const blocksWithout = blocks.filter((b) => b.checksums === 'none').map((b) => b.file);
+    const { checked, unchecked } = this.reader;
+    let message = `checksums: ${checked} records checked`;
+    if (blocksWithout.length > 0) {
+      message +=
+        `; ${blocksWithout.length} blocks have no checksum sidecar (written by Go: ${blocksWithout.join(', ')}); ` +
+        `after a clean verify, 'ims repair --checksums' creates them`;
+    } else if (unchecked > 0) message += `; ${unchecked} records have no checksum`;
+    return { checked, unchecked, blocksWithout, message };
   }
 
   private verifyBlock(b: number, onProgress: (offset: number) => void): BlockReport {
@@ -326,6 +353,17 @@ class Verifier {
       };
     }
     let records = 0;
+    const sidecar = readSidecar(reader.root, b);
+    const sums = sidecar.status === 'ok' ? sidecar.sums : null;
+    const checksums = sidecar.status === 'ok' ? 'ok' : sidecar.status === 'missing' ? 'none' : 'bad';
+    if (sidecar.status === 'bad') {
+      this.problem({
+        kind: 'checksum-file',
+        file: `${CHECKSUM_DIR}/${checksumFileName(b)}`,
+        message: `${CHECKSUM_DIR}/${checksumFileName(b)}: ${sidecar.problem} (its block's records are unchecked; 'ims repair --checksums' rewrites it)`,
+        repairable: true,
+      });
+    }
     const scan = reader.scan(
       b,
       BLOCK_HEADER_SIZE,
@@ -334,6 +372,7 @@ class Verifier {
         this.onRecord(id, msg);
       },
       onProgress,
+      sums,
     );
     if (size > this.options.blockSize) {
       this.problem({
@@ -344,9 +383,16 @@ class Verifier {
       });
     }
     if (scan.problem === null) {
-      return { file, size, records, end: scan.end, status: size > this.options.blockSize ? 'too-big' : 'ok' };
+      return {
+        file,
+        size,
+        records,
+        end: scan.end,
+        status: size > this.options.blockSize ? 'too-big' : 'ok',
+        checksums,
+      };
     }
-    const next = reader.nextWholeRecord(b, scan.end);
+    const next = reader.nextWholeRecord(b, scan.end, sums);
     const bad = { offset: scan.end, reason: scan.problem, nextWholeRecord: next };
     if (next === null && newest) {
       this.problem({
@@ -358,20 +404,20 @@ class Verifier {
           `${size - scan.end} bytes are a torn tail (repair cuts them, keeping a copy)`,
         repairable: true,
       });
-      return { file, size, records, end: scan.end, status: 'torn-tail', bad };
+      return { file, size, records, end: scan.end, status: 'torn-tail', bad, checksums };
     }
     const after =
       next === null
         ? `it is not the newest block, so its end must be whole (disk damage, not a torn write)`
         : `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail`;
     this.problem({
-      kind: 'damaged-record',
+      kind: scan.problem.startsWith('checksum mismatch') ? 'checksum-mismatch' : 'damaged-record',
       file,
       offset: scan.end,
       message: `${file} offset ${scan.end}: ${scan.problem}; ${after}`,
       repairable: false,
     });
-    return { file, size, records, end: scan.end, status: 'damaged', bad };
+    return { file, size, records, end: scan.end, status: 'damaged', bad, checksums };
   }
 
   private onRecord(id: number, msg: RawMessage): void {

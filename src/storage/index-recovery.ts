@@ -162,6 +162,19 @@ function scanFrom(
           `record boundary (at offset ${result.end}: ${result.problem})`,
       );
     }
+    if (b === files.writeBlock && limit === 'open') {
+      // One rule with verify and repair: only a bad end with nothing whole after it is a crash's torn
+      // tail. Whole records after bad bytes are acknowledged messages: never cut them at start-up.
+      const next = files.nextWholeRecord(b, result.end);
+      if (next !== null) {
+        throw new StorageOpenError(
+          `${file} offset ${result.end} (message id ${files.idOf(b, result.end)}): ${result.problem}; ` +
+            `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail, ` +
+            `and start-up will not cut it. Run 'ims verify' and 'ims repair' (--cut-at-damage or ` +
+            `--fill-damage) on the folder.`,
+        );
+      }
+    }
     if (b !== files.writeBlock || limit !== 'open') {
       throw new StorageOpenError(
         `${file} offset ${result.end}: ${result.problem}; only the newest block may have a torn tail. ` +

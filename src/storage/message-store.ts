@@ -162,6 +162,7 @@ export class MessageStore {
         'open',
       );
       this.savedLogEnd = r.savedLogEnd;
+      this.files.adoptUncheckedRecords();
       this.openReport = {
         blocks,
         index: r.index,
