@@ -189,6 +189,9 @@ function printVerify(r: VerifyReport): void {
   print(
     `log: ${r.records} records, ends at ${r.logEnd}${r.scanComplete ? '' : ' (walk incomplete: damage)'}`,
   );
+  if (r.firstId > 32) {
+    print(`log starts at ${r.firstId} (${r.blocks[0]?.file}): older blocks were deleted by retention`);
+  }
   print(r.index.peer.message);
   print(r.index.group.message);
   print(r.index.state.message);

@@ -95,6 +95,8 @@ export interface ChainReport {
   linksSkippingEntries: number;
   /** Links that start a queue afresh (0) although the queue had entries. */
   linksRestarting: number;
+  /** Links into blocks deleted by retention (where chains end). */
+  linksIntoDeletedBlocks: number;
   badLinks: number;
   badMessagePointers: number;
   malformedEntries: number;
@@ -107,6 +109,8 @@ export interface VerifyReport {
   blocks: BlockReport[];
   /** Id after the last whole record of the newest block (the log end after a torn tail is cut). */
   logEnd: number;
+  /** Id of the first record the log can hold: above 32 when retention deleted the oldest blocks. */
+  firstId: number;
   records: number;
   recordsByCmd: Record<string, number>;
   /** False when damage stopped the walk of a block early: then index and chain results are partial. */
@@ -184,6 +188,7 @@ class Verifier {
     linksToPreviousHead: 0,
     linksSkippingEntries: 0,
     linksRestarting: 0,
+    linksIntoDeletedBlocks: 0,
     badLinks: 0,
     badMessagePointers: 0,
     malformedEntries: 0,
@@ -193,6 +198,8 @@ class Verifier {
   /** Message ids already found to be readable messages (a fan-out points many entries at one). */
   private readonly goodMessages = new Set<number>();
   private readonly checks: IndexCheckState[] = [];
+  /** The first id the log can hold (blocks before the first present one were deleted by retention). */
+  private firstId = 0;
 
   constructor(
     private readonly reader: FolderReader,
@@ -231,7 +238,9 @@ class Verifier {
     let doneBefore = 0;
     let scanComplete = true;
     let logEnd = 0;
-    let expected = 0;
+    // Retention deletes blocks from the front: the log starts at the oldest block present.
+    let expected = reader.blocks[0] ?? 0;
+    this.firstId = reader.idOf(expected, BLOCK_HEADER_SIZE);
     for (const b of reader.blocks) {
       for (; expected < b; expected++) {
         const file = blockFileName(expected);
@@ -304,6 +313,7 @@ class Verifier {
       blockSizeSource: this.options.blockSizeSource,
       blocks,
       logEnd,
+      firstId: this.firstId,
       records: this.records,
       recordsByCmd,
       scanComplete,
@@ -456,6 +466,11 @@ class Verifier {
       this.chains.linksRestarting++;
       return;
     }
+    if (target < this.firstId) {
+      // Into a block deleted by retention: the chain ends there, as every query's walk does.
+      this.chains.linksIntoDeletedBlocks++;
+      return;
+    }
     if (!(target < entryId)) {
       this.chainProblem(
         'chain-pointer',
@@ -490,6 +505,7 @@ class Verifier {
       );
       return;
     }
+    if (msgid > 0 && msgid < this.firstId) return; // in a block retention deleted
     if (this.lastRecord && this.lastRecord.id === msgid && !QUEUE_CMDS.has(this.lastRecord.cmd)) return;
     if (this.goodMessages.has(msgid)) return;
     const rec = this.reader.read(msgid);

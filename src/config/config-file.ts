@@ -35,6 +35,8 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   sync_stall_timeout_ms: { kind: 'int', required: false },
   sync_max_live_lag_bytes: { kind: 'int', required: false },
   sync_live_batch_delay_ms: { kind: 'int', required: false },
+  retention_hours: { kind: 'int', required: false },
+  retention_bytes: { kind: 'int', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);

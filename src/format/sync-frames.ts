@@ -212,6 +212,9 @@ export function splitFrames(
  *   MSG_STORAGE_SYNC_HEARTBEAT (232)  body = epoch int64, log_end int64, sent_at_ms int64
  * The slave reports what is durable on its disk with
  *   MSG_STORAGE_SYNC_ACK (231)        body = durable_end int64, epoch int64
+ * When the slave's cursor lies in blocks the master's retention deleted, the master sends, after its
+ * hello, and then closes the link:
+ *   MSG_STORAGE_SYNC_RETAINED_FROM (233)  body = first_id int64 (the first record id the master keeps)
  * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
  */
 export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
@@ -339,4 +342,18 @@ export function decodeHeartbeatBody(body: Buffer): Decoded<SyncHeartbeat> {
     nonNegative(`${what} log_end`, hb.logEnd) ??
     nonNegative(`${what} sent_at`, hb.sentAt);
   return p ? bad(p) : { ok: true, value: hb };
+}
+
+export function encodeRetainedFromFrame(seq: number, firstId: number): Buffer {
+  const body = Buffer.alloc(8);
+  writeId(body, firstId, 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_RETAINED_FROM, body);
+}
+
+export function decodeRetainedFromBody(body: Buffer): Decoded<{ firstId: number }> {
+  const what = 'MSG_STORAGE_SYNC_RETAINED_FROM';
+  if (body.length !== 8) return bad(`${what} body is ${body.length} bytes, expected 8`);
+  const firstId = readId(body, 0);
+  const p = nonNegative(`${what} first_id`, firstId);
+  return p ? bad(p) : { ok: true, value: { firstId } };
 }

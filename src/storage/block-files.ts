@@ -89,6 +89,8 @@ export class BlockFiles extends BlockAddressing {
   private readonly logger: StorageLogger;
 
   private writeBlockNo = 0;
+  /** The oldest block present: retention deletes blocks from the front, so the log may not start at 0. */
+  private firstBlockNo = 0;
   private writeFd = -1;
   /** Bytes of the write block that are written (committed to the file). */
   private writeSize = 0;
@@ -172,8 +174,81 @@ export class BlockFiles extends BlockAddressing {
       if (b !== last) this.checkSealedBlock(b);
     }
     this.openWriteBlock(last);
+    this.firstBlockNo = blocks[0];
     this.durableEnd = this.nextId;
+    this.sums.removeBelow(this.firstBlockNo);
     return { blocks };
+  }
+
+  get firstBlock(): number {
+    return this.firstBlockNo;
+  }
+
+  /** The id of the first record the log can hold: older ids lie in blocks retention deleted. */
+  get firstId(): number {
+    return this.idOf(this.firstBlockNo, BLOCK_HEADER_SIZE);
+  }
+
+  /** When a sealed block was sealed (ms): from its checksum sidecar, else its file's mtime (Go blocks). */
+  sealedAt(blockNo: number): number {
+    const sums = this.sums.sumsOf(blockNo);
+    if (sums && sums.sealedAt > 0) return sums.sealedAt;
+    return Math.floor(fs.statSync(this.filePath(blockNo)).mtimeMs);
+  }
+
+  /**
+   * Deletes every block (the write block too) and starts an empty log at block `blockNo`, past them all:
+   * a slave behind its master's retention. Oldest first, so a crash leaves a shorter log that opens.
+   */
+  restartAt(blockNo: number): { deletedBlocks: number; bytes: number } {
+    this.assertWritable();
+    if (!this.idle)
+      throw new StorageInputError('cannot restart the log while a write or an fsync is in progress');
+    if (blockNo <= this.writeBlockNo) {
+      throw new StorageInputError(
+        `cannot restart the log at ${blockFileName(blockNo)}: it is not past the write block`,
+      );
+    }
+    let deletedBlocks = 0;
+    let bytes = 0;
+    while (this.firstBlockNo < this.writeBlockNo) {
+      bytes += this.deleteFirstBlock();
+      deletedBlocks++;
+    }
+    bytes += this.writeSize;
+    fs.closeSync(this.writeFd);
+    const sumsFd = this.sums.closeWrite();
+    if (sumsFd >= 0) fs.closeSync(sumsFd);
+    this.writeFd = -1;
+    fs.rmSync(this.filePath(this.writeBlockNo), { force: true });
+    fsyncDirectory(this.root);
+    this.sums.remove(this.writeBlockNo);
+    deletedBlocks++;
+    this.createBlock(blockNo);
+    this.openWriteBlock(blockNo);
+    this.firstBlockNo = blockNo;
+    this.durableEnd = this.nextId;
+    return { deletedBlocks, bytes };
+  }
+
+  /**
+   * Deletes the oldest block (never the write block) and its sidecar: retention. The block goes first
+   * and the folder is fsynced, so a crash leaves at worst a sidecar without its block, removed at the
+   * next open. Returns the bytes freed.
+   */
+  deleteFirstBlock(): number {
+    const b = this.firstBlockNo;
+    if (b >= this.writeBlockNo) throw new StorageInputError('the write block is never deleted');
+    const size = this.sealedBlockSize(b);
+    this.forgetBlock(b);
+    fs.rmSync(this.filePath(b), { force: true });
+    fsyncDirectory(this.root);
+    this.sums.remove(b);
+    this.firstBlockNo = b + 1;
+    // A block missing in the middle (damage) is skipped too: the log starts at the next one present.
+    while (this.firstBlockNo < this.writeBlockNo && !fs.existsSync(this.filePath(this.firstBlockNo)))
+      this.firstBlockNo++;
+    return size;
   }
 
   private checkSealedBlock(blockNo: number): void {

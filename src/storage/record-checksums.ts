@@ -307,6 +307,23 @@ export class ChecksumSidecars {
     fs.rmSync(checksumPath(this.root, blockNo), { force: true });
   }
 
+  /** Deletes sidecars of blocks below `firstBlock`: left by a crash during a retention pass. */
+  removeBelow(firstBlock: number): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const m = /^message_(\d+)\.crc$/.exec(name);
+      if (m && Number(m[1]) < firstBlock) {
+        fs.rmSync(path.join(this.dir, name), { force: true });
+        this.logger.log(`removed ${CHECKSUM_DIR}/${name}: its block was deleted by retention`);
+      }
+    }
+  }
+
   /** Renames a block's sidecar beside itself (a block moved aside); returns the new name or null. */
   moveAside(blockNo: number, suffix: string): string | null {
     this.cache.delete(blockNo);
