@@ -12,9 +12,10 @@ import { runInspect, type InspectTarget } from './inspect.js';
 import { readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
 import { runRepair } from './repair.js';
+import { runBackup } from './backup.js';
 import { verifyFolder, type BlockReport, type VerifyReport } from './verify.js';
 
-export const CLI_COMMANDS = ['verify', 'inspect', 'repair'] as const;
+export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'backup'] as const;
 
 export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
@@ -28,7 +29,10 @@ const USAGE = `usage:
       print records decoded (a user's or group's queue newest first, one record, or the log in order)
   ims repair DATA_DIR [--dry-run] [--json] [--block-size N] [--checksums]
       with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files;
-      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written)`;
+      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written)
+  ims backup --from HOST:SYNC_PORT DIR [--block-size N]
+      copy a running server's log up to its end at the moment of connecting into DIR (a data folder);
+      run again on the same DIR to continue from where it stopped`;
 
 class UsageError extends Error {}
 class HelpRequested extends Error {}
@@ -48,6 +52,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return inspectCommand(rest);
       case 'repair':
         return await repairCommand(rest);
+      case 'backup':
+        return await backupCommand(rest);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
     }
@@ -273,4 +279,34 @@ async function repairCommand(args: string[]): Promise<number> {
     },
     onProgress: (done, total, file) => bar.update(done, total, file),
   });
+}
+
+async function backupCommand(args: string[]): Promise<number> {
+  const { values, dataDir } = parse(args, { ...COMMON, from: { type: 'string' } });
+  if (typeof values.from !== 'string') throw new UsageError('--from HOST:SYNC_PORT is missing');
+  const m = /^(.*):(\d{1,5})$/.exec(values.from);
+  if (!m) throw new UsageError(`--from must be HOST:SYNC_PORT, not ${JSON.stringify(values.from)}`);
+  const host = m[1].replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const sizes = fs.existsSync(dataDir)
+    ? blockSizeOf(dataDir, values['block-size'])
+    : typeof values['block-size'] === 'string'
+      ? { blockSize: positiveInt('block-size', values['block-size']), blockSizeSource: '--block-size' }
+      : { blockSize: BLOCK_SIZE, blockSizeSource: 'default' };
+  const bar = new ProgressBar();
+  const started = Date.now();
+  const r = await runBackup(dataDir, {
+    host,
+    port: Number(m[2]),
+    blockSize: sizes.blockSize,
+    progress: bar,
+    print: (line) => {
+      bar.clear();
+      print(line);
+    },
+  });
+  print(
+    `backup of ${values.from} in ${dataDir}: ${r.records} records written, the log now ends at ${r.to} ` +
+      `(was ${r.from}); fsynced, index files saved (${Date.now() - started} ms)`,
+  );
+  return EXIT_OK;
 }
