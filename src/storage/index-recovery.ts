@@ -177,8 +177,8 @@ function scanFrom(
         throw new StorageOpenError(
           `${file} offset ${result.end} (message id ${files.idOf(b, result.end)}): ${result.problem}; ` +
             `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail, ` +
-            `and start-up will not cut it. Run 'ims verify' and 'ims repair' (--cut-at-damage or ` +
-            `--fill-damage) on the folder.`,
+            `and start-up will not cut it. Run 'ims verify' on the folder; recover the record from a slave ` +
+            `or a backup (ims backup) rather than cutting the good records after it.`,
         );
       }
     }
