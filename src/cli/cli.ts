@@ -13,9 +13,10 @@ import { runInspect, type InspectTarget } from './inspect.js';
 import { readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
 import { runRepair } from './repair.js';
+import { runBackup } from './backup.js';
 import { verifyFolder, type BlockReport, type VerifyReport } from './verify.js';
 
-export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'cluster'] as const;
+export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'backup', 'cluster'] as const;
 
 export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
@@ -27,8 +28,12 @@ const USAGE = `usage:
   ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
                        [--limit N] [--rebuild] [--json] [--block-size N]
       print records decoded (a user's or group's queue newest first, one record, or the log in order)
-  ims repair DATA_DIR [--dry-run] [--json] [--block-size N]
-      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files
+  ims repair DATA_DIR [--dry-run] [--json] [--block-size N] [--checksums]
+      with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files;
+      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written)
+  ims backup --from HOST:SYNC_PORT DIR [--block-size N]
+      copy a running server's log up to its end at the moment of connecting into DIR (a data folder);
+      run again on the same DIR to continue from where it stopped
   ims cluster init --etcd HOST:PORT[,…] --cluster NAME --shards N
       write a cluster's shard map in etcd (refuses to change an existing one)
   ims cluster status --etcd HOST:PORT[,…] --cluster NAME [--json]
@@ -54,6 +59,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await repairCommand(rest);
       case 'cluster':
         return await clusterCommand(rest);
+      case 'backup':
+        return await backupCommand(rest);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
     }
@@ -225,9 +232,13 @@ function printVerify(r: VerifyReport): void {
   print(
     `log: ${r.records} records, ends at ${r.logEnd}${r.scanComplete ? '' : ' (walk incomplete: damage)'}`,
   );
+  if (r.firstId > 32) {
+    print(`log starts at ${r.firstId} (${r.blocks[0]?.file}): older blocks were deleted by retention`);
+  }
   print(r.index.peer.message);
   print(r.index.group.message);
   print(r.index.state.message);
+  print(r.checksums.message);
   const c = r.chains;
   print(
     `chains: ${c.peerEntries} user queue entries (${c.users} users), ${c.groupEntries} group entries (${c.groups} groups); ` +
@@ -285,7 +296,11 @@ function inspectCommand(args: string[]): number {
 }
 
 async function repairCommand(args: string[]): Promise<number> {
-  const { values, dataDir } = parse(args, { ...COMMON, 'dry-run': { type: 'boolean' } });
+  const { values, dataDir } = parse(args, {
+    ...COMMON,
+    'dry-run': { type: 'boolean' },
+    checksums: { type: 'boolean' },
+  });
   checkDataDir(dataDir);
   const sizes = blockSizeOf(dataDir, values['block-size']);
   const json = values.json === true;
@@ -293,6 +308,7 @@ async function repairCommand(args: string[]): Promise<number> {
   return runRepair(dataDir, {
     ...sizes,
     dryRun: values['dry-run'] === true,
+    checksums: values.checksums === true,
     json,
     print: (line) => {
       bar.clear();
@@ -300,4 +316,34 @@ async function repairCommand(args: string[]): Promise<number> {
     },
     onProgress: (done, total, file) => bar.update(done, total, file),
   });
+}
+
+async function backupCommand(args: string[]): Promise<number> {
+  const { values, dataDir } = parse(args, { ...COMMON, from: { type: 'string' } });
+  if (typeof values.from !== 'string') throw new UsageError('--from HOST:SYNC_PORT is missing');
+  const m = /^(.*):(\d{1,5})$/.exec(values.from);
+  if (!m) throw new UsageError(`--from must be HOST:SYNC_PORT, not ${JSON.stringify(values.from)}`);
+  const host = m[1].replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const sizes = fs.existsSync(dataDir)
+    ? blockSizeOf(dataDir, values['block-size'])
+    : typeof values['block-size'] === 'string'
+      ? { blockSize: positiveInt('block-size', values['block-size']), blockSizeSource: '--block-size' }
+      : { blockSize: BLOCK_SIZE, blockSizeSource: 'default' };
+  const bar = new ProgressBar();
+  const started = Date.now();
+  const r = await runBackup(dataDir, {
+    host,
+    port: Number(m[2]),
+    blockSize: sizes.blockSize,
+    progress: bar,
+    print: (line) => {
+      bar.clear();
+      print(line);
+    },
+  });
+  print(
+    `backup of ${values.from} in ${dataDir}: ${r.records} records written, the log now ends at ${r.to} ` +
+      `(was ${r.from}); fsynced, index files saved (${Date.now() - started} ms)`,
+  );
+  return EXIT_OK;
 }

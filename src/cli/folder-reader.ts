@@ -4,10 +4,13 @@
  * including one a server is using.
  */
 import * as fs from 'node:fs';
-import { BLOCK_HEADER_SIZE, MAGIC, MAX_BODY_SIZE, RECORD_OVERHEAD } from '../format/constants.js';
+import { BLOCK_HEADER_SIZE, MAX_BODY_SIZE, RECORD_OVERHEAD } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, type RawMessage } from '../format/record.js';
-import { blockFileName, listBlocks } from '../storage/block-files.js';
+import { blockFileName, checksumMismatch, listBlocks } from '../storage/block-files.js';
+import { recordChecksum } from '../format/checksum-file.js';
 import { BlockAddressing } from '../format/block-addressing.js';
+import { nextWholeRecord } from '../storage/block-reader.js';
+import type { BlockChecksums } from '../storage/record-checksums.js';
 
 const CHUNK = 1 << 20;
 /** The largest record there can be: a chunk read this much past a MAGIC holds the whole record. */
@@ -27,6 +30,9 @@ export class FolderReader extends BlockAddressing {
   readonly blocks: number[];
   private readonly fds = new Map<number, number>();
   private readonly sizes = new Map<number, number>();
+  /** Records scanned that had a checksum (and matched it), and records that had none. */
+  checked = 0;
+  unchecked = 0;
 
   constructor(root: string, blockSize: number) {
     super(root, blockSize);
@@ -103,8 +109,9 @@ export class FolderReader extends BlockAddressing {
   scan(
     blockNo: number,
     fromOffset: number,
-    onRecord: (id: number, msg: RawMessage, size: number) => void,
+    onRecord: (id: number, msg: RawMessage, size: number, bytes: Buffer) => void,
     onProgress?: (offset: number) => void,
+    sums: BlockChecksums | null = null,
   ): BlockScan {
     const fd = this.fd(blockNo);
     const fileSize = this.fileSize(blockNo);
@@ -131,7 +138,17 @@ export class FolderReader extends BlockAddressing {
         };
       }
       if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
-      onRecord(this.idOf(blockNo, pos), result.message, result.size);
+      if (sums) {
+        const want = sums.find(pos);
+        if (want !== -1) {
+          this.checked++;
+          const got = recordChecksum(chunk, pos - bufStart, pos - bufStart + result.size);
+          if (got !== want)
+            return { end: pos, fileSize, problem: checksumMismatch(this.idOf(blockNo, pos), got, want) };
+        } else this.unchecked++;
+      } else this.unchecked++;
+      const at = pos - bufStart;
+      onRecord(this.idOf(blockNo, pos), result.message, result.size, chunk.subarray(at, at + result.size));
       pos += result.size;
     }
   }
@@ -141,25 +158,10 @@ export class FolderReader extends BlockAddressing {
    * decodes), or null when none follows: then the bytes from `offset` on are a torn tail, not damage
    * in the middle of good records.
    */
-  nextWholeRecord(blockNo: number, offset: number): number | null {
+  nextWholeRecord(blockNo: number, offset: number, sums: BlockChecksums | null = null): number | null {
     const fd = this.fd(blockNo);
-    const fileSize = this.fileSize(blockNo);
     if (fd === null) return null;
-    const magic = Buffer.alloc(4);
-    magic.writeUInt32BE(MAGIC);
-    const buf = Buffer.allocUnsafe(CHUNK + MAX_RECORD);
-    let pos = offset + 1;
-    while (pos < fileSize) {
-      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, fileSize - pos), pos);
-      const searchEnd = Math.min(n, CHUNK);
-      let at = buf.indexOf(magic, 0);
-      while (at >= 0 && at < searchEnd) {
-        if (decodeRecord(buf, at, n).kind === 'ok') return pos + at;
-        at = buf.indexOf(magic, at + 1);
-      }
-      pos += searchEnd;
-    }
-    return null;
+    return nextWholeRecord(fd, this.fileSize(blockNo), offset, sums);
   }
 
   close(): void {

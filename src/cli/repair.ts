@@ -7,10 +7,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataDirLock, DataDirLockedError, describeOwner, lockHolder } from '../storage/data-dir-lock.js';
 import { MessageStore } from '../storage/message-store.js';
-import { verifyFolder, type Problem, type VerifyOptions, type VerifyReport } from './verify.js';
+import {
+  verifyFolder,
+  type BlockReport,
+  type Problem,
+  type VerifyOptions,
+  type VerifyReport,
+} from './verify.js';
+import { CHECKSUM_DIR, checksumFileName, recordChecksum } from '../format/checksum-file.js';
+import { BlockChecksums, writeSidecarFile } from '../storage/record-checksums.js';
+import { FolderReader } from './folder-reader.js';
 
 export interface RepairOptions extends VerifyOptions {
   dryRun: boolean;
+  /** Create checksum sidecars for blocks without one (Go-written), after a clean verify. */
+  checksums?: boolean;
   json: boolean;
   print: (line: string) => void;
 }
@@ -62,6 +73,7 @@ export async function runRepair(root: string, options: RepairOptions): Promise<n
 function blocksRepair(p: Problem): boolean {
   return (
     p.kind === 'damaged-record' ||
+    p.kind === 'checksum-mismatch' ||
     p.kind === 'block-header' ||
     p.kind === 'block-too-big' ||
     p.kind === 'block-missing'
@@ -118,6 +130,7 @@ async function repairLocked(
         `(its files are byte-identical to the master's) or from a backup.`,
     };
   }
+  if (options.checksums) return createChecksums(root, options, report, base, unrepaired);
   const planned = plan(report);
   if (planned.changes.length === 0) {
     return { ...base, unrepaired, status: unrepaired.length > 0 ? 'incomplete' : 'nothing-to-do' };
@@ -210,4 +223,60 @@ function plan(report: VerifyReport): { changes: string[]; setAside: { file: stri
     changes.push('save peer_index, group_index and index_state for the cut log');
   }
   return { changes, setAside };
+}
+
+/**
+ * `repair --checksums`: gives every block that has no usable sidecar (Go-written, or unreadable) one,
+ * computed from its records. Only after a clean verify (checksum-file problems aside): a checksum of a
+ * damaged record would vouch for the damage. A sealed block's sealing time is taken from its mtime (the
+ * time of its last write, which is what retention needs).
+ */
+async function createChecksums(
+  root: string,
+  options: RepairOptions,
+  report: VerifyReport,
+  base: Pick<RepairResult, 'dataDir' | 'dryRun' | 'changes' | 'unrepaired'>,
+  unrepaired: Problem[],
+): Promise<RepairResult> {
+  const others = report.problems.filter((p) => p.kind !== 'checksum-file');
+  if (others.length > 0) {
+    return {
+      ...base,
+      unrepaired,
+      status: 'refused',
+      refusal:
+        `checksums are created only for a folder that verifies clean; first fix: ` +
+        others.map((p) => p.message).join('; '),
+    };
+  }
+  const targets = report.blocks.filter((b) => b.checksums !== 'ok');
+  if (targets.length === 0) return { ...base, unrepaired, status: 'nothing-to-do' };
+  const describe = (b: BlockReport) =>
+    `write ${CHECKSUM_DIR}/${checksumFileName(Number(b.file.slice(8)))} (${b.records} records of ${b.file})`;
+  if (options.dryRun) return { ...base, unrepaired, changes: targets.map(describe), status: 'would-repair' };
+  const reader = new FolderReader(root, options.blockSize);
+  const changes: string[] = [];
+  try {
+    for (const b of targets) {
+      const blockNo = Number(b.file.slice('message_'.length));
+      const newest = blockNo === reader.newestBlock;
+      const sealedAt = newest ? 0 : Math.floor(fs.statSync(path.join(root, b.file)).mtimeMs);
+      const sums = new BlockChecksums(blockNo, sealedAt, Math.max(16, b.records));
+      reader.scan(blockNo, 32, (id, _msg, size, bytes) => {
+        sums.add(reader.offsetOf(id), recordChecksum(bytes, 0, size));
+      });
+      writeSidecarFile(root, sums);
+      changes.push(describe(b));
+    }
+  } finally {
+    reader.close();
+  }
+  const after = verifyFolder(root, options);
+  return {
+    ...base,
+    changes,
+    unrepaired,
+    status: after.clean ? 'repaired' : 'incomplete',
+    after: { clean: after.clean, problems: after.problems },
+  };
 }

@@ -14,6 +14,8 @@ import type { RawMessage } from '../format/record.js';
 import { blockFileName } from '../storage/block-files.js';
 import type { IdTable } from '../storage/id-table.js';
 import { FolderReader } from './folder-reader.js';
+import { CHECKSUM_DIR, checksumFileName } from '../format/checksum-file.js';
+import { readSidecar } from '../storage/record-checksums.js';
 import {
   INDEX_FILES,
   RebuiltIndex,
@@ -30,6 +32,8 @@ export type ProblemKind =
   | 'block-too-big'
   | 'torn-tail'
   | 'damaged-record'
+  | 'checksum-mismatch'
+  | 'checksum-file'
   | 'index-missing'
   | 'index-unreadable'
   | 'index-truncated'
@@ -57,6 +61,8 @@ export interface BlockReport {
   /** Offset after the last whole record. */
   end: number;
   status: 'ok' | 'torn-tail' | 'damaged' | 'bad-header' | 'missing' | 'too-big';
+  /** Its checksum sidecar: kept by ims ('ok'), absent (a block written by Go: 'none') or unusable. */
+  checksums?: 'ok' | 'none' | 'bad';
   /** The first bad record: where and why. */
   bad?: { offset: number; reason: string; nextWholeRecord: number | null };
 }
@@ -89,6 +95,8 @@ export interface ChainReport {
   linksSkippingEntries: number;
   /** Links that start a queue afresh (0) although the queue had entries. */
   linksRestarting: number;
+  /** Links into blocks deleted by retention (where chains end). */
+  linksIntoDeletedBlocks: number;
   badLinks: number;
   badMessagePointers: number;
   malformedEntries: number;
@@ -101,6 +109,8 @@ export interface VerifyReport {
   blocks: BlockReport[];
   /** Id after the last whole record of the newest block (the log end after a torn tail is cut). */
   logEnd: number;
+  /** Id of the first record the log can hold: above 32 when retention deleted the oldest blocks. */
+  firstId: number;
   records: number;
   recordsByCmd: Record<string, number>;
   /** False when damage stopped the walk of a block early: then index and chain results are partial. */
@@ -111,6 +121,14 @@ export interface VerifyReport {
     state: { status: string; logEnd?: number; message: string };
   };
   chains: ChainReport;
+  checksums: {
+    /** Records whose checksum was compared (and matched, up to any damage). */
+    checked: number;
+    /** Records without a checksum (blocks written by Go, or a sidecar that is missing). */
+    unchecked: number;
+    blocksWithout: string[];
+    message: string;
+  };
   problems: Problem[];
   clean: boolean;
 }
@@ -170,6 +188,7 @@ class Verifier {
     linksToPreviousHead: 0,
     linksSkippingEntries: 0,
     linksRestarting: 0,
+    linksIntoDeletedBlocks: 0,
     badLinks: 0,
     badMessagePointers: 0,
     malformedEntries: 0,
@@ -179,6 +198,8 @@ class Verifier {
   /** Message ids already found to be readable messages (a fan-out points many entries at one). */
   private readonly goodMessages = new Set<number>();
   private readonly checks: IndexCheckState[] = [];
+  /** The first id the log can hold (blocks before the first present one were deleted by retention). */
+  private firstId = 0;
 
   constructor(
     private readonly reader: FolderReader,
@@ -217,7 +238,9 @@ class Verifier {
     let doneBefore = 0;
     let scanComplete = true;
     let logEnd = 0;
-    let expected = 0;
+    // Retention deletes blocks from the front: the log starts at the oldest block present.
+    let expected = reader.blocks[0] ?? 0;
+    this.firstId = reader.idOf(expected, BLOCK_HEADER_SIZE);
     for (const b of reader.blocks) {
       for (; expected < b; expected++) {
         const file = blockFileName(expected);
@@ -290,14 +313,28 @@ class Verifier {
       blockSizeSource: this.options.blockSizeSource,
       blocks,
       logEnd,
+      firstId: this.firstId,
       records: this.records,
       recordsByCmd,
       scanComplete,
       index: { peer, group, state: stateReport },
       chains: this.chains,
+      checksums: this.checksumReport(blocks),
       problems: this.problems,
       clean: this.problems.length === 0,
     };
+  }
+
+  private checksumReport(blocks: BlockReport[]): VerifyReport['checksums'] {
+    const blocksWithout = blocks.filter((b) => b.checksums === 'none').map((b) => b.file);
+    const { checked, unchecked } = this.reader;
+    let message = `checksums: ${checked} records checked`;
+    if (blocksWithout.length > 0) {
+      message +=
+        `; ${blocksWithout.length} blocks have no checksum sidecar (written by Go: ${blocksWithout.join(', ')}); ` +
+        `after a clean verify, 'ims repair --checksums' creates them`;
+    } else if (unchecked > 0) message += `; ${unchecked} records have no checksum`;
+    return { checked, unchecked, blocksWithout, message };
   }
 
   private verifyBlock(b: number, onProgress: (offset: number) => void): BlockReport {
@@ -326,6 +363,17 @@ class Verifier {
       };
     }
     let records = 0;
+    const sidecar = readSidecar(reader.root, b);
+    const sums = sidecar.status === 'ok' ? sidecar.sums : null;
+    const checksums = sidecar.status === 'ok' ? 'ok' : sidecar.status === 'missing' ? 'none' : 'bad';
+    if (sidecar.status === 'bad') {
+      this.problem({
+        kind: 'checksum-file',
+        file: `${CHECKSUM_DIR}/${checksumFileName(b)}`,
+        message: `${CHECKSUM_DIR}/${checksumFileName(b)}: ${sidecar.problem} (its block's records are unchecked; 'ims repair --checksums' rewrites it)`,
+        repairable: true,
+      });
+    }
     const scan = reader.scan(
       b,
       BLOCK_HEADER_SIZE,
@@ -334,6 +382,7 @@ class Verifier {
         this.onRecord(id, msg);
       },
       onProgress,
+      sums,
     );
     if (size > this.options.blockSize) {
       this.problem({
@@ -344,9 +393,16 @@ class Verifier {
       });
     }
     if (scan.problem === null) {
-      return { file, size, records, end: scan.end, status: size > this.options.blockSize ? 'too-big' : 'ok' };
+      return {
+        file,
+        size,
+        records,
+        end: scan.end,
+        status: size > this.options.blockSize ? 'too-big' : 'ok',
+        checksums,
+      };
     }
-    const next = reader.nextWholeRecord(b, scan.end);
+    const next = reader.nextWholeRecord(b, scan.end, sums);
     const bad = { offset: scan.end, reason: scan.problem, nextWholeRecord: next };
     if (next === null && newest) {
       this.problem({
@@ -358,20 +414,20 @@ class Verifier {
           `${size - scan.end} bytes are a torn tail (repair cuts them, keeping a copy)`,
         repairable: true,
       });
-      return { file, size, records, end: scan.end, status: 'torn-tail', bad };
+      return { file, size, records, end: scan.end, status: 'torn-tail', bad, checksums };
     }
     const after =
       next === null
         ? `it is not the newest block, so its end must be whole (disk damage, not a torn write)`
         : `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail`;
     this.problem({
-      kind: 'damaged-record',
+      kind: scan.problem.startsWith('checksum mismatch') ? 'checksum-mismatch' : 'damaged-record',
       file,
       offset: scan.end,
       message: `${file} offset ${scan.end}: ${scan.problem}; ${after}`,
       repairable: false,
     });
-    return { file, size, records, end: scan.end, status: 'damaged', bad };
+    return { file, size, records, end: scan.end, status: 'damaged', bad, checksums };
   }
 
   private onRecord(id: number, msg: RawMessage): void {
@@ -410,6 +466,11 @@ class Verifier {
       this.chains.linksRestarting++;
       return;
     }
+    if (target < this.firstId) {
+      // Into a block deleted by retention: the chain ends there, as every query's walk does.
+      this.chains.linksIntoDeletedBlocks++;
+      return;
+    }
     if (!(target < entryId)) {
       this.chainProblem(
         'chain-pointer',
@@ -444,6 +505,7 @@ class Verifier {
       );
       return;
     }
+    if (msgid > 0 && msgid < this.firstId) return; // in a block retention deleted
     if (this.lastRecord && this.lastRecord.id === msgid && !QUEUE_CMDS.has(this.lastRecord.cmd)) return;
     if (this.goodMessages.has(msgid)) return;
     const rec = this.reader.read(msgid);

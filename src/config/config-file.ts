@@ -48,6 +48,8 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   tls_cert: { kind: 'string', required: false },
   tls_key: { kind: 'string', required: false },
   tls_ca: { kind: 'string', required: false },
+  retention_hours: { kind: 'int', required: false },
+  retention_bytes: { kind: 'int', required: false },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS);

@@ -177,6 +177,16 @@ export class ImsConfig {
   @IsString()
   tls_ca?: string;
 
+  /** Delete a sealed block once its newest record is older than this many hours (0: kept for ever). */
+  @IsInt()
+  @Min(0, { message: 'retention_hours must not be negative' })
+  retention_hours = 0;
+
+  /** Delete the oldest sealed blocks while the sealed blocks together exceed this many bytes (0: no limit). */
+  @IsInt()
+  @Min(0, { message: 'retention_bytes must not be negative' })
+  retention_bytes = 0;
+
   get isSlave(): boolean {
     return !!this.master_address;
   }

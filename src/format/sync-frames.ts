@@ -214,6 +214,9 @@ export function splitFrames(
  *   MSG_STORAGE_SYNC_IDENT (233)      body = the node's name, UTF-8, 1 to 255 bytes
  * and reports what is durable on its disk with
  *   MSG_STORAGE_SYNC_ACK (231)        body = durable_end int64, epoch int64
+ * When the slave's cursor lies in blocks the master's retention deleted, the master sends, after its
+ * hello, and then closes the link:
+ *   MSG_STORAGE_SYNC_RETAINED_FROM (234)  body = first_id int64 (the first record id the master keeps)
  * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
  */
 export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
@@ -362,4 +365,18 @@ export function decodeIdentBody(body: Buffer): Decoded<string> {
     return bad('MSG_STORAGE_SYNC_IDENT node name is not printable UTF-8');
   }
   return { ok: true, value: name };
+}
+
+export function encodeRetainedFromFrame(seq: number, firstId: number): Buffer {
+  const body = Buffer.alloc(8);
+  writeId(body, firstId, 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_RETAINED_FROM, body);
+}
+
+export function decodeRetainedFromBody(body: Buffer): Decoded<{ firstId: number }> {
+  const what = 'MSG_STORAGE_SYNC_RETAINED_FROM';
+  if (body.length !== 8) return bad(`${what} body is ${body.length} bytes, expected 8`);
+  const firstId = readId(body, 0);
+  const p = nonNegative(`${what} first_id`, firstId);
+  return p ? bad(p) : { ok: true, value: { firstId } };
 }

@@ -25,6 +25,7 @@ import {
   encodeBatchFrame,
   encodeHeartbeatFrame,
   encodeHelloFrame,
+  encodeRetainedFromFrame,
   type EpochMark,
 } from '../format/sync-frames.js';
 import type { StorageService } from '../storage/storage.service.js';
@@ -232,6 +233,31 @@ class SlaveSession {
     if (cursor > logEnd) {
       this.drop(
         `refused: cursor ${requested} is past the end of this log (${logEnd}); the slave's log has diverged`,
+        'error',
+      );
+      return;
+    }
+    const firstId = storage.firstId;
+    if (cursor < firstId) {
+      if (this.extended) {
+        // An ims slave is told where this log now starts; it restarts its log there and reconnects.
+        this.socket.write(encodeRetainedFromFrame(this.nextSeq(), firstId));
+        this.log.warn(
+          `slave ${this.address} is behind this log's retention (cursor ${requested}, the log starts at ` +
+            `${firstId}): told it to restart from ${firstId}`,
+        );
+        this.closed = true;
+        clearTimeout(this.handshakeTimer);
+        this.socket.end();
+        this.master.remove(this);
+        return;
+      }
+      // A Go slave cannot be told: streaming from the first retained block would leave a hole in its log
+      // (Go skips records more than one block ahead, or pads to them), so it is refused.
+      this.drop(
+        `refused: cursor ${requested} lies in blocks deleted by retention (this log starts at ${firstId}); ` +
+          `a Go slave cannot restart there without a hole in its log. Seed it again from a copy of this ` +
+          `folder (ims backup) and restart it`,
         'error',
       );
       return;

@@ -15,6 +15,7 @@ import {
   decodeBatchBody,
   decodeHeartbeatBody,
   decodeHelloBody,
+  decodeRetainedFromBody,
   decodeSyncMessageBody,
   encodeAckFrame,
   encodeExtendedSyncBegin,
@@ -401,6 +402,19 @@ export class SyncSlave {
         this.levelAt = Date.now();
       }
       return 'ok';
+    }
+    if (frame.cmd === Cmd.STORAGE_SYNC_RETAINED_FROM) {
+      const d = decodeRetainedFromBody(frame.body);
+      if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
+      const { firstId } = d.value;
+      const logEnd = this.storage.logEnd;
+      if (logEnd >= firstId) return 'ok'; // not behind (any more): nothing to do
+      const r = await this.storage.restartAt(firstId);
+      this.logger.warn(
+        `our log (end ${logEnd}) lies before master ${this.masterAddress}'s first retained record ${firstId}: ` +
+          `deleted our ${r.deletedBlocks} block(s) (${r.bytes} bytes) and restarted the log at ${this.storage.logEnd}`,
+      );
+      return 'reconnect';
     }
     throw new SyncProtocolError(`frame seq ${frame.seq}: unexpected ${cmdName(frame.cmd)} from the master`);
   }

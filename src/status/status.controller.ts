@@ -75,6 +75,8 @@ export class StatusController {
         peer_index_bytes: s.indexBytes.peer,
         group_index_bytes: s.indexBytes.group,
         bytes_since_index_save: s.bytesSinceIndexSave,
+        first_message_id: s.firstMessageId,
+        retention_bytes_reclaimed: s.retentionBytesReclaimed,
         last_fsync_at: s.lastFsyncAt ? new Date(s.lastFsyncAt).toISOString() : null,
         fsync_failure: s.fsyncFailure,
       },

@@ -15,6 +15,9 @@ import {
 import type { StorageLogger } from './storage-logger.js';
 import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
 import { storageProbes } from '../metrics/probes.js';
+import { recordChecksum } from '../format/checksum-file.js';
+import { ChecksumSidecars } from './record-checksums.js';
+import { nextWholeRecord } from './block-reader.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
 /** Copies of bytes cut from the log: a torn tail, or a slave's diverged tail or blocks. */
@@ -70,6 +73,12 @@ export function fsyncDirectory(dir: string): void {
   }
 }
 
+const hex = (v: number): string => `0x${v.toString(16).padStart(8, '0')}`;
+
+export function checksumMismatch(id: number, got: number, want: number): string {
+  return `checksum mismatch in message id ${id}: its bytes give ${hex(got)}, its sidecar says ${hex(want)}`;
+}
+
 interface DurableWaiter {
   id: number;
   resolve: () => void;
@@ -81,6 +90,8 @@ export class BlockFiles extends BlockAddressing {
   private readonly logger: StorageLogger;
 
   private writeBlockNo = 0;
+  /** The oldest block present: retention deletes blocks from the front, so the log may not start at 0. */
+  private firstBlockNo = 0;
   private writeFd = -1;
   /** Bytes of the write block that are written (committed to the file). */
   private writeSize = 0;
@@ -102,11 +113,14 @@ export class BlockFiles extends BlockAddressing {
   /** Bytes appended to block files since open (ims_bytes_written_total reads it). */
   bytesWritten = 0;
   private readonly readScratch = Buffer.allocUnsafe(READ_AHEAD);
+  /** CRC32 of every record written here, beside the blocks (`checksums/message_N.crc`). */
+  readonly sums: ChecksumSidecars;
 
   constructor(options: BlockFilesOptions) {
     super(options.root, options.blockSize ?? BLOCK_SIZE);
     this.maxOpenReadFiles = options.maxOpenReadFiles ?? 128;
     this.logger = options.logger;
+    this.sums = new ChecksumSidecars(options.root, options.logger);
     if (this.blockSize < BLOCK_HEADER_SIZE + 1024)
       throw new Error(`block size ${this.blockSize} is too small`);
   }
@@ -163,8 +177,81 @@ export class BlockFiles extends BlockAddressing {
       if (b !== last) this.checkSealedBlock(b);
     }
     this.openWriteBlock(last);
+    this.firstBlockNo = blocks[0];
     this.durableEnd = this.nextId;
+    this.sums.removeBelow(this.firstBlockNo);
     return { blocks };
+  }
+
+  get firstBlock(): number {
+    return this.firstBlockNo;
+  }
+
+  /** The id of the first record the log can hold: older ids lie in blocks retention deleted. */
+  get firstId(): number {
+    return this.idOf(this.firstBlockNo, BLOCK_HEADER_SIZE);
+  }
+
+  /** When a sealed block was sealed (ms): from its checksum sidecar, else its file's mtime (Go blocks). */
+  sealedAt(blockNo: number): number {
+    const sums = this.sums.sumsOf(blockNo);
+    if (sums && sums.sealedAt > 0) return sums.sealedAt;
+    return Math.floor(fs.statSync(this.filePath(blockNo)).mtimeMs);
+  }
+
+  /**
+   * Deletes every block (the write block too) and starts an empty log at block `blockNo`, past them all:
+   * a slave behind its master's retention. Oldest first, so a crash leaves a shorter log that opens.
+   */
+  restartAt(blockNo: number): { deletedBlocks: number; bytes: number } {
+    this.assertWritable();
+    if (!this.idle)
+      throw new StorageInputError('cannot restart the log while a write or an fsync is in progress');
+    if (blockNo <= this.writeBlockNo) {
+      throw new StorageInputError(
+        `cannot restart the log at ${blockFileName(blockNo)}: it is not past the write block`,
+      );
+    }
+    let deletedBlocks = 0;
+    let bytes = 0;
+    while (this.firstBlockNo < this.writeBlockNo) {
+      bytes += this.deleteFirstBlock();
+      deletedBlocks++;
+    }
+    bytes += this.writeSize;
+    fs.closeSync(this.writeFd);
+    const sumsFd = this.sums.closeWrite();
+    if (sumsFd >= 0) fs.closeSync(sumsFd);
+    this.writeFd = -1;
+    fs.rmSync(this.filePath(this.writeBlockNo), { force: true });
+    fsyncDirectory(this.root);
+    this.sums.remove(this.writeBlockNo);
+    deletedBlocks++;
+    this.createBlock(blockNo);
+    this.openWriteBlock(blockNo);
+    this.firstBlockNo = blockNo;
+    this.durableEnd = this.nextId;
+    return { deletedBlocks, bytes };
+  }
+
+  /**
+   * Deletes the oldest block (never the write block) and its sidecar: retention. The block goes first
+   * and the folder is fsynced, so a crash leaves at worst a sidecar without its block, removed at the
+   * next open. Returns the bytes freed.
+   */
+  deleteFirstBlock(): number {
+    const b = this.firstBlockNo;
+    if (b >= this.writeBlockNo) throw new StorageInputError('the write block is never deleted');
+    const size = this.sealedBlockSize(b);
+    this.forgetBlock(b);
+    fs.rmSync(this.filePath(b), { force: true });
+    fsyncDirectory(this.root);
+    this.sums.remove(b);
+    this.firstBlockNo = b + 1;
+    // A block missing in the middle (damage) is skipped too: the log starts at the next one present.
+    while (this.firstBlockNo < this.writeBlockNo && !fs.existsSync(this.filePath(this.firstBlockNo)))
+      this.firstBlockNo++;
+    return size;
   }
 
   private checkSealedBlock(blockNo: number): void {
@@ -232,6 +319,43 @@ export class BlockFiles extends BlockAddressing {
     this.writeFd = fd;
     this.writeBlockNo = blockNo;
     this.writeSize = size;
+    this.sums.openWrite(blockNo, size);
+  }
+
+  /**
+   * Gives the write block's records that have no checksum yet one computed from the disk: records a
+   * crash left written but whose checksums were not (never acknowledged, but whole), and the records of
+   * a block Go was writing. Called once recovery has cut any torn tail. Returns how many were added.
+   */
+  adoptUncheckedRecords(): number {
+    const sums = this.sums.sumsOf(this.writeBlockNo)!;
+    let from = BLOCK_HEADER_SIZE;
+    if (sums.count > 0) {
+      const last = sums.lastOffset;
+      const head = Buffer.alloc(8);
+      fs.readSync(this.writeFd, head, 0, 8, last);
+      from = last + 20 + head.readInt32BE(4);
+    }
+    if (from >= this.writeSize) return 0;
+    let added = 0;
+    this.scan(
+      this.writeBlockNo,
+      from,
+      (id, _msg, bytes) => {
+        this.sums.stage(this.offsetOf(id), recordChecksum(bytes, 0, bytes.length));
+        added++;
+      },
+      this.writeSize,
+    );
+    this.sums.writeStaged();
+    fs.fdatasyncSync(this.sums.writeFd);
+    if (added > 0) {
+      this.logger.log(
+        `${blockFileName(this.writeBlockNo)}: computed checksums of ${added} records that had none ` +
+          `(from offset ${from}; written by Go or before a crash)`,
+      );
+    }
+    return added;
   }
 
   /**
@@ -242,6 +366,7 @@ export class BlockFiles extends BlockAddressing {
     const cut = this.writeSize - offset;
     if (cut <= 0) return { cut: 0, savedTo: null };
     const savedTo = this.cutTail(this.writeFd, this.writeBlockNo, offset, this.writeSize, 'torn');
+    this.sums.truncateWrite(offset);
     this.writeSize = offset;
     this.durableEnd = this.nextId;
     return { cut, savedTo };
@@ -324,6 +449,8 @@ export class BlockFiles extends BlockAddressing {
         fs.renameSync(file, to);
         fsyncDirectory(this.root);
         keptAside.push(to);
+        if (m === this.writeBlockNo) fs.closeSync(this.sums.closeWrite());
+        this.sums.moveAside(m, 'diverged');
         cutBytes += Math.max(0, size - BLOCK_HEADER_SIZE);
       }
       this.forgetBlock(blockNo);
@@ -340,6 +467,8 @@ export class BlockFiles extends BlockAddressing {
       } else {
         fs.fdatasyncSync(fd);
       }
+      if (blockNo === this.writeBlockNo) this.sums.truncateWrite(offset);
+      else this.sums.openWrite(blockNo, offset);
     } catch (err) {
       if (fd >= 0 && fd !== oldWriteFd) fs.closeSync(fd);
       if (keptAside.length === 0 && err instanceof StorageInputError) throw err;
@@ -408,13 +537,22 @@ export class BlockFiles extends BlockAddressing {
     if (this.stagedBytes === 0) return;
     const n = this.stagedBytes;
     this.stagedBytes = 0;
+    const staging = this.staging;
+    // The staged bytes are whole records: checksum each one (the sidecar entry goes with the block write).
+    for (let pos = 0; pos < n;) {
+      const size = 20 + staging.readInt32BE(pos + 4);
+      this.sums.stage(this.writeSize + pos, recordChecksum(staging, pos, pos + size));
+      pos += size;
+    }
     try {
       let done = 0;
       while (done < n)
         done += fs.writeSync(this.writeFd, this.staging, done, n - done, this.writeSize + done);
+      this.sums.writeStaged();
     } catch (err) {
       try {
         fs.ftruncateSync(this.writeFd, this.writeSize);
+        this.sums.undo(this.writeSize);
       } catch (truncErr) {
         this.fail(
           new StorageWriteError(`cannot undo a failed write in ${this.describe(this.nextId)}`, {
@@ -449,6 +587,17 @@ export class BlockFiles extends BlockAddressing {
       throw this.syncFailure;
     }
     this.retiredFds.push(old);
+    try {
+      // The sealing time goes into the sidecar's header: retention reads a block's age from it.
+      this.retiredFds.push(this.sums.seal(Date.now()));
+    } catch (err) {
+      this.fail(
+        new StorageWriteError(`sealing the checksums of ${this.describe(this.nextId - 1)} failed`, {
+          cause: err,
+        }),
+      );
+      throw this.syncFailure;
+    }
     this.closeRetiredIfIdle();
     const next = this.writeBlockNo + 1;
     this.createBlock(next);
@@ -500,10 +649,12 @@ export class BlockFiles extends BlockAddressing {
         const target = this.nextId;
         const fd = this.writeFd;
         const started = performance.now();
-        // Earlier blocks were fdatasynced when they were rolled over, so syncing the write block suffices.
-        await new Promise<void>((resolve, reject) =>
-          fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())),
-        );
+        const sumsFd = this.sums.writeFd;
+        // Earlier blocks were fdatasynced when they were rolled over, so syncing the write block (and its
+        // checksums, so that an acknowledged record always has its checksum on disk) suffices.
+        const datasync = (f: number) =>
+          new Promise<void>((resolve, reject) => fs.fdatasync(f, (err) => (err ? reject(err) : resolve())));
+        await Promise.all([datasync(fd), datasync(sumsFd)]);
         this.lastSyncAt = Date.now();
         if (target > this.durableEnd) this.durableEnd = target;
         const pending: DurableWaiter[] = [];
@@ -602,15 +753,41 @@ export class BlockFiles extends BlockAddressing {
       const big = Buffer.allocUnsafe(result.need);
       n = fs.readSync(fd, big, 0, result.need, offset);
       result = decodeRecord(big, 0, n);
-      if (result.kind === 'ok') return result.message;
+      if (result.kind === 'ok') {
+        this.checkSum(id, big, result.size);
+        return result.message;
+      }
     }
     if (result.kind === 'ok') {
+      this.checkSum(id, scratch, result.size);
       const m = result.message;
       return { ...m, body: Buffer.from(m.body) };
     }
     if (result.kind === 'short')
       throw new CorruptRecordError(file, offset, 'record is cut short by the end of the file');
     throw new CorruptRecordError(file, offset, result.reason);
+  }
+
+  /** First whole (and checksum-matching) record after `offset` in a block, or null (see block-reader.ts). */
+  nextWholeRecord(blockNo: number, offset: number): number | null {
+    const fd = fs.openSync(this.filePath(blockNo), 'r');
+    try {
+      const size = blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size;
+      return nextWholeRecord(fd, size, offset, this.sums.sumsOf(blockNo));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Throws, naming the record, when it has a checksum and its bytes (`buf[0..size)`) disagree. */
+  private checkSum(id: number, buf: Buffer, size: number): void {
+    const offset = this.offsetOf(id);
+    const want = this.sums.expected(this.blockOf(id), offset);
+    if (want === -1) return;
+    const got = recordChecksum(buf, 0, size);
+    if (got !== want) {
+      throw new CorruptRecordError(blockFileName(this.blockOf(id)), offset, checksumMismatch(id, got, want));
+    }
   }
 
   /**
@@ -621,10 +798,11 @@ export class BlockFiles extends BlockAddressing {
   scan(
     blockNo: number,
     fromOffset: number,
-    onRecord: (id: number, msg: RawMessage) => void,
+    onRecord: (id: number, msg: RawMessage, bytes: Buffer) => void,
     endOffset = Infinity,
   ): { end: number; fileSize: number; problem: string | null } {
     const fd = fs.openSync(this.filePath(blockNo), 'r');
+    const sums = this.sums.sumsOf(blockNo);
     try {
       const fileSize = Math.min(
         endOffset,
@@ -661,7 +839,17 @@ export class BlockFiles extends BlockAddressing {
           }
         }
         if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
-        onRecord(this.idOf(blockNo, pos), result.message);
+        const at = pos - bufStart;
+        const bytes = buf.subarray(at, at + result.size);
+        if (sums) {
+          const want = sums.find(pos);
+          if (want !== -1) {
+            const got = recordChecksum(bytes, 0, bytes.length);
+            if (got !== want)
+              return { end: pos, fileSize, problem: checksumMismatch(this.idOf(blockNo, pos), got, want) };
+          }
+        }
+        onRecord(this.idOf(blockNo, pos), result.message, bytes);
         pos += result.size;
       }
     } finally {
@@ -683,5 +871,7 @@ export class BlockFiles extends BlockAddressing {
     this.closeRetiredIfIdle();
     fs.closeSync(this.writeFd);
     this.writeFd = -1;
+    const sumsFd = this.sums.closeWrite();
+    if (sumsFd >= 0) fs.closeSync(sumsFd);
   }
 }

@@ -5,6 +5,8 @@ import { StorageService } from './storage.service.js';
 
 export const FSYNC_INTERVAL_MS = 1000;
 export const INDEX_SAVE_INTERVAL_MS = 5 * 60 * 1000;
+/** How often retention looks for expired blocks (blocks are sealed rarely; a minute is plenty). */
+export const RETENTION_INTERVAL_MS = 60 * 1000;
 
 /**
  * Start-up steps 5 and 6: every second fsync the write block when it is dirty; every five minutes
@@ -64,6 +66,23 @@ export class FlushJobs implements OnApplicationBootstrap {
       this.logger.error(`saving the index files failed: ${(err as Error).message}`);
     } finally {
       this.indexRunning = false;
+    }
+  }
+
+  /** Retention (retention_hours, retention_bytes): deletes expired sealed blocks, oldest first. */
+  @Interval('retention', RETENTION_INTERVAL_MS)
+  retention(): void {
+    if (!this.storage.isOpen || (this.config.retention_hours === 0 && this.config.retention_bytes === 0))
+      return;
+    try {
+      const r = this.storage.applyRetention();
+      if (r.deleted.length > 0) {
+        this.logger.log(
+          `retention: deleted ${r.deleted.join(', ')} (${r.bytesReclaimed} bytes); the log now starts at ${r.firstId}`,
+        );
+      }
+    } catch (err) {
+      this.logger.error(`retention pass failed: ${(err as Error).message}`);
     }
   }
 

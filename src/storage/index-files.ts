@@ -24,10 +24,16 @@ export type IndexLoad =
   { ok: true; entries: number; maxId: number } | { ok: false; reason: string; missing: boolean };
 
 /**
- * Fills `table` from an index file. Values per entry: 2 for peer_index (last_id, last_peer_id),
+ * Fills `table` from an index file; ids below `firstId` (in blocks deleted by retention) load as 0. Values per entry: 2 for peer_index (last_id, last_peer_id),
  * 1 for group_index (last_id). Any id at or past `logEnd` makes the file unusable (it is ahead of the log).
  */
-export function loadIndexFile(root: string, kind: IndexKind, table: IdTable, logEnd: number): IndexLoad {
+export function loadIndexFile(
+  root: string,
+  kind: IndexKind,
+  table: IdTable,
+  logEnd: number,
+  firstId = 0,
+): IndexLoad {
   const { name, entrySize } = INDEX_FILES[kind];
   const file = path.join(root, name);
   let data: Buffer;
@@ -62,7 +68,8 @@ export function loadIndexFile(root: string, kind: IndexKind, table: IdTable, log
           reason: `${name}: entry ${off / entrySize} holds id ${Number.isNaN(id) ? 'out of range' : id}, past the end of the log (${logEnd})`,
         };
       }
-      table.setValue(e, v, id);
+      // A head in a block retention deleted: that queue's older part is gone, as after a rebuild.
+      table.setValue(e, v, id < firstId ? 0 : id);
       if (v === 0 && id > maxId) maxId = id;
     }
     table.setAux(e, 0);

@@ -62,8 +62,9 @@ export function recoverIndex(t: IndexRecoveryTarget, limit: LogLimit): IndexReco
   let reason: string | null = null;
   let from = 0;
   let trustedStart = false;
-  const peerLoad = loadIndexFile(root, 'peer', peers, logEnd);
-  const groupLoad = peerLoad.ok ? loadIndexFile(root, 'group', groups, logEnd) : null;
+  const firstId = files.firstId;
+  const peerLoad = loadIndexFile(root, 'peer', peers, logEnd, firstId);
+  const groupLoad = peerLoad.ok ? loadIndexFile(root, 'group', groups, logEnd, firstId) : null;
   if (!peerLoad.ok || !groupLoad?.ok) {
     index = 'rebuilt';
     reason = !peerLoad.ok ? peerLoad.reason : (groupLoad as { reason: string }).reason;
@@ -84,6 +85,12 @@ export function recoverIndex(t: IndexRecoveryTarget, limit: LogLimit): IndexReco
     const g = groupLoad.entries > 0 ? groupLoad.maxId : Infinity;
     from = Math.min(p, g);
     if (from === Infinity) from = 0;
+  }
+  if (from > 0 && from < firstId) {
+    // The files reflect a point in a block retention deleted; every head there loaded as 0, so replaying
+    // all remaining blocks brings them up to date.
+    from = firstId;
+    trustedStart = true;
   }
   let scan = scanFrom(t, limit, from, index === 'rebuilt', trustedStart);
   if (scan.restartFull) {
@@ -127,14 +134,14 @@ function scanFrom(
   let records = 0;
   let bytes = 0;
   let torn: TornTail | null = null;
-  const firstBlock = full ? 0 : files.blockOf(from);
+  const firstBlock = full ? files.firstBlock : Math.max(files.blockOf(from), files.firstBlock);
   const apply = (id: number, msg: RawMessage): void => {
     records++;
     bytes += recordSize(msg.body.length);
     replayQueueEntry(peers, groups, id, msg);
   };
   for (let b = firstBlock; b <= lastBlock; b++) {
-    const start = !full && b === firstBlock ? files.offsetOf(from) : BLOCK_HEADER_SIZE;
+    const start = !full && b === files.blockOf(from) ? files.offsetOf(from) : BLOCK_HEADER_SIZE;
     const stop = limit !== 'open' && b === lastBlock ? limit.offset : undefined;
     let result;
     try {
@@ -161,6 +168,19 @@ function scanFrom(
         `cannot cut the log at ${files.idOf(b, stop)} (${blockFileName(b)} offset ${stop}): it is not a ` +
           `record boundary (at offset ${result.end}: ${result.problem})`,
       );
+    }
+    if (b === files.writeBlock && limit === 'open') {
+      // One rule with verify and repair: only a bad end with nothing whole after it is a crash's torn
+      // tail. Whole records after bad bytes are acknowledged messages: never cut them at start-up.
+      const next = files.nextWholeRecord(b, result.end);
+      if (next !== null) {
+        throw new StorageOpenError(
+          `${file} offset ${result.end} (message id ${files.idOf(b, result.end)}): ${result.problem}; ` +
+            `whole records follow at offset ${next}, so this is damage inside the log, not a torn tail, ` +
+            `and start-up will not cut it. Run 'ims verify' on the folder; recover the record from a slave ` +
+            `or a backup (ims backup) rather than cutting the good records after it.`,
+        );
+      }
     }
     if (b !== files.writeBlock || limit !== 'open') {
       throw new StorageOpenError(

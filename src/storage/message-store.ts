@@ -52,6 +52,7 @@ import { CorruptRecordError, StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
 import { MAGIC } from '../format/constants.js';
 import { storageProbes } from '../metrics/probes.js';
+import { applyRetention, retentionActive, type RetentionPolicy, type RetentionResult } from './retention.js';
 
 export interface MessageStoreOptions {
   root: string;
@@ -68,6 +69,8 @@ export interface MessageStoreOptions {
   /** Take the folder's lock (default true). Read-only tools that never write may pass false. */
   lock?: boolean;
   lockRole?: string;
+  /** Retention of sealed blocks (off when absent); applied at open and by `applyRetention`. */
+  retention?: RetentionPolicy;
 }
 
 export interface HistoryMessage {
@@ -116,6 +119,8 @@ export class MessageStore {
   private closed = false;
   private epochHistory: EpochHistory | null = null;
   openReport: OpenReport | null = null;
+  /** Block bytes deleted by retention since this store was opened. */
+  bytesReclaimed = 0;
 
   private constructor(private readonly options: MessageStoreOptions) {
     this.logger = options.logger ?? silentLogger;
@@ -153,11 +158,16 @@ export class MessageStore {
     try {
       this.epochHistory = EpochHistory.load(root);
       const { blocks } = this.files.open();
+      // Before the index is recovered: replay then starts at the first retained block.
+      if (this.options.retention && retentionActive(this.options.retention)) {
+        this.bytesReclaimed += applyRetention(this.files, this.options.retention, this.logger).bytesReclaimed;
+      }
       const r = recoverIndex(
         { root, files: this.files, peers: this.peers, groups: this.groups, logger: this.logger },
         'open',
       );
       this.savedLogEnd = r.savedLogEnd;
+      this.files.adoptUncheckedRecords();
       this.openReport = {
         blocks,
         index: r.index,
@@ -174,6 +184,31 @@ export class MessageStore {
       this.lock?.release();
       throw err;
     }
+  }
+
+  /** The id of the oldest record the log can still hold; older ids lie in blocks retention deleted. */
+  get firstId(): number {
+    return this.files.firstId;
+  }
+
+  /**
+   * Deletes sealed blocks past the retention limits (the `@Interval` job; also run at open). Index heads
+   * that pointed into a deleted block are set to 0, as a rebuild from the remaining blocks would have
+   * them; chains that reach a deleted block end there.
+   */
+  applyRetention(
+    policy: RetentionPolicy | undefined = this.options.retention,
+    now = Date.now(),
+  ): RetentionResult {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    if (!policy || !retentionActive(policy)) return { deleted: [], bytesReclaimed: 0, firstId: this.firstId };
+    const result = applyRetention(this.files, policy, this.logger, now);
+    if (result.deleted.length > 0) {
+      this.bytesReclaimed += result.bytesReclaimed;
+      dropHeadsBelow(this.peers, result.firstId);
+      dropHeadsBelow(this.groups, result.firstId);
+    }
+    return result;
   }
 
   /** Enters a record into the indexes (Go: execMessage). */
@@ -215,7 +250,7 @@ export class MessageStore {
 
   /** Message id the queue entry `entryId` points at, from the cached delta or by reading the entry. */
   private entryMsgId(table: IdTable, e: number, entryId: number): number {
-    if (entryId === 0) return 0;
+    if (entryId < this.files.firstId) return 0;
     const delta = table.getAux(e);
     if (delta > 0) return entryId - delta;
     const rec = this.files.read(entryId);
@@ -456,10 +491,12 @@ export class MessageStore {
     let hasMore = false;
     let probe = 0;
     let id = this.peerHead(appid, uid).lastId;
-    while (id !== 0) {
+    const firstId = this.files.firstId;
+    // A chain that reaches a block deleted by retention ends there: nothing older exists.
+    while (id >= firstId) {
       const entry = this.readPeerEntry(appid, uid, id);
       if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid <= sinceMsgId) break;
+      if (entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
       if (SYNC_CMDS.has(rec.cmd)) {
         if (messages.length >= this.limit) {
@@ -485,10 +522,11 @@ export class MessageStore {
     let lastMsgId = 0;
     let hasMore = false;
     let id = this.groupHead(appid, gid);
-    while (id !== 0) {
+    const firstId = this.files.firstId;
+    while (id >= firstId) {
       const entry = this.readGroupEntry(appid, gid, id);
       if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId) break;
+      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
       if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
         const im = decodeImBody(rec.body, rec.version);
@@ -511,8 +549,10 @@ export class MessageStore {
       throw new StorageInputError(`limit must be at least 1, got ${limit}`);
     const messages: HistoryMessage[] = [];
     let id = this.peerHead(appid, uid).lastId;
-    while (id !== 0 && messages.length < limit) {
+    const firstId = this.files.firstId;
+    while (id >= firstId && messages.length < limit) {
       const entry = this.readPeerEntry(appid, uid, id);
+      if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
       if (LATEST_CMDS.has(rec.cmd)) messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
       id = entry.prevMsgid;
@@ -524,9 +564,10 @@ export class MessageStore {
   getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): 0 | 1 {
     let id = this.peerHead(appid, uid).lastId;
     let walked = 0;
-    while (id !== 0 && walked++ < this.limit) {
+    const firstId = this.files.firstId;
+    while (id >= firstId && walked++ < this.limit) {
       const entry = this.readPeerEntry(appid, uid, id);
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId) return 0;
+      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) return 0;
       const rec = this.files.read(entry.msgid);
       if (SYNC_CMDS.has(rec.cmd) && !this.isSender(rec, appid, uid)) return 1;
       id = entry.prevMsgid;
@@ -629,6 +670,12 @@ export class MessageStore {
     maxBytes: number,
   ): { records: { id: number; msg: RawMessage }[]; next: number } {
     const files = this.files;
+    if (fromId < files.firstId) {
+      // Never skip over deleted blocks: a slave would be left with a hole in its log.
+      throw new StorageInputError(
+        `${fromId} lies in a block deleted by retention (the log now starts at ${files.firstId})`,
+      );
+    }
     let id = fromId;
     // At or past the end of a sealed block: continue at the next block's first record.
     while (files.blockOf(id) < files.writeBlock && id < endId) {
@@ -651,6 +698,24 @@ export class MessageStore {
       id += size;
     }
     return { records, next: id };
+  }
+
+  /**
+   * A slave whose log lies wholly before its master's first retained block (`firstId`): its blocks are
+   * deleted (the master's retention expired them) and the log restarts empty at `firstId`'s block, so
+   * the next record from the master lands at exactly its id. Index files are saved for the empty log.
+   */
+  async restartAt(firstId: number): Promise<{ deletedBlocks: number; bytes: number }> {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    if (this.savingIndex) await this.savingIndex;
+    await this.files.flush();
+    const r = this.files.restartAt(this.files.blockOf(firstId));
+    this.peers.clear();
+    this.groups.clear();
+    this.bytesReclaimed += r.bytes;
+    this.savedLogEnd = 0;
+    await this.saveIndex();
+    return r;
   }
 
   // ---- index persistence ---------------------------------------------------------------------------
@@ -706,6 +771,19 @@ export class MessageStore {
     } finally {
       await this.files.close();
       this.lock?.release();
+    }
+  }
+}
+
+/** Sets to 0 every index value that points below `firstId` (into a block retention deleted). */
+function dropHeadsBelow(table: IdTable, firstId: number): void {
+  for (let e = 0; e < table.size; e++) {
+    for (let v = 0; v < table.valuesPerEntry; v++) {
+      const id = table.getValue(e, v);
+      if (id !== 0 && id < firstId) {
+        table.setValue(e, v, 0);
+        if (v === 0) table.setAux(e, 0);
+      }
     }
   }
 }

@@ -1,3 +1,4 @@
+import type { RetentionPolicy, RetentionResult } from './retention.js';
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { ImsConfig } from '../config/ims-config.js';
 import { SettingError } from '../config/setting-error.js';
@@ -37,6 +38,10 @@ export interface StorageStatus {
   lastFsyncAt: number;
   fsyncFailure: string | null;
   durability: 'sync' | 'interval';
+  /** The oldest message id still kept (retention deletes whole blocks from the front). */
+  firstMessageId: number;
+  /** Block bytes deleted by retention since start-up. */
+  retentionBytesReclaimed: number;
 }
 
 /**
@@ -83,6 +88,7 @@ export class StorageService implements OnApplicationShutdown {
         limit: this.config.limit,
         groupLimit: this.config.group_limit,
         logger: this.logger,
+        retention: this.retentionPolicy(),
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
@@ -211,6 +217,16 @@ export class StorageService implements OnApplicationShutdown {
   /** The id the next record gets: the end of the log. */
   get logEnd(): number {
     return this.store.nextId;
+  }
+
+  /** The first record id kept: older ones lie in blocks retention deleted. */
+  get firstId(): number {
+    return this.store.firstId;
+  }
+
+  /** A slave behind its master's retention: restart the log empty at the master's first block. */
+  restartAt(firstId: number): Promise<{ deletedBlocks: number; bytes: number }> {
+    return this.store.restartAt(firstId);
   }
 
   /** The end of what is on disk (fdatasynced). */
@@ -350,7 +366,19 @@ export class StorageService implements OnApplicationShutdown {
       lastFsyncAt: f?.lastSyncTime ?? 0,
       fsyncFailure: f?.failed?.message ?? null,
       durability: this.config.durability,
+      firstMessageId: s?.firstId ?? 0,
+      retentionBytesReclaimed: s?.bytesReclaimed ?? 0,
     };
+  }
+
+  retentionPolicy(): RetentionPolicy {
+    return { maxAgeMs: this.config.retention_hours * 3_600_000, maxBytes: this.config.retention_bytes };
+  }
+
+  /** One retention pass (the `@Interval` job); a no-op unless retention_hours or retention_bytes is set. */
+  applyRetention(): RetentionResult {
+    if (!this.isOpen) return { deleted: [], bytesReclaimed: 0, firstId: 0 };
+    return this.store.applyRetention(this.retentionPolicy());
   }
 
   /** Last step of shutdown: log fsynced, both index files saved, lock released. */

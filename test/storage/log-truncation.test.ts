@@ -72,9 +72,10 @@ function oracle(source: MessageStore, to: number): MessageStore {
 
 /** Names and sha256 of every file in a folder. */
 function folderDigest(root: string): Record<string, string> {
+  // Recursive: the checksum sidecars live in checksums/.
   return Object.fromEntries(
-    fs
-      .readdirSync(root)
+    (fs.readdirSync(root, { recursive: true }) as string[])
+      .filter((f) => fs.statSync(path.join(root, f)).isFile())
       .sort()
       .map((f) => [
         f,
