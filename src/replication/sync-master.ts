@@ -390,12 +390,15 @@ class SlaveSession {
       last.id,
       recs.map((r) => r.msg),
     );
+    // The batch and the heartbeat that follows it go out in one write.
+    this.socket.cork();
     const flushed = this.socket.write(frame);
     this.sentTo = last.id + recordSize(last.msg.body.length);
     this.batchesSent++;
     this.recordsSent += recs.length;
     this.lastSendAt = new Date();
     this.heartbeat();
+    this.socket.uncork();
     if (!flushed) await this.waitDrain();
   }
 

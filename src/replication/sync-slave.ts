@@ -130,6 +130,7 @@ export class SyncSlave {
   private masterEpoch: number | null = null;
   private masterLogEnd: number | null = null;
   private socketSeq = 0;
+  private lastAckedEnd = -1;
   private readonly host: string;
   private readonly port: number;
 
@@ -256,15 +257,14 @@ export class SyncSlave {
   }
 
   /** Acknowledges what is on our disk to an ims master. */
-  private ack(socket: net.Socket): void {
+  private ack(socket: net.Socket, force = false): void {
     if (!this.extended || socket.destroyed) return;
+    const durableEnd = this.storage.durableEnd;
+    // A heartbeat after a batch would otherwise repeat the batch's acknowledgement: one per position.
+    if (!force && durableEnd === this.lastAckedEnd) return;
+    this.lastAckedEnd = durableEnd;
     this.socketSeq = (this.socketSeq + 1) | 0;
-    socket.write(
-      encodeAckFrame(this.socketSeq, {
-        durableEnd: this.storage.durableEnd,
-        epoch: this.storage.latestEpoch,
-      }),
-    );
+    socket.write(encodeAckFrame(this.socketSeq, { durableEnd, epoch: this.storage.latestEpoch }));
   }
 
   /** Level with the master by its last word (an ims master tells us its log end). */
@@ -341,7 +341,7 @@ export class SyncSlave {
       if (outcome === 'ok') {
         this.socketSeq = (this.socketSeq + 1) | 0;
         socket.write(encodeIdentFrame(this.socketSeq, this.nodeName));
-        this.ack(socket);
+        this.ack(socket, true);
         this.updateLevel();
       }
       return outcome;
