@@ -169,11 +169,18 @@ async function repairLocked(
   } finally {
     await store.close({ saveIndex: false });
   }
+  return verifiedAfter(root, options, { ...base, changes, unrepaired });
+}
+
+/** The result of a repair that changed the folder: verified again, repaired only if now clean. */
+function verifiedAfter(
+  root: string,
+  options: RepairOptions,
+  result: Omit<RepairResult, 'status' | 'after'>,
+): RepairResult {
   const after = verifyFolder(root, options);
   return {
-    ...base,
-    changes,
-    unrepaired,
+    ...result,
     status: after.clean ? 'repaired' : 'incomplete',
     after: { clean: after.clean, problems: after.problems },
   };
@@ -271,12 +278,5 @@ async function createChecksums(
   } finally {
     reader.close();
   }
-  const after = verifyFolder(root, options);
-  return {
-    ...base,
-    changes,
-    unrepaired,
-    status: after.clean ? 'repaired' : 'incomplete',
-    after: { clean: after.clean, problems: after.problems },
-  };
+  return verifiedAfter(root, options, { ...base, changes, unrepaired });
 }
