@@ -5,14 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ImsClient } from '../../src/client/index.js';
 import { Cmd } from '../../src/format/constants.js';
 import { EtcdProcess } from '../support/etcd.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { imBody } from '../support/rpc-client.js';
-import { MAIN_JS, startServer, type ServerOptions, type ServerProcess } from '../support/server-process.js';
+import {
+  MAIN_JS,
+  startServer,
+  killAll,
+  type ServerOptions,
+  type ServerProcess,
+} from '../support/server-process.js';
 import { waitFor } from '../support/wait.js';
 import { blockDifference, httpJson } from '../replication/support.js';
 
@@ -39,15 +44,7 @@ describe('cluster mode on etcd', () => {
   });
   after(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
-    for (const s of servers) {
-      try {
-        process.kill(s.proc.pid!, 'SIGCONT');
-      } catch {
-        // gone
-      }
-      await s.kill9().catch(() => undefined);
-    }
-    for (const s of servers) removeDir(path.dirname(s.configPath));
+    await killAll(servers);
     for (const d of dirs) removeDir(d);
     await etcd?.stop();
   });

@@ -14,7 +14,7 @@ import { decodeHelloBody, encodeExtendedSyncBegin, encodeFrame } from '../../src
 import { MessageStore } from '../../src/storage/index.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor, imBody } from '../support/rpc-client.js';
-import { startServer, type ServerOptions, type ServerProcess } from '../support/server-process.js';
+import { startServer, killAll, type ServerOptions, type ServerProcess } from '../support/server-process.js';
 import { holdsFor, waitFor } from '../support/wait.js';
 import { APP } from '../support/workload.js';
 import { RawSyncSocket, httpJson, queryAnswers, waitIdentical, writePeer } from './support.js';
@@ -53,15 +53,7 @@ describe('acknowledged replication (ims extensions of the sync link)', () => {
   const dirs: string[] = [];
   after(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
-    for (const s of servers) {
-      try {
-        process.kill(s.proc.pid!, 'SIGCONT');
-      } catch {
-        // already gone
-      }
-      await s.kill9().catch(() => undefined);
-    }
-    for (const s of servers) removeDir(path.dirname(s.configPath));
+    await killAll(servers);
     for (const d of dirs) removeDir(d);
   });
   const start = async (o: ServerOptions) => {

@@ -198,3 +198,19 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
   if (options.waitReady !== false) await server.waitForLog(/\brpc listening on/);
   return server;
 }
+
+/**
+ * Test teardown: resumes servers a test may have paused (SIGSTOP), kills them all and removes their
+ * config folders. A paused process would ignore SIGKILL's exit until resumed.
+ */
+export async function killAll(servers: readonly ServerProcess[]): Promise<void> {
+  for (const s of servers) {
+    try {
+      if (s.proc.pid) process.kill(s.proc.pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+    await s.kill9().catch(() => undefined);
+  }
+  for (const s of servers) fs.rmSync(path.dirname(s.configPath), { recursive: true, force: true });
+}
