@@ -25,6 +25,8 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   gorpc_listen: { kind: 'string', required: false },
   limit: { kind: 'int', required: false },
   group_limit: { kind: 'int', required: false },
+  hard_limit: { kind: 'int', required: false },
+  queue_format: { kind: 'enum', required: false },
   is_push_system: { kind: 'int', required: false },
   durability: { kind: 'enum', required: false },
   index_save_blocks: { kind: 'int', required: false },
@@ -131,6 +133,11 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     throw new ConfigError(
       `${at('max_pending_bytes')}: key "max_pending_bytes": ${config.max_pending_bytes} is below ` +
         `max_frame_bytes (${config.max_frame_bytes}); a frame of the largest allowed size could never arrive`,
+    );
+  if (config.hard_limit !== 0 && config.hard_limit < 2 * config.limit)
+    throw new ConfigError(
+      `${at('hard_limit')}: key "hard_limit": ${config.hard_limit} must be 0 (no limit) or at least ` +
+        `twice limit (${config.limit}), so a whole page always fits under it`,
     );
   if (!!config.tls_cert !== !!config.tls_key) {
     const missing = config.tls_cert ? 'tls_key' : 'tls_cert';

@@ -1,6 +1,7 @@
 /** The typed configuration of one ims process, validated with class-validator. */
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
 import { BLOCK_SIZE } from '../format/constants.js';
+import type { QueueFormatName } from '../format/index-file.js';
 
 /** host:port, where an empty host (":13333") means every interface. */
 export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):(\d{1,5})$/;
@@ -50,6 +51,22 @@ export class ImsConfig {
   @IsInt()
   @Min(0, { message: 'group_limit must not be negative' })
   group_limit = 0;
+
+  /**
+   * v4 folders: a user's backlog beyond this many messages is sent one-to-one messages first (Go's
+   * hard_limit; 0: no limit). Must be 0 or at least twice `limit`.
+   */
+  @IsInt()
+  @Min(0, { message: 'hard_limit must not be negative' })
+  hard_limit = 0;
+
+  /**
+   * The queue format: v2 (Go ims 2.0) or v4 (the newest GoBelieve store). Unset: what the folder holds,
+   * v2 for a new folder. A setting the folder contradicts stops start-up.
+   */
+  @IsOptional()
+  @IsIn(['v2', 'v4'], { message: 'queue_format must be v2 or v4' })
+  queue_format?: QueueFormatName;
 
   @IsInt()
   @IsIn([0, 1], { message: 'is_push_system must be 0 or 1' })

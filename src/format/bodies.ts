@@ -233,6 +233,22 @@ const SAVE_BODY_RULES: Record<number, StoredBodyRule> = {
   [Cmd.CUSTOMER_SUPPORT]: CUSTOMER_RULE,
 };
 
+/**
+ * Body kinds a client may save in a v4 (newest GoBelieve) folder: what its SyncMessage returns.
+ * CustomerMessageV2 (64): sender_appid, sender, receiver_appid, receiver, timestamp, then content.
+ */
+const V4_SAVE_BODY_RULES: Record<number, StoredBodyRule> = {
+  [Cmd.IM]: IM_RULE,
+  [Cmd.GROUP_IM]: IM_RULE,
+  [Cmd.GROUP_NOTIFICATION]: { layout: 'text', min: 0, what: 'notification text' },
+  [Cmd.SYSTEM]: { layout: 'text', min: 0, what: 'system text' },
+  [Cmd.CUSTOMER_V2]: {
+    layout: 'customer',
+    min: 36,
+    what: 'a CustomerMessageV2 (sender appid, sender, receiver appid, receiver, timestamp: 36 bytes, then content)',
+  },
+};
+
 /** The message kinds ims stores, ascending. */
 export const STORED_BODY_CMDS: readonly number[] = Object.keys(SAVE_BODY_RULES)
   .map(Number)
@@ -243,10 +259,14 @@ export function storedBodyRule(cmd: number): StoredBodyRule | undefined {
   return Object.hasOwn(SAVE_BODY_RULES, cmd) ? SAVE_BODY_RULES[cmd] : undefined;
 }
 
-/** Why `body` cannot be stored as `cmd`, or null when it can. */
-export function saveBodyProblem(cmd: number, body: Buffer): string | null {
-  const rule = storedBodyRule(cmd);
-  if (!rule) return `cmd ${cmd} is not a message kind ims stores`;
+/** Why `body` cannot be stored as `cmd` in a folder of `format`, or null when it can. */
+export function saveBodyProblem(cmd: number, body: Buffer, format: 'v2' | 'v4' = 'v2'): string | null {
+  const rules = format === 'v4' ? V4_SAVE_BODY_RULES : SAVE_BODY_RULES;
+  const rule = Object.hasOwn(rules, cmd) ? rules[cmd] : undefined;
+  if (!rule) {
+    const kinds = Object.keys(rules).join(', ');
+    return `cmd ${cmd} is not a message kind ims stores in a ${format} folder (kinds: ${kinds})`;
+  }
   if (body.length > MAX_BODY_SIZE) return `body is ${body.length} bytes; the limit is ${MAX_BODY_SIZE}`;
   if (body.length < rule.min)
     return `body of ${body.length} bytes is too short for cmd ${cmd}: expected ${rule.what}`;

@@ -24,6 +24,7 @@ export const Cmd = {
   CUSTOMER: 24,
   CUSTOMER_SUPPORT: 25,
   NOTIFICATION: 36,
+  CUSTOMER_V2: 64,
   STORAGE_SYNC_BEGIN: 220,
   STORAGE_SYNC_MESSAGE: 221,
   STORAGE_SYNC_MESSAGE_BATCH: 222,
@@ -33,6 +34,10 @@ export const Cmd = {
   STORAGE_SYNC_HEARTBEAT: 232,
   STORAGE_SYNC_IDENT: 233,
   STORAGE_SYNC_RETAINED_FROM: 234,
+  // Queue records of the newest GoBelieve store (queue_format v4).
+  GROUP_OFFLINE: 247,
+  OFFLINE_V4: 248,
+  OFFLINE_V3: 249,
   OFFLINE_V2: 250,
   PENDING_GROUP_MESSAGE: 251,
   GROUP_IM_LIST: 252,
@@ -69,6 +74,29 @@ export const LATEST_CMDS: ReadonlySet<number> = new Set([
   Cmd.CUSTOMER,
   Cmd.CUSTOMER_SUPPORT,
 ]);
+
+/** Newest GoBelieve (v4): SyncMessage returns these kinds (CustomerMessageV2 replaced 24/25). */
+export const V4_SYNC_CMDS: ReadonlySet<number> = new Set([
+  Cmd.IM,
+  Cmd.GROUP_IM,
+  Cmd.GROUP_NOTIFICATION,
+  Cmd.CUSTOMER_V2,
+  Cmd.SYSTEM,
+]);
+
+/** Newest GoBelieve (v4): GetLatestMessage returns these (no MSG_SYSTEM). */
+export const V4_LATEST_CMDS: ReadonlySet<number> = new Set([
+  Cmd.IM,
+  Cmd.GROUP_IM,
+  Cmd.GROUP_NOTIFICATION,
+  Cmd.CUSTOMER_V2,
+]);
+
+/** v4 queues: every BATCH_SIZE-th entry of a queue is a batch mark, chained to the one before. */
+export const QUEUE_BATCH_SIZE = 1000;
+
+/** The message record version the newest GoBelieve writes (its IMMessage layout is v1's). */
+export const V4_MESSAGE_VERSION = 2;
 
 /** SyncGroupMessage returns at most this many messages (Go: GROUP_OFFLINE_LIMIT). */
 export const GROUP_SYNC_LIMIT = 100;

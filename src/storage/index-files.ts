@@ -1,19 +1,11 @@
 /**
- * Loading and saving the index files (`peer_index`, `group_index`, Go 2.0 format) plus `index_state`,
+ * Loading and saving the index files (either format's, see format/index-file.ts) plus `index_state`,
  * our own small record of the log position each save reflects (Go ignores it). Saves are atomic: temp
  * file, fsync, rename, fsync of the folder.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  GROUP_INDEX_ENTRY_SIZE,
-  GROUP_INDEX_FILE,
-  INDEX_FILES,
-  PEER_INDEX_ENTRY_SIZE,
-  PEER_INDEX_FILE,
-  indexFileSizeProblem,
-  type IndexKind,
-} from '../format/index-file.js';
+import { indexFileSizeProblem, type IndexFileSpec, type IndexKind } from '../format/index-file.js';
 import { readId, writeId } from '../format/int64.js';
 import { fsyncDirectory } from './block-files.js';
 import { ID_TABLE_CHUNK_SIZE, type IdTable, type IdTableSnapshot } from './id-table.js';
@@ -24,17 +16,18 @@ export type IndexLoad =
   { ok: true; entries: number; maxId: number } | { ok: false; reason: string; missing: boolean };
 
 /**
- * Fills `table` from an index file; ids below `firstId` (in blocks deleted by retention) load as 0. Values per entry: 2 for peer_index (last_id, last_peer_id),
- * 1 for group_index (last_id). Any id at or past `logEnd` makes the file unusable (it is ahead of the log).
+ * Fills `table` from an index file; ids below `firstId` (in blocks deleted by retention) load as 0. Any
+ * id at or past `logEnd` makes the file unusable (it is ahead of the log). `maxId` is the newest queue
+ * record any entry names.
  */
 export function loadIndexFile(
   root: string,
-  kind: IndexKind,
+  spec: IndexFileSpec,
   table: IdTable,
   logEnd: number,
   firstId = 0,
 ): IndexLoad {
-  const { name, entrySize } = INDEX_FILES[kind];
+  const { name, entrySize, idSlots, lastIdSlot } = spec;
   const file = path.join(root, name);
   let data: Buffer;
   try {
@@ -59,18 +52,20 @@ export function loadIndexFile(
       data.readUInt32BE(off + 12),
     );
     for (let v = 0; v < values; v++) {
-      const id = readId(data, off + 16 + 8 * v);
-      if (!(id >= 0) || id >= logEnd) {
+      const value = readId(data, off + 16 + 8 * v);
+      const isId = idSlots.includes(v);
+      if (!(value >= 0) || (isId && value >= logEnd)) {
         table.clear();
+        const what = isId ? 'id' : 'count';
         return {
           ok: false,
           missing: false,
-          reason: `${name}: entry ${off / entrySize} holds id ${Number.isNaN(id) ? 'out of range' : id}, past the end of the log (${logEnd})`,
+          reason: `${name}: entry ${off / entrySize} holds ${what} ${Number.isNaN(value) ? 'out of range' : value}${isId ? `, past the end of the log (${logEnd})` : ''}`,
         };
       }
       // A head in a block retention deleted: that queue's older part is gone, as after a rebuild.
-      table.setValue(e, v, id < firstId ? 0 : id);
-      if (v === 0 && id > maxId) maxId = id;
+      table.setValue(e, v, isId && value < firstId ? 0 : value);
+      if (v === lastIdSlot && value > maxId) maxId = value;
     }
     table.setAux(e, 0);
   }
@@ -127,14 +122,15 @@ async function writeSnapshot(file: string, snap: IdTableSnapshot, entrySize: num
 /** Writes both index files and index_state atomically (each: temp, fsync, rename; then the folder). */
 export async function saveIndexFiles(
   root: string,
+  specs: Record<IndexKind, IndexFileSpec>,
   peer: IdTableSnapshot,
   group: IdTableSnapshot,
   state: Omit<IndexState, 'savedAt'>,
 ): Promise<void> {
-  const peerTmp = path.join(root, `${PEER_INDEX_FILE}_t`);
-  const groupTmp = path.join(root, `${GROUP_INDEX_FILE}_t`);
-  await writeSnapshot(peerTmp, peer, PEER_INDEX_ENTRY_SIZE);
-  await writeSnapshot(groupTmp, group, GROUP_INDEX_ENTRY_SIZE);
+  const peerTmp = path.join(root, `${specs.peer.name}_t`);
+  const groupTmp = path.join(root, `${specs.group.name}_t`);
+  await writeSnapshot(peerTmp, peer, specs.peer.entrySize);
+  await writeSnapshot(groupTmp, group, specs.group.entrySize);
   const stateTmp = path.join(root, `${INDEX_STATE_FILE}_t`);
   await fs.promises.writeFile(
     stateTmp,
@@ -143,8 +139,8 @@ export async function saveIndexFiles(
       flush: true,
     },
   );
-  await fs.promises.rename(peerTmp, path.join(root, PEER_INDEX_FILE));
-  await fs.promises.rename(groupTmp, path.join(root, GROUP_INDEX_FILE));
+  await fs.promises.rename(peerTmp, path.join(root, specs.peer.name));
+  await fs.promises.rename(groupTmp, path.join(root, specs.group.name));
   // index_state goes last: a crash before it leaves an older logEnd, which only makes repair longer.
   await fs.promises.rename(stateTmp, path.join(root, INDEX_STATE_FILE));
   fsyncDirectory(root);

@@ -9,7 +9,7 @@ import { recordSize, type RawMessage } from '../format/record.js';
 import { blockFileName, type BlockFiles } from './block-files.js';
 import type { IdTable } from './id-table.js';
 import { loadIndexFile, readIndexState } from './index-files.js';
-import { replayQueueEntry } from './queue-replay.js';
+import type { QueueIndexLayout } from './queue-replay.js';
 import { StorageInputError, StorageOpenError } from './storage-errors.js';
 import type { StorageLogger } from './storage-logger.js';
 
@@ -28,6 +28,8 @@ export interface IndexRecoveryTarget {
   peers: IdTable;
   groups: IdTable;
   logger: StorageLogger;
+  /** The folder's queue format: which index files to load and how records enter the tables. */
+  layout: QueueIndexLayout;
 }
 
 export interface IndexRecovery {
@@ -63,8 +65,9 @@ export function recoverIndex(t: IndexRecoveryTarget, limit: LogLimit): IndexReco
   let from = 0;
   let trustedStart = false;
   const firstId = files.firstId;
-  const peerLoad = loadIndexFile(root, 'peer', peers, logEnd, firstId);
-  const groupLoad = peerLoad.ok ? loadIndexFile(root, 'group', groups, logEnd, firstId) : null;
+  const { specs } = t.layout;
+  const peerLoad = loadIndexFile(root, specs.peer, peers, logEnd, firstId);
+  const groupLoad = peerLoad.ok ? loadIndexFile(root, specs.group, groups, logEnd, firstId) : null;
   if (!peerLoad.ok || !groupLoad?.ok) {
     index = 'rebuilt';
     reason = !peerLoad.ok ? peerLoad.reason : (groupLoad as { reason: string }).reason;
@@ -135,10 +138,11 @@ function scanFrom(
   let bytes = 0;
   let torn: TornTail | null = null;
   const firstBlock = full ? files.firstBlock : Math.max(files.blockOf(from), files.firstBlock);
+  const replay = t.layout.replay;
   const apply = (id: number, msg: RawMessage): void => {
     records++;
     bytes += recordSize(msg.body.length);
-    replayQueueEntry(peers, groups, id, msg);
+    replay(peers, groups, id, msg);
   };
   for (let b = firstBlock; b <= lastBlock; b++) {
     const start = !full && b === files.blockOf(from) ? files.offsetOf(from) : BLOCK_HEADER_SIZE;

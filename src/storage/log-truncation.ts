@@ -17,11 +17,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
-import { GROUP_INDEX_FILE, PEER_INDEX_FILE } from '../format/index-file.js';
 import { blockFileName, fsyncDirectory, type BlockFiles } from './block-files.js';
-import { IdTable } from './id-table.js';
+import type { IdTable } from './id-table.js';
 import { INDEX_STATE_FILE } from './index-files.js';
 import { recoverIndex, type IndexRecovery } from './index-recovery.js';
+import type { QueueIndexLayout } from './queue-replay.js';
 import { StorageInputError, StorageWriteError } from './storage-errors.js';
 import type { StorageLogger } from './storage-logger.js';
 
@@ -44,6 +44,7 @@ export interface TruncationTarget {
   root: string;
   files: BlockFiles;
   logger: StorageLogger;
+  layout: QueueIndexLayout;
   /** Takes the index built for the cut log (called once the blocks are cut, or once cutting failed). */
   adopt(peers: IdTable, groups: IdTable, savedLogEnd: number): void;
 }
@@ -97,14 +98,14 @@ export function truncateLog(t: TruncationTarget, to: number): LogTruncation {
   }
 
   // 1. The index of the log below the cut, from the saved files or all blocks; checks the point too.
-  const peers = new IdTable(2);
-  const groups = new IdTable(1);
-  const recovery = recoverIndex({ root, files, peers, groups, logger }, { block, offset });
+  const layout = t.layout;
+  const { peers, groups } = layout.newTables();
+  const recovery = recoverIndex({ root, files, peers, groups, logger, layout }, { block, offset });
 
   // 2. Index files that reflect records past the cut must not survive it.
   let indexFiles: LogTruncation['indexFiles'] = 'kept';
   if (recovery.index === 'rebuilt') {
-    const removed = [PEER_INDEX_FILE, GROUP_INDEX_FILE, INDEX_STATE_FILE].filter((name) => {
+    const removed = [layout.specs.peer.name, layout.specs.group.name, INDEX_STATE_FILE].filter((name) => {
       try {
         fs.unlinkSync(path.join(root, name));
         return true;

@@ -3,56 +3,41 @@
  * Plain TypeScript (no Nest), so the server, the replication slave, the operator tools and the tests
  * all drive the same engine.
  *
- * Layout of a save (Go ims 2.0 byte for byte):
- *   SavePeerMessage:  message record (id M), then MSG_OFFLINE_V2 {appid, uid, M, device, prev, prev_peer}
- *   SaveGroupMessage: message record (id M), then MSG_GROUP_IM_LIST {appid, 0, M, gid, device, prev}
- * A user's index entry holds last_id (newest queue entry) and last_peer_id (newest entry that is not a
- * group message); a group's holds last_id.
+ * This class owns the folder: opening and recovery, retention, replication's view of the log, the
+ * index files. What a save writes and how a read walks a queue depend on the folder's queue format
+ * (v2: Go ims 2.0; v4: the newest GoBelieve store) and live in queues/ behind `QueueStore`.
  */
-import {
-  BLOCK_HEADER_SIZE,
-  Cmd,
-  DEFAULT_MESSAGE_VERSION,
-  GROUP_SYNC_LIMIT,
-  LATEST_CMDS,
-  MESSAGE_FLAG_GROUP,
-  SYNC_CMDS,
-  cmdName,
-} from '../format/constants.js';
-import {
-  GROUP_ENTRY_BODY_SIZE,
-  OFFLINE_V2_BODY_SIZE,
-  decodeCustomerBody,
-  decodeGroupEntry,
-  decodeImBody,
-  decodeOfflineEntry,
-  replyBody,
-  saveBodyProblem,
-  writeGroupEntryBody,
-  writeOfflineV2Body,
-} from '../format/bodies.js';
-import { int64Hi, int64Lo } from '../format/int64.js';
-import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../format/record.js';
-import { BlockFiles, blockFileName } from './block-files.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BLOCK_HEADER_SIZE } from '../format/constants.js';
+import type { QueueFormatName } from '../format/index-file.js';
+import { isQueueCmd, V4_QUEUE_CMDS } from '../format/queue-entries.js';
+import { recordSize, writeRecord, type RawMessage } from '../format/record.js';
+import { BlockFiles } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { ensureDataFolder } from './data-folder.js';
 import { EpochHistory } from './epoch-history.js';
-import { IdTable } from './id-table.js';
-import {
-  GROUP_LAST_ID,
-  PEER_LAST_ID,
-  PEER_LAST_PEER_ID,
-  msgIdDelta,
-  replayQueueEntry,
-} from './queue-replay.js';
+import type { IdTable } from './id-table.js';
 import { saveIndexFiles } from './index-files.js';
 import { recoverIndex, type IndexRecovery } from './index-recovery.js';
 import { truncateLog, type LogTruncation } from './log-truncation.js';
-import { CorruptRecordError, StorageInputError } from './storage-errors.js';
+import { queueIndexLayout, type QueueIndexLayout } from './queue-replay.js';
+import {
+  folderQueueFormat,
+  readQueueFormatFile,
+  resolveQueueFormat,
+  writeQueueFormatFile,
+  type FolderQueueFormat,
+} from './queues/folder-queue-format.js';
+import type { HistoryMessage, QueueStore, QueueTables, SaveResult, SyncResult } from './queues/queue-store.js';
+import { V2Queues } from './queues/v2-queues.js';
+import { V4Queues } from './queues/v4-queues.js';
+import { StorageInputError } from './storage-errors.js';
 import { silentLogger, type StorageLogger } from './storage-logger.js';
-import { MAGIC } from '../format/constants.js';
 import { storageProbes } from '../metrics/probes.js';
 import { applyRetention, retentionActive, type RetentionPolicy, type RetentionResult } from './retention.js';
+
+export type { HistoryMessage, SaveResult, SyncResult } from './queues/queue-store.js';
 
 export interface MessageStoreOptions {
   root: string;
@@ -64,8 +49,15 @@ export interface MessageStoreOptions {
   kefuAppid?: bigint;
   /** Most messages one SyncMessage returns (Go default 3000). */
   limit?: number;
-  /** After this many messages SyncMessage follows only the one-to-one chain (0: no limit). */
+  /** v2: after this many messages SyncMessage follows only the one-to-one chain (0: no limit). */
   groupLimit?: number;
+  /** v4: a backlog past this many messages is sent one-to-one messages first (0: no limit). */
+  hardLimit?: number;
+  /**
+   * The `queue_format` setting: must agree with what the folder holds; an empty folder takes it (v2
+   * when unset, and then a slave adopts whatever its master sends first).
+   */
+  queueFormat?: QueueFormatName;
   /** Take the folder's lock (default true). Read-only tools that never write may pass false. */
   lock?: boolean;
   lockRole?: string;
@@ -73,46 +65,27 @@ export interface MessageStoreOptions {
   retention?: RetentionPolicy;
 }
 
-export interface HistoryMessage {
-  msgId: number;
-  deviceId: bigint;
-  cmd: number;
-  raw: Buffer;
-}
-
-export interface SyncResult {
-  messages: HistoryMessage[];
-  lastMsgId: number;
-  hasMore: boolean;
-}
-
-export interface SaveResult {
-  msgId: number;
-  prevMsgId: number;
-}
-
 /** What opening a folder found and did: the index recovery's report, plus the blocks and totals. */
 export interface OpenReport extends Omit<IndexRecovery, 'savedLogEnd'> {
   blocks: number[];
+  queueFormat: QueueFormatName;
+  /** What showed the folder's format (or that it had none yet). */
+  queueFormatEvidence: string;
   peerEntries: number;
   groupEntries: number;
   elapsedMs: number;
 }
 
-const ENTRY_RECORD_SIZE = recordSize(OFFLINE_V2_BODY_SIZE);
-const GROUP_ENTRY_RECORD_SIZE = recordSize(GROUP_ENTRY_BODY_SIZE);
-/** How far past the limit a sync keeps walking to learn whether more messages exist. */
-const HAS_MORE_PROBE = 64;
-
 export class MessageStore {
   readonly files: BlockFiles;
-  private peers = new IdTable(2);
-  private groups = new IdTable(1);
+  /** The index tables (replaced in place when the log is cut); the queue store reads the same object. */
+  private readonly tables: QueueTables;
+  private layout: QueueIndexLayout = queueIndexLayout('v2');
+  private queues!: QueueStore;
+  /** False while an empty folder's format only comes from the default: a slave adopts its master's. */
+  private formatDecided = false;
   private readonly logger: StorageLogger;
   private readonly lock: DataDirLock | null;
-  private readonly kefuAppid: bigint;
-  readonly limit: number;
-  readonly groupLimit: number;
   /** Log position reflected by the index files on disk. */
   private savedLogEnd = 0;
   private savingIndex: Promise<void> | null = null;
@@ -131,9 +104,30 @@ export class MessageStore {
       logger: this.logger,
     });
     this.lock = options.lock === false ? null : new DataDirLock(options.root, options.lockRole ?? 'ims');
-    this.kefuAppid = options.kefuAppid ?? 0n;
-    this.limit = options.limit ?? 3000;
-    this.groupLimit = options.groupLimit ?? 0;
+    this.tables = this.layout.newTables();
+  }
+
+  /** Serves the folder in `format`: its index layout, fresh tables and the queue store. */
+  private useFormat(format: QueueFormatName): void {
+    this.layout = queueIndexLayout(format);
+    const fresh = this.layout.newTables();
+    this.tables.peers = fresh.peers;
+    this.tables.groups = fresh.groups;
+    const settings = {
+      limit: this.options.limit ?? 3000,
+      groupLimit: this.options.groupLimit ?? 0,
+      hardLimit: this.options.hardLimit ?? 0,
+      kefuAppid: this.options.kefuAppid ?? 0n,
+    };
+    this.queues =
+      format === 'v4'
+        ? new V4Queues(this.files, this.tables, settings)
+        : new V2Queues(this.files, this.tables, settings);
+  }
+
+  /** The folder's queue format (v2: Go ims 2.0; v4: the newest GoBelieve store). */
+  get queueFormat(): QueueFormatName {
+    return this.layout.format;
   }
 
   /**
@@ -162,27 +156,48 @@ export class MessageStore {
       if (this.options.retention && retentionActive(this.options.retention)) {
         this.bytesReclaimed += applyRetention(this.files, this.options.retention, this.logger).bytesReclaimed;
       }
+      const held = folderQueueFormat(root, this.files);
+      this.decideFormat(held);
       const r = recoverIndex(
-        { root, files: this.files, peers: this.peers, groups: this.groups, logger: this.logger },
+        {
+          root,
+          files: this.files,
+          peers: this.tables.peers,
+          groups: this.tables.groups,
+          logger: this.logger,
+          layout: this.layout,
+        },
         'open',
       );
       this.savedLogEnd = r.savedLogEnd;
       this.files.adoptUncheckedRecords();
       this.openReport = {
         blocks,
+        queueFormat: this.layout.format,
+        queueFormatEvidence: held.evidence,
         index: r.index,
         reason: r.reason,
         scannedFrom: r.scannedFrom,
         recordsScanned: r.recordsScanned,
         bytesScanned: r.bytesScanned,
         tornTail: r.tornTail,
-        peerEntries: this.peers.size,
-        groupEntries: this.groups.size,
+        peerEntries: this.tables.peers.size,
+        groupEntries: this.tables.groups.size,
         elapsedMs: Date.now() - started,
       };
     } catch (err) {
       this.lock?.release();
       throw err;
+    }
+  }
+
+  private decideFormat(held: FolderQueueFormat): void {
+    const format = resolveQueueFormat(this.options.root, held, this.options.queueFormat);
+    this.useFormat(format);
+    this.formatDecided = held.format !== null || this.options.queueFormat !== undefined;
+    // An empty folder set to v4 records it, so a restart without the setting still serves v4.
+    if (held.format === null && format === 'v4') {
+      writeQueueFormatFile(this.options.root, { format: 'v4', since: 0 });
     }
   }
 
@@ -205,15 +220,15 @@ export class MessageStore {
     const result = applyRetention(this.files, policy, this.logger, now);
     if (result.deleted.length > 0) {
       this.bytesReclaimed += result.bytesReclaimed;
-      dropHeadsBelow(this.peers, result.firstId);
-      dropHeadsBelow(this.groups, result.firstId);
+      dropHeadsBelow(this.tables.peers, this.layout.specs.peer.idSlots, result.firstId);
+      dropHeadsBelow(this.tables.groups, this.layout.specs.group.idSlots, result.firstId);
     }
     return result;
   }
 
   /** Enters a record into the indexes (Go: execMessage). */
   private applyRecord(id: number, msg: RawMessage): void {
-    replayQueueEntry(this.peers, this.groups, id, msg);
+    this.layout.replay(this.tables.peers, this.tables.groups, id, msg);
   }
 
   /** The folder's epoch history (`epoch_history`), loaded at open; replication decides when epochs begin. */
@@ -222,161 +237,46 @@ export class MessageStore {
     return this.epochHistory;
   }
 
-  // ---- index lookups -------------------------------------------------------------------------------
-
-  private findPeer(appid: bigint, uid: bigint): number {
-    return this.peers.find(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
+  /** A user's index entry, values in the order of the format's index file (zeros when unknown). */
+  peerHead(appid: bigint, uid: bigint): number[] {
+    return this.queues.peerIndexEntry(appid, uid);
   }
 
-  private findGroup(appid: bigint, gid: bigint): number {
-    return this.groups.find(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
-  }
-
-  /** last_id and last_peer_id of a user (0, 0 when unknown). */
-  peerHead(appid: bigint, uid: bigint): { lastId: number; lastPeerId: number } {
-    const e = this.findPeer(appid, uid);
-    if (e < 0) return { lastId: 0, lastPeerId: 0 };
-    return {
-      lastId: this.peers.getValue(e, PEER_LAST_ID),
-      lastPeerId: this.peers.getValue(e, PEER_LAST_PEER_ID),
-    };
-  }
-
-  /** last_id of a group (0 when unknown). */
-  groupHead(appid: bigint, gid: bigint): number {
-    const e = this.findGroup(appid, gid);
-    return e < 0 ? 0 : this.groups.getValue(e, GROUP_LAST_ID);
-  }
-
-  /** Message id the queue entry `entryId` points at, from the cached delta or by reading the entry. */
-  private entryMsgId(table: IdTable, e: number, entryId: number): number {
-    if (entryId < this.files.firstId) return 0;
-    const delta = table.getAux(e);
-    if (delta > 0) return entryId - delta;
-    const rec = this.files.read(entryId);
-    const msgId =
-      rec.cmd === Cmd.GROUP_IM_LIST
-        ? decodeGroupEntry(rec.body)?.msgid
-        : decodeOfflineEntry(rec.cmd, rec.body)?.msgid;
-    if (msgId === undefined) {
-      throw new CorruptRecordError(
-        blockFileName(this.files.blockOf(entryId)),
-        this.files.offsetOf(entryId),
-        `expected a queue entry, found ${cmdName(rec.cmd)}`,
-      );
-    }
-    table.setAux(e, msgIdDelta(entryId, msgId));
-    return msgId;
+  /** A super group's index entry, as `peerHead`. */
+  groupHead(appid: bigint, gid: bigint): number[] {
+    return this.queues.groupIndexEntry(appid, gid);
   }
 
   get peerCount(): number {
-    return this.peers.size;
+    return this.tables.peers.size;
   }
 
   get groupCount(): number {
-    return this.groups.size;
+    return this.tables.groups.size;
   }
 
   get indexBytes(): { peer: number; group: number } {
-    return { peer: this.peers.byteSize, group: this.groups.byteSize };
+    return { peer: this.tables.peers.byteSize, group: this.tables.groups.byteSize };
   }
 
-  // ---- saves ---------------------------------------------------------------------------------------
+  // ---- saves (written by the folder's queue format) ------------------------------------------------
 
   private checkSave(cmd: number, body: Buffer): void {
     if (this.closed) throw new StorageInputError('storage is closed');
-    const problem = saveBodyProblem(cmd, body);
+    const problem = this.queues.saveProblem(cmd, body);
     if (problem) throw new StorageInputError(problem);
-  }
-
-  /** Stages the message record; returns its id. */
-  private stageMessage(cmd: number, body: Buffer): number {
-    const id = this.files.reserve(recordSize(body.length));
-    writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(id), {
-      cmd,
-      seq: 0,
-      version: DEFAULT_MESSAGE_VERSION,
-      flag: 0,
-      body,
-    });
-    return id;
-  }
-
-  private stageFrame(id: number, bodySize: number, cmd: number, flag: number): number {
-    const buf = this.files.stagingBuffer;
-    const off = this.files.stagingOffsetOf(id);
-    buf.writeUInt32BE(MAGIC, off);
-    writeMessageHeader(buf, off + 4, bodySize, 0, cmd, 0, flag);
-    buf.writeUInt32BE(MAGIC, off + 16 + bodySize);
-    return off + 16;
-  }
-
-  /** Stages a user's queue entry for message `msgId`; returns the entry id. Index not yet updated. */
-  private stagePeerEntry(
-    appid: bigint,
-    uid: bigint,
-    deviceId: bigint,
-    msgId: number,
-    group: boolean,
-    head: { lastId: number; lastPeerId: number },
-  ): number {
-    const id = this.files.reserve(ENTRY_RECORD_SIZE);
-    const off = this.stageFrame(id, OFFLINE_V2_BODY_SIZE, Cmd.OFFLINE_V2, group ? MESSAGE_FLAG_GROUP : 0);
-    writeOfflineV2Body(
-      this.files.stagingBuffer,
-      off,
-      appid,
-      uid,
-      msgId,
-      deviceId,
-      head.lastId,
-      head.lastPeerId,
-    );
-    return id;
-  }
-
-  private setPeerHead(appid: bigint, uid: bigint, entryId: number, msgId: number, group: boolean): void {
-    const e = this.peers.upsert(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
-    this.peers.setValue(e, PEER_LAST_ID, entryId);
-    if (!group) this.peers.setValue(e, PEER_LAST_PEER_ID, entryId);
-    this.peers.setAux(e, msgIdDelta(entryId, msgId));
-  }
-
-  private prevPeerMsgId(appid: bigint, uid: bigint): number {
-    const e = this.findPeer(appid, uid);
-    return e < 0 ? 0 : this.entryMsgId(this.peers, e, this.peers.getValue(e, PEER_LAST_ID));
-  }
-
-  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
-  private write<T>(stage: () => T): T {
-    try {
-      const result = stage();
-      this.files.commit();
-      return result;
-    } catch (err) {
-      this.files.discardStaged();
-      throw err;
-    }
+    this.formatDecided = true;
   }
 
   /** Stores a message in a user's queue. Returns its id and the id of the user's previous message. */
   savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult {
     this.checkSave(cmd, body);
-    const group = cmd === Cmd.GROUP_IM;
-    const head = this.peerHead(appid, uid);
-    const prevMsgId = this.prevPeerMsgId(appid, uid);
-    const { msgId, entryId } = this.write(() => {
-      const msgId = this.stageMessage(cmd, body);
-      const entryId = this.stagePeerEntry(appid, uid, deviceId, msgId, group, head);
-      return { msgId, entryId };
-    });
-    this.setPeerHead(appid, uid, entryId, msgId, group);
-    return { msgId, prevMsgId };
+    return this.queues.savePeerMessage(appid, uid, deviceId, cmd, body);
   }
 
   /**
-   * Stores one message once and enters it into every member's queue (a normal group's fan-out).
-   * Returns, per member in order, the message id and that member's previous message id.
+   * Stores a normal group's message for every member (v2: once, entered into every queue; v4: a copy
+   * per member). Returns, per member in order, the message id and that member's previous message id.
    */
   savePeerGroupMessage(
     appid: bigint,
@@ -387,44 +287,13 @@ export class MessageStore {
   ): SaveResult[] {
     this.checkSave(cmd, body);
     if (members.length === 0) throw new StorageInputError('members is empty');
-    const group = cmd === Cmd.GROUP_IM;
-    const heads = new Map<bigint, { lastId: number; lastPeerId: number }>();
-    const results: SaveResult[] = [];
-    const entries = this.write(() => {
-      const msgId = this.stageMessage(cmd, body);
-      const out: number[] = [];
-      for (const uid of members) {
-        // A member listed twice gets two entries chained one after the other, as two saves would.
-        const head = heads.get(uid) ?? this.peerHead(appid, uid);
-        const prevMsgId = heads.has(uid) ? msgId : this.prevPeerMsgId(appid, uid);
-        const entryId = this.stagePeerEntry(appid, uid, deviceId, msgId, group, head);
-        heads.set(uid, { lastId: entryId, lastPeerId: group ? head.lastPeerId : entryId });
-        results.push({ msgId, prevMsgId });
-        out.push(entryId);
-      }
-      return { msgId, out };
-    });
-    members.forEach((uid, i) => this.setPeerHead(appid, uid, entries.out[i], entries.msgId, group));
-    return results;
+    return this.queues.savePeerGroupMessage(appid, members, deviceId, cmd, body);
   }
 
   /** Stores a super-group message in the group's queue. */
   saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult {
     this.checkSave(cmd, body);
-    const ge = this.findGroup(appid, gid);
-    const lastId = ge < 0 ? 0 : this.groups.getValue(ge, GROUP_LAST_ID);
-    const prevMsgId = ge < 0 ? 0 : this.entryMsgId(this.groups, ge, lastId);
-    const { msgId, entryId } = this.write(() => {
-      const msgId = this.stageMessage(cmd, body);
-      const entryId = this.files.reserve(GROUP_ENTRY_RECORD_SIZE);
-      const off = this.stageFrame(entryId, GROUP_ENTRY_BODY_SIZE, Cmd.GROUP_IM_LIST, 0);
-      writeGroupEntryBody(this.files.stagingBuffer, off, appid, msgId, gid, deviceId, lastId);
-      return { msgId, entryId };
-    });
-    const e = this.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
-    this.groups.setValue(e, GROUP_LAST_ID, entryId);
-    this.groups.setAux(e, msgIdDelta(entryId, msgId));
-    return { msgId, prevMsgId };
+    return this.queues.saveGroupMessage(appid, gid, deviceId, cmd, body);
   }
 
   /** The id the next record will get (a slave's cursor). */
@@ -437,157 +306,26 @@ export class MessageStore {
     return this.files.whenDurable(id);
   }
 
-  // ---- reads ---------------------------------------------------------------------------------------
+  // ---- reads (walked by the folder's queue format) -------------------------------------------------
 
-  private corrupt(id: number, reason: string): CorruptRecordError {
-    return new CorruptRecordError(blockFileName(this.files.blockOf(id)), this.files.offsetOf(id), reason);
-  }
-
-  private readPeerEntry(appid: bigint, uid: bigint, id: number) {
-    const rec = this.files.read(id);
-    const entry = decodeOfflineEntry(rec.cmd, rec.body);
-    if (!entry)
-      throw this.corrupt(
-        id,
-        `expected a user queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`,
-      );
-    if (entry.appid !== appid || entry.receiver !== uid) {
-      throw this.corrupt(
-        id,
-        `queue entry of ${entry.appid}:${entry.receiver} found in the chain of ${appid}:${uid}`,
-      );
-    }
-    return entry;
-  }
-
-  private readGroupEntry(appid: bigint, gid: bigint, id: number) {
-    const rec = this.files.read(id);
-    const entry = rec.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(rec.body) : null;
-    if (!entry)
-      throw this.corrupt(
-        id,
-        `expected a group queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`,
-      );
-    if (entry.appid !== appid || entry.gid !== gid) {
-      throw this.corrupt(
-        id,
-        `group entry of ${entry.appid}:${entry.gid} found in the chain of ${appid}:${gid}`,
-      );
-    }
-    return entry;
-  }
-
-  private toHistory(msgId: number, deviceId: bigint, rec: RawMessage): HistoryMessage {
-    return { msgId, deviceId, cmd: rec.cmd, raw: replyBody(rec.cmd, rec.version, rec.body) };
-  }
-
-  /**
-   * Messages of a user newer than `lastMsgId`, newest first, at most `limit`; after `groupLimit`
-   * messages only one-to-one ones. lastMsgId in the answer is the user's newest message id.
-   */
+  /** One page of a user's messages newer than `sinceMsgId`, newest first (v2: the newest page). */
   syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult {
-    const messages: HistoryMessage[] = [];
-    let lastMsgId = 0;
-    let hasMore = false;
-    let probe = 0;
-    let id = this.peerHead(appid, uid).lastId;
-    const firstId = this.files.firstId;
-    // A chain that reaches a block deleted by retention ends there: nothing older exists.
-    while (id >= firstId) {
-      const entry = this.readPeerEntry(appid, uid, id);
-      if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
-      const rec = this.files.read(entry.msgid);
-      if (SYNC_CMDS.has(rec.cmd)) {
-        if (messages.length >= this.limit) {
-          hasMore = true;
-          break;
-        }
-        messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
-      } else if (messages.length >= this.limit && ++probe > HAS_MORE_PROBE) {
-        hasMore = true;
-        break;
-      }
-      id = this.groupLimit > 0 && messages.length >= this.groupLimit ? entry.prevPeerMsgid : entry.prevMsgid;
-    }
-    return { messages, lastMsgId, hasMore };
+    return this.queues.syncMessage(appid, uid, sinceMsgId);
   }
 
-  /**
-   * Messages of a super group newer than `lastMsgId`, newest first, at most 100. With lastMsgId 0 the
-   * walk stops at the first group IM older than `timestamp` (the member's join time).
-   */
+  /** Messages of a super group newer than `sinceMsgId`, newest first, at most 100. */
   syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
-    const messages: HistoryMessage[] = [];
-    let lastMsgId = 0;
-    let hasMore = false;
-    let id = this.groupHead(appid, gid);
-    const firstId = this.files.firstId;
-    while (id >= firstId) {
-      const entry = this.readGroupEntry(appid, gid, id);
-      if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
-      const rec = this.files.read(entry.msgid);
-      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
-        const im = decodeImBody(rec.body, rec.version);
-        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
-        if (im.timestamp < timestamp) break;
-      }
-      if (messages.length >= GROUP_SYNC_LIMIT) {
-        hasMore = true;
-        break;
-      }
-      messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
-      id = entry.prevMsgid;
-    }
-    return { messages, lastMsgId, hasMore };
+    return this.queues.syncGroupMessage(appid, gid, sinceMsgId, timestamp);
   }
 
   /** The newest `limit` messages of a user (not MSG_SYSTEM), newest first. */
   getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
-    if (!Number.isInteger(limit) || limit < 1)
-      throw new StorageInputError(`limit must be at least 1, got ${limit}`);
-    const messages: HistoryMessage[] = [];
-    let id = this.peerHead(appid, uid).lastId;
-    const firstId = this.files.firstId;
-    while (id >= firstId && messages.length < limit) {
-      const entry = this.readPeerEntry(appid, uid, id);
-      if (entry.msgid < firstId) break;
-      const rec = this.files.read(entry.msgid);
-      if (LATEST_CMDS.has(rec.cmd)) messages.push(this.toHistory(entry.msgid, entry.deviceId, rec));
-      id = entry.prevMsgid;
-    }
-    return messages;
+    return this.queues.getLatestMessages(appid, uid, limit);
   }
 
-  /** 1 when the user has a message newer than `sinceMsgId` that the user did not send, else 0. */
-  getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): 0 | 1 {
-    let id = this.peerHead(appid, uid).lastId;
-    let walked = 0;
-    const firstId = this.files.firstId;
-    while (id >= firstId && walked++ < this.limit) {
-      const entry = this.readPeerEntry(appid, uid, id);
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) return 0;
-      const rec = this.files.read(entry.msgid);
-      if (SYNC_CMDS.has(rec.cmd) && !this.isSender(rec, appid, uid)) return 1;
-      id = entry.prevMsgid;
-    }
-    return 0;
-  }
-
-  private isSender(rec: RawMessage, appid: bigint, uid: bigint): boolean {
-    if (rec.cmd === Cmd.IM || rec.cmd === Cmd.GROUP_IM) {
-      return decodeImBody(rec.body, rec.version)?.sender === uid;
-    }
-    if (rec.cmd === Cmd.CUSTOMER) {
-      const c = decodeCustomerBody(rec.body);
-      return c !== null && c.customerAppid === appid && c.customerId === uid;
-    }
-    if (rec.cmd === Cmd.CUSTOMER_SUPPORT) {
-      const c = decodeCustomerBody(rec.body);
-      return c !== null && this.kefuAppid === appid && c.sellerId === uid;
-    }
-    return false;
+  /** v2: 0 or 1 (is there a message the user did not send); v4: the exact number of newer entries. */
+  getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): number {
+    return this.queues.getNewCount(appid, uid, sinceMsgId);
   }
 
   /** Reads any record by id (replication, tools). */
@@ -604,6 +342,8 @@ export class MessageStore {
    */
   applyReplicated(id: number, msg: RawMessage): 'written' | 'skipped' {
     if (id < this.files.nextId) return 'skipped';
+    if (this.layout.format === 'v2' && V4_QUEUE_CMDS.has(msg.cmd)) this.followMasterToV4(id, msg);
+    else if (!this.formatDecided && isQueueCmd(msg.cmd)) this.formatDecided = true;
     const size = recordSize(msg.body.length);
     const startsNextBlock =
       this.files.blockOf(id) === this.files.writeBlock + 1 && this.files.offsetOf(id) === BLOCK_HEADER_SIZE;
@@ -623,6 +363,69 @@ export class MessageStore {
     });
     this.applyRecord(id, msg);
     return 'written';
+  }
+
+  /**
+   * A master sends v4 queue records to this v2 slave: its folder is new, or its master was upgraded.
+   * The slave switches as `ims upgrade` would (its own v2 history stays readable), unless the setting
+   * pins v2.
+   */
+  private followMasterToV4(id: number, msg: RawMessage): void {
+    if (this.options.queueFormat === 'v2') {
+      throw new StorageInputError(
+        `replicated record ${id} is a v4 queue record (cmd ${msg.cmd}) but queue_format is v2 here: ` +
+          `the master serves v4; remove the setting (the slave then follows) or set it to v4`,
+      );
+    }
+    const hasV2Queues = this.formatDecided && (this.tables.peers.size > 0 || this.tables.groups.size > 0);
+    this.switchToV4(hasV2Queues ? id : 0);
+    this.logger.log(`the master writes v4 queues (record ${id}): this folder now serves queue_format v4`);
+  }
+
+  /**
+   * Switches a v2 folder to v4 from log id `since` on: records the switch (`queue_format` file), then
+   * rebuilds the index by the v4 rule, which counts the v2 entries below `since` into each queue's
+   * sequence so chains and counts continue across the switch. No record is rewritten: message ids
+   * (file positions) and clients' sync keys stay valid. The v2 index files are removed (stale from now).
+   */
+  switchToV4(since: number = this.files.nextId): void {
+    if (this.closed) throw new StorageInputError('storage is closed');
+    if (this.layout.format === 'v4') throw new StorageInputError('the folder already serves queue_format v4');
+    const root = this.options.root;
+    writeQueueFormatFile(root, { format: 'v4', since, from: 'v2', switchedAt: new Date().toISOString() });
+    const v2Specs = this.layout.specs;
+    this.useFormat('v4');
+    this.formatDecided = true;
+    recoverIndex(
+      {
+        root,
+        files: this.files,
+        peers: this.tables.peers,
+        groups: this.tables.groups,
+        logger: this.logger,
+        layout: this.layout,
+      },
+      { block: this.files.writeBlock, offset: this.files.writeBlockSize },
+    );
+    this.savedLogEnd = 0;
+    for (const spec of [v2Specs.peer, v2Specs.group]) fs.rmSync(path.join(root, spec.name), { force: true });
+  }
+
+  /** Where the folder switched to its format (`ims upgrade`), or null when it always was. */
+  get queueFormatSwitch(): { since: number; from: QueueFormatName } | null {
+    const r = readQueueFormatFile(this.options.root);
+    return r?.from ? { since: r.since, from: r.from } : null;
+  }
+
+  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
+  private write(stage: () => void): void {
+    try {
+      stage();
+      this.files.commit();
+    } catch (err) {
+      this.files.discardStaged();
+      throw err;
+    }
   }
 
   /**
@@ -648,9 +451,10 @@ export class MessageStore {
         root: this.options.root,
         files: this.files,
         logger: this.logger,
+        layout: this.layout,
         adopt: (peers, groups, savedLogEnd) => {
-          this.peers = peers;
-          this.groups = groups;
+          this.tables.peers = peers;
+          this.tables.groups = groups;
           this.savedLogEnd = savedLogEnd;
         },
       },
@@ -710,8 +514,8 @@ export class MessageStore {
     if (this.savingIndex) await this.savingIndex;
     await this.files.flush();
     const r = this.files.restartAt(this.files.blockOf(firstId));
-    this.peers.clear();
-    this.groups.clear();
+    this.tables.peers.clear();
+    this.tables.groups.clear();
     this.bytesReclaimed += r.bytes;
     this.savedLogEnd = 0;
     await this.saveIndex();
@@ -735,10 +539,10 @@ export class MessageStore {
       try {
         const started = performance.now();
         const logEnd = this.files.nextId;
-        const peer = this.peers.snapshot();
-        const group = this.groups.snapshot();
+        const peer = this.tables.peers.snapshot();
+        const group = this.tables.groups.snapshot();
         await this.files.whenDurable(logEnd);
-        await saveIndexFiles(this.options.root, peer, group, {
+        await saveIndexFiles(this.options.root, this.layout.specs, peer, group, {
           logEnd,
           blockSize: this.files.blockSize,
           peerEntries: peer.count,
@@ -775,10 +579,10 @@ export class MessageStore {
   }
 }
 
-/** Sets to 0 every index value that points below `firstId` (into a block retention deleted). */
-function dropHeadsBelow(table: IdTable, firstId: number): void {
+/** Sets to 0 every index id (not counts) that points below `firstId` (into a block retention deleted). */
+function dropHeadsBelow(table: IdTable, idSlots: readonly number[], firstId: number): void {
   for (let e = 0; e < table.size; e++) {
-    for (let v = 0; v < table.valuesPerEntry; v++) {
+    for (const v of idSlots) {
       const id = table.getValue(e, v);
       if (id !== 0 && id < firstId) {
         table.setValue(e, v, 0);

@@ -5,6 +5,7 @@ import { SettingError } from '../config/setting-error.js';
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { RawMessage } from '../format/record.js';
 import { DataFolderError } from './data-folder.js';
+import { QueueFormatMismatchError } from './queues/folder-queue-format.js';
 import { divergence, mergeFollowerHistory, trimHistory, type Divergence } from './epochs.js';
 import type { EpochMark } from '../format/sync-frames.js';
 import {
@@ -87,18 +88,21 @@ export class StorageService implements OnApplicationShutdown {
         kefuAppid: this.config.kefu_appid,
         limit: this.config.limit,
         groupLimit: this.config.group_limit,
+        hardLimit: this.config.hard_limit,
+        queueFormat: this.config.queue_format,
         logger: this.logger,
         retention: this.retentionPolicy(),
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
+      if (err instanceof QueueFormatMismatchError) throw new SettingError('queue_format', err.setting, err.reason);
       throw err;
     }
     const r = this.engine.openReport!;
     this.logger.log(
       `opened ${this.config.storage_root}: ${r.blocks.length} block(s), index ${r.index}` +
         `${r.reason ? ` (${r.reason})` : ''}, ${r.recordsScanned} records / ${r.bytesScanned} bytes scanned, ` +
-        `${r.peerEntries} users, ${r.groupEntries} groups, next id ${this.engine.nextId}, ${Date.now() - started} ms`,
+        `queue_format ${r.queueFormat} (${r.queueFormatEvidence}), ${r.peerEntries} users, ${r.groupEntries} groups, next id ${this.engine.nextId}, ${Date.now() - started} ms`,
     );
     return r;
   }
@@ -323,7 +327,7 @@ export class StorageService implements OnApplicationShutdown {
     return this.store.syncGroupMessage(appid, gid, lastMsgId, timestamp);
   }
 
-  getNewCount(appid: bigint, uid: bigint, lastMsgId: number): 0 | 1 {
+  getNewCount(appid: bigint, uid: bigint, lastMsgId: number): number {
     return this.store.getNewCount(appid, uid, lastMsgId);
   }
 

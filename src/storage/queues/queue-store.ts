@@ -1,0 +1,169 @@
+/**
+ * The seam between the storage engine and a queue format. `MessageStore` owns the folder (blocks,
+ * index tables, recovery, replication); a `QueueStore` for the folder's format writes messages with
+ * their queue records and walks the queues to answer reads. One subclass per format (v2-queues.ts,
+ * v4-queues.ts); the record and index codecs live in src/format.
+ */
+import { DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
+import type { IndexFileSpec, IndexKind, QueueFormatName } from '../../format/index-file.js';
+import { int64Hi, int64Lo } from '../../format/int64.js';
+import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
+import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../../format/record.js';
+import { blockFileName, type BlockFiles } from '../block-files.js';
+import type { IdTable } from '../id-table.js';
+import { CorruptRecordError } from '../storage-errors.js';
+
+export interface HistoryMessage {
+  msgId: number;
+  deviceId: bigint;
+  cmd: number;
+  raw: Buffer;
+}
+
+export interface SyncResult {
+  messages: HistoryMessage[];
+  lastMsgId: number;
+  hasMore: boolean;
+}
+
+export interface SaveResult {
+  msgId: number;
+  prevMsgId: number;
+}
+
+/** The index tables, replaced as a whole when the log is cut or restarted. */
+export interface QueueTables {
+  peers: IdTable;
+  groups: IdTable;
+}
+
+export interface QueueSettings {
+  /** Most messages one SyncMessage returns (Go default 3000). */
+  limit: number;
+  /** v2: after this many messages SyncMessage follows only the one-to-one chain (0: no limit). */
+  groupLimit: number;
+  /** v4: most messages a user's whole backlog may cost before only one-to-one ones are sent (0: none). */
+  hardLimit: number;
+  /** App id of the customer-service app (v2: decides who sent a MSG_CUSTOMER_SUPPORT). */
+  kefuAppid: bigint;
+}
+
+export abstract class QueueStore {
+  abstract readonly format: QueueFormatName;
+  abstract readonly indexSpecs: Record<IndexKind, IndexFileSpec>;
+
+  constructor(
+    protected readonly files: BlockFiles,
+    protected readonly tables: QueueTables,
+    protected readonly settings: QueueSettings,
+  ) {}
+
+  /** Why a client's body cannot be saved as `cmd` in this format, or null. */
+  abstract saveProblem(cmd: number, body: Buffer): string | null;
+  abstract savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult;
+  abstract savePeerGroupMessage(
+    appid: bigint,
+    members: readonly bigint[],
+    deviceId: bigint,
+    cmd: number,
+    body: Buffer,
+  ): SaveResult[];
+  abstract saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult;
+  abstract syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult;
+  abstract syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult;
+  abstract getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[];
+  abstract getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): number;
+
+  /** The index entry of a user's / a group's queue, slot by slot as in the format's index file. */
+  peerIndexEntry(appid: bigint, uid: bigint): number[] {
+    return this.indexEntry(this.tables.peers, this.findPeer(appid, uid));
+  }
+
+  groupIndexEntry(appid: bigint, gid: bigint): number[] {
+    return this.indexEntry(this.tables.groups, this.findGroup(appid, gid));
+  }
+
+  private indexEntry(table: IdTable, e: number): number[] {
+    return Array.from({ length: table.valuesPerEntry }, (_, v) => (e < 0 ? 0 : table.getValue(e, v)));
+  }
+
+  // ---- shared by both formats ------------------------------------------------------------------------
+
+  protected findPeer(appid: bigint, uid: bigint): number {
+    return this.tables.peers.find(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
+  }
+
+  protected findGroup(appid: bigint, gid: bigint): number {
+    return this.tables.groups.find(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
+  }
+
+  protected upsertPeer(appid: bigint, uid: bigint): number {
+    return this.tables.peers.upsert(int64Hi(appid), int64Lo(appid), int64Hi(uid), int64Lo(uid));
+  }
+
+  protected upsertGroup(appid: bigint, gid: bigint): number {
+    return this.tables.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
+  }
+
+  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
+  protected write<T>(stage: () => T): T {
+    try {
+      const result = stage();
+      this.files.commit();
+      return result;
+    } catch (err) {
+      this.files.discardStaged();
+      throw err;
+    }
+  }
+
+  /** Stages a message record; returns its id. */
+  protected stageMessage(cmd: number, body: Buffer, version = DEFAULT_MESSAGE_VERSION): number {
+    const id = this.files.reserve(recordSize(body.length));
+    writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(id), {
+      cmd,
+      seq: 0,
+      version,
+      flag: 0,
+      body,
+    });
+    return id;
+  }
+
+  /** Stages the framing of a queue record (version 0) and returns where its body goes. */
+  protected stageFrame(id: number, bodySize: number, cmd: number, flag: number): number {
+    const buf = this.files.stagingBuffer;
+    const off = this.files.stagingOffsetOf(id);
+    buf.writeUInt32BE(MAGIC, off);
+    writeMessageHeader(buf, off + 4, bodySize, 0, cmd, 0, flag);
+    buf.writeUInt32BE(MAGIC, off + 16 + bodySize);
+    return off + 16;
+  }
+
+  protected corrupt(id: number, reason: string): CorruptRecordError {
+    return new CorruptRecordError(blockFileName(this.files.blockOf(id)), this.files.offsetOf(id), reason);
+  }
+
+  /** Reads the queue entry at `id` of the queue (appid, owner); anything else there is corruption. */
+  protected readEntry(family: QueueFamily, appid: bigint, owner: bigint, id: number): QueueEntry {
+    const rec = this.files.read(id);
+    const entry = decodeQueueEntry(rec.cmd, rec.flag, rec.body);
+    if (!entry || entry.family !== family) {
+      throw this.corrupt(
+        id,
+        `expected a ${family === 'peer' ? 'user' : 'group'} queue entry, found ${cmdName(rec.cmd)} (${rec.body.length} bytes)`,
+      );
+    }
+    if (entry.appid !== appid || entry.owner !== owner) {
+      throw this.corrupt(
+        id,
+        `${family === 'peer' ? 'queue' : 'group'} entry of ${entry.appid}:${entry.owner} found in the chain of ${appid}:${owner}`,
+      );
+    }
+    return entry;
+  }
+
+  protected toHistory(msgId: number, deviceId: bigint, rec: RawMessage, body: Buffer = rec.body): HistoryMessage {
+    return { msgId, deviceId, cmd: rec.cmd, raw: body };
+  }
+}
