@@ -66,11 +66,14 @@ export function tempDir(prefix = 'ims-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/** The fixtures captured from the newest Go ims (queue_format v4). */
+export const NEWEST_FIXTURE_ROOT = path.resolve(REPO_ROOT, 'test/fixtures/go-ims-newest/small');
+
 /** Copies a fixture data folder (clean, noindex, stale) into a new temp folder, writable. */
-export function copyFixtureDir(name: 'clean' | 'noindex' | 'stale'): string {
+export function copyFixtureDir(name: 'clean' | 'noindex' | 'stale', root = FIXTURE_ROOT): string {
   const dir = tempDir(`ims-${name}-`);
-  for (const f of fs.readdirSync(fixturePath(name))) {
-    fs.copyFileSync(fixturePath(name, f), path.join(dir, f));
+  for (const f of fs.readdirSync(path.join(root, name))) {
+    fs.copyFileSync(path.join(root, name, f), path.join(dir, f));
     fs.chmodSync(path.join(dir, f), 0o644);
   }
   return dir;
@@ -80,8 +83,11 @@ export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** Entries of a folder's peer_index ([appid, uid, last_id, last_peer_id]) and group_index, sorted (files are in any order). */
-export function sortedIndex(dir: string): { peer: number[][]; group: number[][] } {
+/**
+ * Entries of a folder's index files, sorted (files are in any order): v2 peer_index [appid, uid,
+ * last_id, last_peer_id] and group_index; v4 peer_index.v3 and group_index.v2.
+ */
+export function sortedIndex(dir: string, format: 'v2' | 'v4' = 'v2'): { peer: number[][]; group: number[][] } {
   const read = (name: string, size: number) => {
     const data = fs.readFileSync(path.join(dir, name));
     const rows: number[][] = [];
@@ -92,5 +98,7 @@ export function sortedIndex(dir: string): { peer: number[][]; group: number[][] 
     }
     return rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   };
-  return { peer: read('peer_index', 32), group: read('group_index', 24) };
+  return format === 'v4'
+    ? { peer: read('peer_index.v3', 56), group: read('group_index.v2', 48) }
+    : { peer: read('peer_index', 32), group: read('group_index', 24) };
 }
