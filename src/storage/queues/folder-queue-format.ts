@@ -79,14 +79,12 @@ class FoundQueueRecord extends Error {
   }
 }
 
-/** The kind of the first queue record in the log, or null when there is none in the first block. */
+/** The kind of the first queue record in the log, or null when there is none. */
 function firstQueueCmd(files: BlockFiles): number | null {
   for (let b = files.firstBlock; b <= files.writeBlock; b++) {
     try {
       files.scan(b, BLOCK_HEADER_SIZE, (_id, msg) => {
-        if (V2_QUEUE_CMDS.has(msg.cmd) || V4_QUEUE_CMDS.has(msg.cmd) || UNREADABLE_QUEUE_CMDS.has(msg.cmd)) {
-          throw new FoundQueueRecord(msg.cmd);
-        }
+        if (decidesQueueFormat(msg.cmd)) throw new FoundQueueRecord(msg.cmd);
       });
     } catch (err) {
       if (err instanceof FoundQueueRecord) return err.cmd;
@@ -99,9 +97,22 @@ function firstQueueCmd(files: BlockFiles): number | null {
 
 /** What the folder holds (blocks must be open). Refuses queue records ims cannot read. */
 export function folderQueueFormat(root: string, files: BlockFiles): FolderQueueFormat {
+  return queueFormatOf(root, () => firstQueueCmd(files));
+}
+
+/** True for the record kinds that decide a folder's format (the tools look for the first of them). */
+export function decidesQueueFormat(cmd: number): boolean {
+  return V2_QUEUE_CMDS.has(cmd) || V4_QUEUE_CMDS.has(cmd) || UNREADABLE_QUEUE_CMDS.has(cmd);
+}
+
+/**
+ * What the folder holds, given a way to find the kind of the log's first queue record (the engine
+ * scans its blocks; the tools their own reader).
+ */
+export function queueFormatOf(root: string, firstQueueCmd: () => number | null): FolderQueueFormat {
   const record = readQueueFormatFile(root);
   if (record) return { format: record.format, evidence: `its ${QUEUE_FORMAT_FILE} file`, record };
-  const cmd = firstQueueCmd(files);
+  const cmd = firstQueueCmd();
   if (cmd !== null && UNREADABLE_QUEUE_CMDS.has(cmd)) {
     throw new StorageOpenError(
       `${root} holds ${cmdName(cmd)} queue records (a GoBelieve store version between 2.0 and the newest), ` +
