@@ -14,9 +14,10 @@ import { readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
 import { runRepair } from './repair.js';
 import { runBackup } from './backup.js';
+import { runUpgrade } from './upgrade.js';
 import { verifyFolder, type BlockReport, type VerifyReport } from './verify.js';
 
-export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'backup', 'cluster'] as const;
+export const CLI_COMMANDS = ['verify', 'inspect', 'repair', 'backup', 'upgrade', 'cluster'] as const;
 
 export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
@@ -34,6 +35,9 @@ const USAGE = `usage:
   ims backup --from HOST:SYNC_PORT DIR [--block-size N]
       copy a running server's log up to its end at the moment of connecting into DIR (a data folder);
       run again on the same DIR to continue from where it stopped
+  ims upgrade --queue-format v4 DATA_DIR [--json] [--block-size N]
+      with the server stopped: switch a v2 (Go ims 2.0) folder to v4 queues (newest GoBelieve); every
+      message and sync key stays valid, unread counts become exact; Go 2.0 can no longer serve the folder
   ims cluster init --etcd HOST:PORT[,…] --cluster NAME --shards N
       write a cluster's shard map in etcd (refuses to change an existing one)
   ims cluster status --etcd HOST:PORT[,…] --cluster NAME [--json]
@@ -61,6 +65,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await clusterCommand(rest);
       case 'backup':
         return await backupCommand(rest);
+      case 'upgrade':
+        return await upgradeCommand(rest);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
     }
@@ -316,6 +322,24 @@ async function repairCommand(args: string[]): Promise<number> {
     },
     onProgress: (done, total, file) => bar.update(done, total, file),
   });
+}
+
+async function upgradeCommand(args: string[]): Promise<number> {
+  const { values, dataDir } = parse(args, { ...COMMON, 'queue-format': { type: 'string' } });
+  const format = values['queue-format'];
+  if (format === undefined) throw new UsageError('--queue-format v4 is missing');
+  if (format !== 'v4') throw new UsageError(`--queue-format must be v4 (the only upgrade), not ${JSON.stringify(format)}`);
+  checkDataDir(dataDir);
+  const sizes = blockSizeOf(dataDir, values['block-size']);
+  const r = await runUpgrade(dataDir, 'v4', { blockSize: sizes.blockSize });
+  if (values.json === true) print(JSON.stringify(r));
+  else if (!r.changed) print(`${dataDir} already serves queue_format v4 (since id ${r.since}); nothing to do`);
+  else
+    print(
+      `${dataDir}: switched from queue_format ${r.from} to v4 at id ${r.since}; ${r.users} users and ` +
+        `${r.groups} groups keep their history (v4 index files saved; Go 2.0 can no longer serve this folder)`,
+    );
+  return EXIT_OK;
 }
 
 async function backupCommand(args: string[]): Promise<number> {

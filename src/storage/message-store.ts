@@ -118,6 +118,7 @@ export class MessageStore {
       groupLimit: this.options.groupLimit ?? 0,
       hardLimit: this.options.hardLimit ?? 0,
       kefuAppid: this.options.kefuAppid ?? 0n,
+      v2Below: format === 'v4' ? (this.queueFormatSwitch?.since ?? 0) : 0,
     };
     this.queues =
       format === 'v4'

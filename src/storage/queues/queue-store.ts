@@ -46,6 +46,8 @@ export interface QueueSettings {
   hardLimit: number;
   /** App id of the customer-service app (v2: decides who sent a MSG_CUSTOMER_SUPPORT). */
   kefuAppid: bigint;
+  /** v4 folder upgraded from v2: records below this id were written under v2's rules (0: none). */
+  v2Below: number;
 }
 
 export abstract class QueueStore {

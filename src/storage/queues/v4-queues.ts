@@ -16,7 +16,9 @@ import {
   BLOCK_HEADER_SIZE,
   Cmd,
   GROUP_SYNC_LIMIT,
+  LATEST_CMDS,
   MESSAGE_FLAG_GROUP,
+  SYNC_CMDS,
   QUEUE_BATCH_SIZE,
   V4_LATEST_CMDS,
   V4_MESSAGE_VERSION,
@@ -171,6 +173,16 @@ export class V4Queues extends QueueStore {
 
   // ---- reads ---------------------------------------------------------------------------------------
 
+  /**
+   * Whether SyncMessage (or GetLatestMessage) returns a message of this kind: v4's kinds, and below an
+   * upgrade's switch point also v2's (CustomerMessage 24/25), so no message synced before an upgrade
+   * stops being synced after it.
+   */
+  private syncable(msgId: number, cmd: number, latest: boolean): boolean {
+    if ((latest ? V4_LATEST_CMDS : V4_SYNC_CMDS).has(cmd)) return true;
+    return msgId < this.settings.v2Below && (latest ? LATEST_CMDS : SYNC_CMDS).has(cmd);
+  }
+
   private history(entry: QueueEntry, rec: RawMessage): HistoryMessage {
     return this.toHistory(entry.msgid, entry.deviceId, rec, replyBody(rec.cmd, rec.version, rec.body));
   }
@@ -244,7 +256,7 @@ export class V4Queues extends QueueStore {
       if (entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
       id = peerOnly ? entry.prevPeerMsgid : entry.prevMsgid;
-      if (V4_SYNC_CMDS.has(rec.cmd)) {
+      if (this.syncable(entry.msgid, rec.cmd, false)) {
         messages.push(this.history(entry, rec));
         if (messages.length >= this.settings.limit) {
           const more = id >= firstId && id > 0 && this.readEntry('peer', appid, uid, id).msgid > sinceMsgId;
@@ -276,7 +288,7 @@ export class V4Queues extends QueueStore {
       const entry = this.readEntry('peer', appid, uid, id);
       if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
-      if (V4_LATEST_CMDS.has(rec.cmd)) {
+      if (this.syncable(entry.msgid, rec.cmd, true)) {
         messages.push(this.history(entry, rec));
         if (messages.length >= limit) break;
       }
