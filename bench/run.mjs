@@ -15,7 +15,8 @@
 // --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
 // --no-whatif a full run also measures transport and saves at 16 and 64 in flight under --whatif nodelay
 //            and batchwrite (each in a child run); this skips that
-// --only a,b run only these sections (disk, engine, framing, transport, saves, replicated, sync, rebuild, memory)
+// --only a,b run only these sections (disk, engine, framing, transport, saves, replicated, sync, rebuild, memory,
+//            queues)
 import * as fs from 'node:fs';
 import fsModule from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -44,6 +45,7 @@ import {
   waitForQuiet,
 } from './lib.mjs';
 import { summarizeProfile } from './profile-summary.mjs';
+import { queueBench } from './queues.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
@@ -74,6 +76,7 @@ const SETTINGS = QUICK
       syncMessagesPerUser: 100,
       rebuildBytes: 8 * 2 ** 20,
       memoryUsers: 100_000,
+      queueSizes: [1_000, 10_000],
       profileMs: flag('--profile') ? 2000 : 0,
     }
   : {
@@ -85,6 +88,7 @@ const SETTINGS = QUICK
       syncMessagesPerUser: 100,
       rebuildBytes: 320 * 2 ** 20,
       memoryUsers: 10_000_000,
+      queueSizes: [10_000, 100_000, 1_000_000],
       profileMs: 4000,
     };
 
@@ -219,9 +223,9 @@ async function diskCeiling(inflight, durability, runNo) {
 
 // ---- 2b. engine alone: MessageStore in this process (no Nest, no RPC) --------------------------------
 
-async function engineCeiling(inflight, durability, runNo) {
-  const root = path.join(work, `engine-${durability}-${inflight}-${runNo}`);
-  const store = MessageStore.open({ root });
+async function engineCeiling(inflight, durability, runNo, queueFormat = 'v2') {
+  const root = path.join(work, `engine-${durability}-${inflight}-${runNo}-${queueFormat}`);
+  const store = MessageStore.open({ root, queueFormat });
   const call =
     durability === 'sync'
       ? (n) => {
@@ -483,7 +487,7 @@ async function memoryBench() {
   // A real folder with one saved message, whose queue entry every synthetic user's index entry points at.
   const store = MessageStore.open({ root });
   store.savePeerMessage(APP_ID, 1n, 1n, CMD_IM, body);
-  const entryId = store.peerHead(APP_ID, 1n).lastId;
+  const entryId = store.peerHead(APP_ID, 1n)[0];
   await store.close();
   const state = JSON.parse(fs.readFileSync(path.join(root, 'index_state'), 'utf8'));
   const fd = fs.openSync(path.join(root, 'peer_index'), 'w');
@@ -737,6 +741,21 @@ function markdown(res) {
   );
   L.push(`| same: load time | ${fmt(mem.loadMs)} ms |`);
   L.push('');
+  const q = res.queues;
+  L.push('**v4 queues** (queue_format v4, engine alone): one user, from a sync key 100 entries back');
+  L.push('');
+  L.push('| queue entries | GetNewCount | SyncMessage page (100 messages) | GetNewCount from 0 |');
+  L.push('|---:|---:|---:|---:|');
+  for (const r of q.rows) {
+    L.push(`| ${fmt(r.entries)} | ${r.newCountUs} µs | ${r.syncPageUs} µs | ${r.fullCountUs} µs |`);
+  }
+  L.push('');
+  L.push(
+    `Largest / smallest queue: GetNewCount ${q.largestOverSmallest.newCount}×, SyncMessage page ` +
+      `${q.largestOverSmallest.syncPage}× (target under 2). Saves at 64 in flight, durability=sync, engine alone: ` +
+      `v2 ${fmt(q.saves.v2.opsPerSec)}/s, v4 ${fmt(q.saves.v4.opsPerSec)}/s = ${q.saves.v4OverV2}× (target within 10%).`,
+  );
+  L.push('');
   const others = [
     ...Object.values(res.saves.sync),
     ...Object.values(res.saves.interval),
@@ -780,6 +799,19 @@ function targetsOf(res) {
     s64.opsPerSec,
     fmt(s64.opsPerSec),
     s64.opsPerSec > TARGETS.savesPerSecSync64,
+  );
+  const qs = res.queues.largestOverSmallest;
+  add(
+    'v4: GetNewCount and a SyncMessage page, largest / smallest queue < 2',
+    Math.max(qs.newCount, qs.syncPage),
+    `${qs.newCount}× / ${qs.syncPage}×`,
+    qs.newCount < 2 && qs.syncPage < 2,
+  );
+  add(
+    'v4 saves within 10% of v2 (engine alone, 64 in flight, sync)',
+    res.queues.saves.v4OverV2,
+    `${res.queues.saves.v4OverV2}×`,
+    res.queues.saves.v4OverV2 >= 0.9,
   );
   const f = res.sync.full_64;
   add(
@@ -918,6 +950,17 @@ async function main() {
     res.replicated = await replicatedSaves();
     const standalone = res.saves.sync[64]?.opsPerSec;
     if (standalone) res.replicated.ratioToStandalone = round(res.replicated.opsPerSec / standalone, 2);
+  }
+
+  if (want('queues')) {
+    res.queues = await queueBench({ work, sizes: SETTINGS.queueSizes, durationMs: SETTINGS.durationMs / 2, log });
+    // Saves through the engine in each format, same run: a v4 queue record is 16 bytes longer.
+    res.queues.saves = {};
+    for (const f of ['v2', 'v4']) {
+      log(`engine alone sync 64 in flight, queue_format ${f}`);
+      res.queues.saves[f] = await repeat((r) => engineCeiling(64, 'sync', r, f));
+    }
+    res.queues.saves.v4OverV2 = ratio(res.queues.saves.v4.opsPerSec, res.queues.saves.v2.opsPerSec);
   }
 
   if (want('sync')) {
