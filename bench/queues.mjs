@@ -43,13 +43,24 @@ export async function queueBench({ work, sizes, durationMs, log }) {
       const count = store.getNewCount(APP_ID, uid, key);
       const page = store.syncMessage(APP_ID, uid, key);
       if (count !== 100 || page.messages.length !== 100 || page.hasMore) {
-        throw new Error(`queue of ${size}: count ${count}, page ${page.messages.length} (hasMore ${page.hasMore})`);
+        throw new Error(
+          `queue of ${size}: count ${count}, page ${page.messages.length} (hasMore ${page.hasMore})`,
+        );
       }
       rows.push({
         entries: size,
-        newCountUs: round(timePerCall(() => store.getNewCount(APP_ID, uid, key), durationMs), 2),
-        syncPageUs: round(timePerCall(() => store.syncMessage(APP_ID, uid, key), durationMs), 1),
-        fullCountUs: round(timePerCall(() => store.getNewCount(APP_ID, uid, 0), durationMs / 4), 3),
+        newCountUs: round(
+          timePerCall(() => store.getNewCount(APP_ID, uid, key), durationMs),
+          2,
+        ),
+        syncPageUs: round(
+          timePerCall(() => store.syncMessage(APP_ID, uid, key), durationMs),
+          1,
+        ),
+        fullCountUs: round(
+          timePerCall(() => store.getNewCount(APP_ID, uid, 0), durationMs / 4),
+          3,
+        ),
       });
     }
   } finally {

@@ -953,7 +953,12 @@ async function main() {
   }
 
   if (want('queues')) {
-    res.queues = await queueBench({ work, sizes: SETTINGS.queueSizes, durationMs: SETTINGS.durationMs / 2, log });
+    res.queues = await queueBench({
+      work,
+      sizes: SETTINGS.queueSizes,
+      durationMs: SETTINGS.durationMs / 2,
+      log,
+    });
     // Saves through the engine in each format, same run: a v4 queue record is 16 bytes longer.
     res.queues.saves = {};
     for (const f of ['v2', 'v4']) {

@@ -328,12 +328,14 @@ async function upgradeCommand(args: string[]): Promise<number> {
   const { values, dataDir } = parse(args, { ...COMMON, 'queue-format': { type: 'string' } });
   const format = values['queue-format'];
   if (format === undefined) throw new UsageError('--queue-format v4 is missing');
-  if (format !== 'v4') throw new UsageError(`--queue-format must be v4 (the only upgrade), not ${JSON.stringify(format)}`);
+  if (format !== 'v4')
+    throw new UsageError(`--queue-format must be v4 (the only upgrade), not ${JSON.stringify(format)}`);
   checkDataDir(dataDir);
   const sizes = blockSizeOf(dataDir, values['block-size']);
   const r = await runUpgrade(dataDir, 'v4', { blockSize: sizes.blockSize });
   if (values.json === true) print(JSON.stringify(r));
-  else if (!r.changed) print(`${dataDir} already serves queue_format v4 (since id ${r.since}); nothing to do`);
+  else if (!r.changed)
+    print(`${dataDir} already serves queue_format v4 (since id ${r.since}); nothing to do`);
   else
     print(
       `${dataDir}: switched from queue_format ${r.from} to v4 at id ${r.since}; ${r.users} users and ` +

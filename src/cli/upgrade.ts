@@ -24,7 +24,8 @@ export async function runUpgrade(
   target: QueueFormatName,
   options: { blockSize: number },
 ): Promise<UpgradeResult> {
-  if (target !== 'v4') throw new Error(`only an upgrade to v4 exists (a v4 folder cannot go back to ${target})`);
+  if (target !== 'v4')
+    throw new Error(`only an upgrade to v4 exists (a v4 folder cannot go back to ${target})`);
   const store = MessageStore.open({ root, blockSize: options.blockSize, lockRole: 'ims upgrade' });
   try {
     const from = store.queueFormat;

@@ -77,6 +77,8 @@ export class StatusController {
         bytes_since_index_save: s.bytesSinceIndexSave,
         first_message_id: s.firstMessageId,
         retention_bytes_reclaimed: s.retentionBytesReclaimed,
+        queue_format: s.queueFormat,
+        queue_format_since: s.queueFormatSince,
         last_fsync_at: s.lastFsyncAt ? new Date(s.lastFsyncAt).toISOString() : null,
         fsync_failure: s.fsyncFailure,
       },

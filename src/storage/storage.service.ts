@@ -43,6 +43,9 @@ export interface StorageStatus {
   firstMessageId: number;
   /** Block bytes deleted by retention since start-up. */
   retentionBytesReclaimed: number;
+  /** v2 (Go ims 2.0) or v4 (newest GoBelieve); where an upgrade switched the folder, if it did. */
+  queueFormat: string;
+  queueFormatSince: number | null;
 }
 
 /**
@@ -95,7 +98,8 @@ export class StorageService implements OnApplicationShutdown {
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
-      if (err instanceof QueueFormatMismatchError) throw new SettingError('queue_format', err.setting, err.reason);
+      if (err instanceof QueueFormatMismatchError)
+        throw new SettingError('queue_format', err.setting, err.reason);
       throw err;
     }
     const r = this.engine.openReport!;
@@ -372,6 +376,8 @@ export class StorageService implements OnApplicationShutdown {
       durability: this.config.durability,
       firstMessageId: s?.firstId ?? 0,
       retentionBytesReclaimed: s?.bytesReclaimed ?? 0,
+      queueFormat: s?.queueFormat ?? this.config.queue_format ?? 'v2',
+      queueFormatSince: s?.queueFormatSwitch?.since ?? null,
     };
   }
 

@@ -33,7 +33,7 @@ const fingerprint = (m: HistoryMessage) => `${m.msgId}/${m.cmd}/${m.deviceId}/${
 /** Every user's queue entries, oldest first, read from the log (message ids). */
 function queues(store: MessageStore): Map<Key, { appid: bigint; uid: bigint; msgIds: number[] }> {
   const out = new Map<Key, { appid: bigint; uid: bigint; msgIds: number[] }>();
-  for (let id = store.firstId; id < store.nextId; ) {
+  for (let id = store.firstId; id < store.nextId;) {
     const { records, next } = store.readLog(id, store.nextId, 10_000, 1 << 30);
     if (records.length === 0) break;
     for (const { msg } of records) {
@@ -73,7 +73,10 @@ describe('ims upgrade --queue-format v4 on the Go 2.0 fixture', () => {
     const store = MessageStore.open({ root: dir, limit: 1_000_000 });
     entries = queues(store);
     before2 = new Map(
-      [...entries.values()].map((q) => [key(q.appid, q.uid), syncAll(store, q.appid, q.uid).map(fingerprint)]),
+      [...entries.values()].map((q) => [
+        key(q.appid, q.uid),
+        syncAll(store, q.appid, q.uid).map(fingerprint),
+      ]),
     );
     logEnd = store.nextId;
     await store.close();
@@ -98,11 +101,16 @@ describe('ims upgrade --queue-format v4 on the Go 2.0 fixture', () => {
     const r = await ims('upgrade', '--queue-format', 'v4', dir);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`switched from queue_format v2 to v4 at id ${logEnd}`));
-    const record = JSON.parse(fs.readFileSync(path.join(dir, 'queue_format'), 'utf8')) as Record<string, unknown>;
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'queue_format'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     assert.equal(record.format, 'v4');
     assert.equal(record.since, logEnd);
     assert.equal(record.from, 'v2');
-    assert.ok(fs.existsSync(path.join(dir, 'peer_index.v3')) && fs.existsSync(path.join(dir, 'group_index.v2')));
+    assert.ok(
+      fs.existsSync(path.join(dir, 'peer_index.v3')) && fs.existsSync(path.join(dir, 'group_index.v2')),
+    );
     assert.ok(!fs.existsSync(path.join(dir, 'peer_index')), 'the stale v2 index is removed');
     const again = await ims('upgrade', '--queue-format', 'v4', dir);
     assert.equal(again.code, 0);
@@ -126,7 +134,11 @@ describe('ims upgrade --queue-format v4 on the Go 2.0 fixture', () => {
         assert.equal(store.getNewCount(q.appid, q.uid, 0), n, `${q.appid}:${q.uid} count from 0`);
         // A sync key a client holds from before the upgrade: the entries after it, exactly.
         const k = Math.floor(n / 2);
-        assert.equal(store.getNewCount(q.appid, q.uid, q.msgIds[k]), n - 1 - k, `${q.appid}:${q.uid} count from #${k}`);
+        assert.equal(
+          store.getNewCount(q.appid, q.uid, q.msgIds[k]),
+          n - 1 - k,
+          `${q.appid}:${q.uid} count from #${k}`,
+        );
         checked++;
       }
       assert.ok(checked > 20, `only ${checked} users`);
@@ -150,7 +162,10 @@ describe('ims upgrade --queue-format v4 on the Go 2.0 fixture', () => {
       const entry = decodeQueueEntry(rec[1].msg.cmd, rec[1].msg.flag, rec[1].msg.body)!;
       assert.equal(entry.seq, q.msgIds.length + 1);
       const r = store.syncMessage(q.appid, q.uid, newest);
-      assert.deepEqual(r.messages.map((m) => m.msgId), [saved.msgId]);
+      assert.deepEqual(
+        r.messages.map((m) => m.msgId),
+        [saved.msgId],
+      );
       assert.equal(r.hasMore, false);
       assert.equal(store.getNewCount(q.appid, q.uid, newest), 1);
       assert.equal(store.getNewCount(q.appid, q.uid, saved.msgId), 0);

@@ -36,7 +36,10 @@ describe('v4 queues across an upgrade from v2', () => {
     store.switchToV4();
     assert.equal(store.getNewCount(APP, UID, 0), 3500);
     let pages = syncPages(store);
-    assert.deepEqual(pages.map((p) => p.length), [3000, 500]);
+    assert.deepEqual(
+      pages.map((p) => p.length),
+      [3000, 500],
+    );
     assert.equal(pages[0][0].msgId, ids[2999], 'the first page ends at the 3000th message');
     for (let i = 3500; i < 5100; i++) ids.push(store.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(i)).msgId);
     await store.close();
@@ -44,14 +47,23 @@ describe('v4 queues across an upgrade from v2', () => {
     store = MessageStore.open({ root: dir });
     try {
       pages = syncPages(store);
-      assert.deepEqual(pages.map((p) => p.length), [3000, 2100]);
-      const delivered = pages.flat().map((m) => m.msgId).sort((a, b) => a - b);
+      assert.deepEqual(
+        pages.map((p) => p.length),
+        [3000, 2100],
+      );
+      const delivered = pages
+        .flat()
+        .map((m) => m.msgId)
+        .sort((a, b) => a - b);
       assert.deepEqual(delivered, ids);
       assert.equal(store.getNewCount(APP, UID, 0), 5100);
       assert.equal(store.getNewCount(APP, UID, ids[2999]), 2100, 'from a v2-era key');
       assert.equal(store.getNewCount(APP, UID, ids[4499]), 600, 'from a v4 key');
       assert.equal(store.getNewCount(APP, UID, ids[4499] + 1), 0, 'not a message id');
-      assert.deepEqual(syncPages(store, ids[4999]).map((p) => p.length), [100]);
+      assert.deepEqual(
+        syncPages(store, ids[4999]).map((p) => p.length),
+        [100],
+      );
     } finally {
       await store.close();
     }
@@ -62,7 +74,8 @@ describe('v4 queues across an upgrade from v2', () => {
     dirs.push(dir);
     const store = MessageStore.open({ root: dir, queueFormat: 'v4', limit: 1000, hardLimit: 2000 });
     try {
-      for (let i = 0; i < 7000; i++) store.savePeerMessage(APP, UID, 1n, i % 2 ? Cmd.GROUP_IM : Cmd.IM, imBody(i));
+      for (let i = 0; i < 7000; i++)
+        store.savePeerMessage(APP, UID, 1n, i % 2 ? Cmd.GROUP_IM : Cmd.IM, imBody(i));
       const r = store.syncMessage(APP, UID, 0);
       assert.equal(r.messages.length, 1000);
       assert.equal(r.hasMore, true);
@@ -106,7 +119,10 @@ describe('v4 queues across an upgrade from v2', () => {
       const { records } = master.readLog(master.firstId, master.nextId, 10, 1 << 20);
       slave.applyReplicated(records[0].id, records[0].msg);
       const end = slave.nextId;
-      assert.throws(() => slave.applyReplicated(records[1].id, records[1].msg), /v4 queue record .* queue_format is v2/);
+      assert.throws(
+        () => slave.applyReplicated(records[1].id, records[1].msg),
+        /v4 queue record .* queue_format is v2/,
+      );
       assert.equal(slave.nextId, end);
     } finally {
       await master.close();
