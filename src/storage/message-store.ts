@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { QueueFormatName } from '../format/index-file.js';
-import { isQueueCmd, V4_QUEUE_CMDS } from '../format/queue-entries.js';
+import { decodeQueueEntry, isQueueCmd, V4_QUEUE_CMDS } from '../format/queue-entries.js';
 import { recordSize, writeRecord, type RawMessage } from '../format/record.js';
 import { BlockFiles } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
@@ -385,7 +385,9 @@ export class MessageStore {
       );
     }
     const hasV2Queues = this.formatDecided && (this.tables.peers.size > 0 || this.tables.groups.size > 0);
-    this.switchToV4(hasV2Queues ? id : 0);
+    // The master switched at the log end, where the message of its first v4 save begins.
+    const firstV4Message = decodeQueueEntry(msg.cmd, msg.flag, msg.body)?.msgid ?? id;
+    this.switchToV4(hasV2Queues ? Math.min(firstV4Message, id) : 0);
     this.logger.log(`the master writes v4 queues (record ${id}): this folder now serves queue_format v4`);
   }
 

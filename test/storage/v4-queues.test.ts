@@ -108,6 +108,36 @@ describe('v4 queues across an upgrade from v2', () => {
     }
   });
 
+  it('a v2 slave whose master is upgraded switches with it at the first v4 record, history kept', async () => {
+    const masterDir = tempDir();
+    const slaveDir = tempDir();
+    dirs.push(masterDir, slaveDir);
+    const master = MessageStore.open({ root: masterDir });
+    const slave = MessageStore.open({ root: slaveDir });
+    const follow = () => {
+      const { records } = master.readLog(slave.nextId, master.nextId, 100_000, 1 << 30);
+      for (const r of records) slave.applyReplicated(r.id, r.msg);
+    };
+    try {
+      for (let i = 0; i < 30; i++) master.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(i));
+      follow();
+      assert.equal(slave.queueFormat, 'v2');
+      await master.flush();
+      master.switchToV4();
+      const since = master.nextId;
+      for (let i = 30; i < 40; i++) master.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(i));
+      follow();
+      assert.equal(slave.queueFormat, 'v4');
+      assert.deepEqual(slave.queueFormatSwitch, { since, from: 'v2' });
+      assert.equal(slave.getNewCount(APP, UID, 0), 40);
+      assert.deepEqual(slave.syncMessage(APP, UID, 0), master.syncMessage(APP, UID, 0));
+      assert.deepEqual(slave.peerHead(APP, UID), master.peerHead(APP, UID));
+    } finally {
+      await master.close();
+      await slave.close();
+    }
+  });
+
   it('a slave pinned to queue_format=v2 refuses v4 records, naming both, and writes nothing', async () => {
     const masterDir = tempDir();
     const slaveDir = tempDir();
