@@ -71,7 +71,14 @@ describe('bench/run.mjs --quick', () => {
       assert.equal(res.memory.users, 100_000);
       assert.ok(res.memory.rssMB > 0 && res.memory.heapUsedMB > 0 && res.memory.bytesPerUser > 0);
       assert.ok(res.framing.usPerMessage > 0);
-      assert.equal(res.targets.length, 6);
+      assert.equal(res.queues.rows.length, 2);
+      for (const r of res.queues.rows) assert.ok(r.newCountUs > 0 && r.syncPageUs > 0, JSON.stringify(r));
+      assert.ok(res.queues.largestOverSmallest.newCount > 0 && res.queues.largestOverSmallest.syncPage > 0);
+      assertFigures('engine saves v2', res.queues.saves.v2);
+      assertFigures('engine saves v4', res.queues.saves.v4);
+      assert.ok(res.queues.saves.v4OverV2 > 0);
+      assert.match(md, /v4 queues/);
+      assert.equal(res.targets.length, 8);
     },
   );
 });
