@@ -10,7 +10,7 @@ import { listBlocks } from '../storage/block-files.js';
 import { describeOwner, lockHolder } from '../storage/data-dir-lock.js';
 import { clusterInit, clusterStatus, formatClusterStatus } from './cluster.js';
 import { runInspect, type InspectTarget } from './inspect.js';
-import { readStateFile } from './index-model.js';
+import { describeQueueFormat, readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
 import { runRepair } from './repair.js';
 import { runBackup } from './backup.js';
@@ -241,6 +241,7 @@ function printVerify(r: VerifyReport): void {
   if (r.firstId > 32) {
     print(`log starts at ${r.firstId} (${r.blocks[0]?.file}): older blocks were deleted by retention`);
   }
+  print(describeQueueFormat(r.queueFormat));
   print(r.index.peer.message);
   print(r.index.group.message);
   print(r.index.state.message);
@@ -250,8 +251,15 @@ function printVerify(r: VerifyReport): void {
     `chains: ${c.peerEntries} user queue entries (${c.users} users), ${c.groupEntries} group entries (${c.groups} groups); ` +
       `${c.linksToPreviousHead} links to the previous head, ${c.linksSkippingEntries} skipping entries, ` +
       `${c.linksRestarting} restarting at 0; ${c.badLinks} bad links, ${c.badMessagePointers} bad message pointers, ` +
-      `${c.malformedEntries} malformed entries`,
+      `${c.malformedEntries} malformed entries` +
+      (c.foreignEntries > 0 ? `, ${c.foreignEntries} entries of the other queue format` : ''),
   );
+  if (c.seqsChecked + c.batchMarks + c.badSeqs > 0) {
+    print(
+      `sequences: ${c.seqsChecked} entry seqs checked, ${c.badSeqs} wrong; ${c.batchMarks} batch marks` +
+        (r.firstId > 32 ? ' (seqs after retention are not checked against the count)' : ''),
+    );
+  }
   if (r.clean) {
     print('clean');
     return;

@@ -1,7 +1,8 @@
 /** Records decoded for people: cmd names, ids, chain pointers, and text bodies shown as text. */
-import { Cmd, MESSAGE_FLAG_GROUP, cmdName } from '../format/constants.js';
-import { decodeCustomerBody, decodeGroupEntry, decodeImBody, decodeOfflineEntry } from '../format/bodies.js';
+import { Cmd, cmdName } from '../format/constants.js';
+import { decodeCustomerBody, decodeImBody } from '../format/bodies.js';
 import { int64ToJson } from '../format/int64.js';
+import { V4_QUEUE_CMDS, decodeQueueEntry, isQueueCmd, type QueueEntry } from '../format/queue-entries.js';
 import type { RawMessage } from '../format/record.js';
 
 export type FieldValue = number | string | boolean;
@@ -55,6 +56,13 @@ export function decodeRecordForPeople(
     fields: {},
   };
   const body = msg.body;
+  if (isQueueCmd(msg.cmd)) {
+    const e = decodeQueueEntry(msg.cmd, msg.flag, body);
+    if (e) {
+      out.fields = queueEntryFields(msg.cmd, e);
+      return out;
+    }
+  }
   switch (msg.cmd) {
     case Cmd.IM:
     case Cmd.GROUP_IM: {
@@ -83,41 +91,48 @@ export function decodeRecordForPeople(
       };
       return { ...out, ...textOrHex(c.content) };
     }
+    case Cmd.CUSTOMER_V2: {
+      // CustomerMessageV2 (newest GoBelieve): sender appid, sender, receiver appid, receiver, timestamp.
+      const c = decodeCustomerBody(body);
+      if (!c) break;
+      out.fields = {
+        senderAppid: int64ToJson(c.customerAppid),
+        sender: int64ToJson(c.customerId),
+        receiverAppid: int64ToJson(c.storeId),
+        receiver: int64ToJson(c.sellerId),
+        timestamp: c.timestamp,
+        time: time(c.timestamp),
+      };
+      return { ...out, ...textOrHex(c.content) };
+    }
     case Cmd.GROUP_NOTIFICATION:
     case Cmd.SYSTEM:
     case Cmd.NOTIFICATION:
       return { ...out, ...textOrHex(body) };
-    case Cmd.OFFLINE:
-    case Cmd.OFFLINE_V2: {
-      const e = decodeOfflineEntry(msg.cmd, body);
-      if (!e) break;
-      out.fields = {
-        appid: int64ToJson(e.appid),
-        uid: int64ToJson(e.receiver),
-        msgid: e.msgid,
-        deviceId: int64ToJson(e.deviceId),
-        prevMsgid: e.prevMsgid,
-        prevPeerMsgid: e.prevPeerMsgid,
-        group: (msg.flag & MESSAGE_FLAG_GROUP) !== 0,
-      };
-      return out;
-    }
-    case Cmd.GROUP_IM_LIST: {
-      const e = decodeGroupEntry(body);
-      if (!e) break;
-      out.fields = {
-        appid: int64ToJson(e.appid),
-        gid: int64ToJson(e.gid),
-        msgid: e.msgid,
-        deviceId: int64ToJson(e.deviceId),
-        prevMsgid: e.prevMsgid,
-      };
-      return out;
-    }
   }
   // Unknown kinds and bodies too short for their kind: show the bytes.
   out.hex = body.subarray(0, HEX_LIMIT).toString('hex') + (body.length > HEX_LIMIT ? '…' : '');
   return out;
+}
+
+/**
+ * A queue entry's fields, named as in the format that wrote it: v4 entries (248, 247) add their seq and
+ * batch link; group queues have no one-to-one link and user queues mark group messages.
+ */
+function queueEntryFields(cmd: number, e: QueueEntry): Record<string, FieldValue> {
+  const peer = e.family === 'peer';
+  const v4 = V4_QUEUE_CMDS.has(cmd);
+  return {
+    appid: int64ToJson(e.appid),
+    [peer ? 'uid' : 'gid']: int64ToJson(e.owner),
+    msgid: e.msgid,
+    deviceId: int64ToJson(e.deviceId),
+    ...(v4 ? { seq: e.seq } : {}),
+    prevMsgid: e.prevMsgid,
+    ...(peer ? { prevPeerMsgid: e.prevPeerMsgid } : {}),
+    ...(v4 ? { prevBatchMsgid: e.prevBatchMsgid } : {}),
+    ...(peer ? { group: e.groupFlagged } : {}),
+  };
 }
 
 /** One or two lines of text for a decoded record. */

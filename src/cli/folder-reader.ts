@@ -11,6 +11,7 @@ import { recordChecksum } from '../format/checksum-file.js';
 import { BlockAddressing } from '../format/block-addressing.js';
 import { nextWholeRecord } from '../storage/block-reader.js';
 import type { BlockChecksums } from '../storage/record-checksums.js';
+import { decidesQueueFormat } from '../storage/queues/folder-queue-format.js';
 
 const CHUNK = 1 << 20;
 /** The largest record there can be: a chunk read this much past a MAGIC holds the whole record. */
@@ -164,8 +165,32 @@ export class FolderReader extends BlockAddressing {
     return nextWholeRecord(fd, this.fileSize(blockNo), offset, sums);
   }
 
+  /**
+   * The kind of the log's first record that decides the folder's queue format (see
+   * queueFormatOf), or null when the log holds none. Reads only up to that record.
+   */
+  firstQueueCmd(): number | null {
+    for (const b of this.blocks) {
+      try {
+        this.scan(b, BLOCK_HEADER_SIZE, (_id, msg) => {
+          if (decidesQueueFormat(msg.cmd)) throw new FoundQueueCmd(msg.cmd);
+        });
+      } catch (err) {
+        if (err instanceof FoundQueueCmd) return err.cmd;
+        throw err;
+      }
+    }
+    return null;
+  }
+
   close(): void {
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
+  }
+}
+
+class FoundQueueCmd extends Error {
+  constructor(readonly cmd: number) {
+    super('found');
   }
 }

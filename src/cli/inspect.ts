@@ -1,13 +1,25 @@
 /**
  * `ims inspect`: prints records decoded. A user's or group's queue (newest first, each entry with the
- * message it points at), one record by id, or records in log order. Read-only.
+ * message it points at), one record by id, or records in log order. Read-only. Every output names the
+ * folder's queue format (v2 or v4, found as the engine finds it) and where it was switched, if it was.
  */
-import { BLOCK_HEADER_SIZE, Cmd } from '../format/constants.js';
-import { decodeGroupEntry, decodeOfflineEntry } from '../format/bodies.js';
+import { BLOCK_HEADER_SIZE } from '../format/constants.js';
+import { decodeQueueEntry, isQueueCmd } from '../format/queue-entries.js';
 import { blockFileName } from '../storage/block-files.js';
 import { decodeRecordForPeople, formatRecord, type DecodedRecord } from './describe-record.js';
 import { FolderReader, type BlockScan } from './folder-reader.js';
-import { RebuiltIndex, readIndexFile, readStateFile, wordsOf } from './index-model.js';
+import {
+  INDEX_VALUE_NAMES,
+  RebuiltIndex,
+  describeQueueFormat,
+  folderLayout,
+  readIndexFile,
+  readStateFile,
+  slotValue,
+  goValueName,
+  wordsOf,
+  type FolderLayout,
+} from './index-model.js';
 import type { ProgressBar } from './progress.js';
 
 export type InspectTarget =
@@ -28,6 +40,11 @@ export interface InspectOptions {
 interface ChainItem {
   entry: DecodedRecord | null;
   message: DecodedRecord | null;
+  /**
+   * The entry's position in its queue (v4): its seq, or for a v2 entry below a switch point (which
+   * carries none) counted down from the queue's count while following prev_msgid.
+   */
+  seq?: number;
   error?: string;
 }
 
@@ -35,13 +52,15 @@ interface ChainItem {
 export function runInspect(root: string, target: InspectTarget, options: InspectOptions): number {
   const reader = new FolderReader(root, options.blockSize);
   try {
+    const folder = folderLayout(reader);
+    if (!options.json) options.print(describeQueueFormat(folder.queueFormat));
     switch (target.kind) {
       case 'at':
-        return inspectAt(reader, target.msgId, options);
+        return inspectAt(reader, folder, target.msgId, options);
       case 'log':
-        return inspectLog(reader, target.fromId, options);
+        return inspectLog(reader, folder, target.fromId, options);
       default:
-        return inspectQueue(reader, target, options);
+        return inspectQueue(reader, folder, target, options);
     }
   } finally {
     reader.close();
@@ -56,17 +75,18 @@ function decodeAt(reader: FolderReader, id: number): { record: DecodedRecord } |
   };
 }
 
-function inspectAt(reader: FolderReader, id: number, options: InspectOptions): number {
+function inspectAt(reader: FolderReader, folder: FolderLayout, id: number, options: InspectOptions): number {
   const got = decodeAt(reader, id);
   if ('error' in got) {
-    if (options.json) options.print(JSON.stringify({ id, error: got.error }));
+    if (options.json)
+      options.print(JSON.stringify({ id, error: got.error, queueFormat: folder.queueFormat }));
     else options.print(`no record at ${id}: ${got.error}`);
     return 1;
   }
   const rec = got.record;
   // A queue entry is shown with the message it points at.
   let target: { record: DecodedRecord } | { error: string } | null = null;
-  if (rec.cmd === Cmd.OFFLINE || rec.cmd === Cmd.OFFLINE_V2 || rec.cmd === Cmd.GROUP_IM_LIST) {
+  if (isQueueCmd(rec.cmd)) {
     const msgid = rec.fields.msgid;
     if (typeof msgid === 'number') target = decodeAt(reader, msgid);
   }
@@ -74,6 +94,7 @@ function inspectAt(reader: FolderReader, id: number, options: InspectOptions): n
     options.print(
       JSON.stringify(
         {
+          queueFormat: folder.queueFormat,
           record: rec,
           ...(target
             ? 'record' in target
@@ -97,7 +118,12 @@ function inspectAt(reader: FolderReader, id: number, options: InspectOptions): n
   return 0;
 }
 
-function inspectLog(reader: FolderReader, fromId: number | null, options: InspectOptions): number {
+function inspectLog(
+  reader: FolderReader,
+  folder: FolderLayout,
+  fromId: number | null,
+  options: InspectOptions,
+): number {
   const records: DecodedRecord[] = [];
   const start = fromId ?? reader.idOf(reader.blocks[0] ?? 0, BLOCK_HEADER_SIZE);
   let problem: string | null = null;
@@ -121,7 +147,11 @@ function inspectLog(reader: FolderReader, fromId: number | null, options: Inspec
   }
   if (options.json) {
     options.print(
-      JSON.stringify({ from: start, records, ...(problem ? { stoppedAt: problem } : {}) }, null, 2),
+      JSON.stringify(
+        { queueFormat: folder.queueFormat, from: start, records, ...(problem ? { stoppedAt: problem } : {}) },
+        null,
+        2,
+      ),
     );
   } else {
     options.print(`records from ${start} (at most ${options.limit}):`);
@@ -137,14 +167,19 @@ class StopScan extends Error {}
  * The queue heads: from the index files plus a replay of the records after the position they
  * reflect (as the server starts), or rebuilt from every block (--rebuild, or unusable files).
  */
-function loadHeads(reader: FolderReader, options: InspectOptions): { index: RebuiltIndex; source: string } {
+function loadHeads(
+  reader: FolderReader,
+  folder: FolderLayout,
+  options: InspectOptions,
+): { index: RebuiltIndex; source: string } {
   const root = reader.root;
+  const { layout } = folder;
   if (!options.rebuild) {
-    const peer = readIndexFile(root, 'peer');
-    const group = readIndexFile(root, 'group');
+    const peer = readIndexFile(root, layout.specs.peer);
+    const group = readIndexFile(root, layout.specs.group);
     const state = readStateFile(root);
     if (peer.status === 'read' && group.status === 'read') {
-      const index = new RebuiltIndex();
+      const index = new RebuiltIndex(layout);
       for (const [kind, read] of [
         ['peer', peer],
         ['group', group],
@@ -169,7 +204,7 @@ function loadHeads(reader: FolderReader, options: InspectOptions): { index: Rebu
       }
     }
   }
-  const index = new RebuiltIndex();
+  const index = new RebuiltIndex(layout);
   const n = replay(reader, index, 0, options);
   return { index, source: `rebuilt from all blocks (${n ?? 0} records)` };
 }
@@ -215,16 +250,21 @@ function replay(
 
 function inspectQueue(
   reader: FolderReader,
+  folder: FolderLayout,
   target: Extract<InspectTarget, { kind: 'user' | 'group' }>,
   options: InspectOptions,
 ): number {
-  const { index, source } = loadHeads(reader, options);
+  const { index, source } = loadHeads(reader, folder, options);
   const isUser = target.kind === 'user';
-  const table = isUser ? index.peers : index.groups;
+  const family = isUser ? 'peer' : 'group';
+  const table = index.table(family);
+  const slots = folder.slots[family];
   const e = table.find(...wordsOf(target.appid, target.id));
   const name = `${isUser ? 'user' : 'group'} ${target.appid}:${target.id}`;
   const peerOnly = target.kind === 'user' && target.peerOnly;
-  const head = e < 0 ? 0 : table.getValue(e, peerOnly ? 1 : 0);
+  const head = slotValue(table, e, peerOnly ? slots.lastPeerId : slots.lastId);
+  // Following prev_msgid from the head, each entry is one before the last: v2 entries get their seq so.
+  let counted: number | null = !peerOnly && slots.lastSeq >= 0 ? slotValue(table, e, slots.lastSeq) : null;
   const items: ChainItem[] = [];
   let next = head;
   let error: string | null = null;
@@ -243,27 +283,24 @@ function inspectQueue(
     const entry = got.record;
     const body = reader.read(next);
     if (body.kind !== 'ok') break;
-    let prev: number;
-    let msgid: number;
-    if (isUser) {
-      const oe = decodeOfflineEntry(entry.cmd, body.message.body);
-      if (!oe || oe.appid !== target.appid || oe.receiver !== target.id) {
-        error = `entry ${next} is ${oe ? `an entry of ${oe.appid}:${oe.receiver}` : `a ${entry.cmdName}`}, not an entry of ${name}`;
-        break;
-      }
-      prev = peerOnly ? oe.prevPeerMsgid : oe.prevMsgid;
-      msgid = oe.msgid;
-    } else {
-      const ge = entry.cmd === Cmd.GROUP_IM_LIST ? decodeGroupEntry(body.message.body) : null;
-      if (!ge || ge.appid !== target.appid || ge.gid !== target.id) {
-        error = `entry ${next} is ${ge ? `an entry of group ${ge.appid}:${ge.gid}` : `a ${entry.cmdName}`}, not an entry of ${name}`;
-        break;
-      }
-      prev = ge.prevMsgid;
-      msgid = ge.msgid;
+    const qe = decodeQueueEntry(body.message.cmd, body.message.flag, body.message.body);
+    if (!qe || qe.family !== family || qe.appid !== target.appid || qe.owner !== target.id) {
+      const whose = qe
+        ? `an entry of ${qe.family === 'peer' ? '' : 'group '}${qe.appid}:${qe.owner}`
+        : `a ${entry.cmdName}`;
+      error = `entry ${next} is ${whose}, not an entry of ${name}`;
+      break;
     }
-    const msg = decodeAt(reader, msgid);
-    items.push('error' in msg ? { entry, message: null, error: msg.error } : { entry, message: msg.record });
+    const prev = peerOnly ? qe.prevPeerMsgid : qe.prevMsgid;
+    const seq = qe.seq > 0 ? qe.seq : counted;
+    counted = seq === null ? null : seq - 1;
+    const msg = decodeAt(reader, qe.msgid);
+    items.push({
+      entry,
+      message: 'error' in msg ? null : msg.record,
+      ...(seq !== null && seq > 0 ? { seq } : {}),
+      ...('error' in msg ? { error: msg.error } : {}),
+    });
     if (!(prev < next) && prev !== 0) {
       error = `entry ${next} points forward to ${prev}`;
       break;
@@ -271,18 +308,16 @@ function inspectQueue(
     next = prev;
   }
   const more = error === null && next !== 0;
+  const names = INDEX_VALUE_NAMES[folder.layout.format][family];
+  const heads = e < 0 ? null : Object.fromEntries(names.map((n, i) => [n, table.getValue(e, i)]));
   if (options.json) {
     options.print(
       JSON.stringify(
         {
           [isUser ? 'user' : 'group']: `${target.appid}:${target.id}`,
+          queueFormat: folder.queueFormat,
           chain: peerOnly ? 'prev_peer_msgid' : 'prev_msgid',
-          heads:
-            e < 0
-              ? null
-              : isUser
-                ? { lastId: table.getValue(e, 0), lastPeerId: table.getValue(e, 1) }
-                : { lastId: table.getValue(e, 0) },
+          heads,
           headsFrom: source,
           entries: items,
           more,
@@ -293,18 +328,21 @@ function inspectQueue(
       ),
     );
   } else {
-    if (e < 0) {
+    if (heads === null) {
       options.print(`${name}: no queue (no entry in the index; heads ${source})`);
     } else {
-      const heads = isUser
-        ? `last_id=${table.getValue(e, 0)} last_peer_id=${table.getValue(e, 1)}`
-        : `last_id=${table.getValue(e, 0)}`;
+      const text = Object.entries(heads)
+        .map(([k, v]) => `${goValueName(k)}=${v}`)
+        .join(' ');
       options.print(
-        `${name}: ${heads} (heads ${source}); newest first, following ${peerOnly ? 'prev_peer_msgid' : 'prev_msgid'}:`,
+        `${name}: ${text} (heads ${source}); newest first, following ${peerOnly ? 'prev_peer_msgid' : 'prev_msgid'}:`,
       );
     }
     for (const item of items) {
       if (item.entry) options.print(formatRecord(item.entry));
+      // A v4 entry shows its seq among its fields; a v2 one below the switch point only has the count.
+      if (item.seq !== undefined && item.entry?.fields.seq === undefined)
+        options.print(`  seq ${item.seq} (counted: a v2 entry carries none)`);
       if (item.message) options.print(formatRecord(item.message, '    '));
       if (item.error) options.print(`    message: ${item.error}`);
     }

@@ -150,6 +150,12 @@ async function repairLocked(
   const store = MessageStore.open({ root, blockSize: options.blockSize, lock: false });
   try {
     const r = store.openReport!;
+    // The engine finds the format as verify did; never save one format's index files into the other's folder.
+    if (r.queueFormat !== report.queueFormat.format) {
+      throw new Error(
+        `the engine reads ${root} as queue_format ${r.queueFormat} but verify read it as ${report.queueFormat.format}; nothing was saved`,
+      );
+    }
     if (r.tornTail) {
       changes.push(
         `cut ${path.basename(r.tornTail.file)} at offset ${r.tornTail.offset} (${r.tornTail.bytes} bytes: ${r.tornTail.reason}); ` +
@@ -164,7 +170,7 @@ async function repairLocked(
           : 'loaded unchanged';
     await store.saveIndex();
     changes.push(
-      `index ${how}; wrote peer_index (${r.peerEntries} entries), group_index (${r.groupEntries} entries) and index_state`,
+      `index ${how}; wrote ${report.index.peer.file} (${r.peerEntries} entries), ${report.index.group.file} (${r.groupEntries} entries) and index_state`,
     );
   } finally {
     await store.close({ saveIndex: false });
@@ -220,14 +226,14 @@ function plan(report: VerifyReport): { changes: string[]; setAside: { file: stri
   for (const f of setAside) changes.push(`move ${f.file} aside to ${f.file}.wrong-TIME (${f.why})`);
   if (rebuild) {
     changes.push(
-      `rebuild peer_index and group_index from the blocks (${[idx.peer, idx.group].map((r) => `${r.file}: ${r.status}`).join(', ')})`,
+      `rebuild ${idx.peer.file} and ${idx.group.file} from the blocks (${[idx.peer, idx.group].map((r) => `${r.file}: ${r.status}`).join(', ')})`,
     );
   } else if (statuses.includes('stale')) {
     changes.push(
       `update the stale index files from the position they reflect (${[idx.peer, idx.group].map((r) => `${r.file}: ${r.status}`).join(', ')})`,
     );
   } else if (changes.length > 0) {
-    changes.push('save peer_index, group_index and index_state for the cut log');
+    changes.push(`save ${idx.peer.file}, ${idx.group.file} and index_state for the cut log`);
   }
   return { changes, setAside };
 }

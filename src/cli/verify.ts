@@ -7,9 +7,14 @@
  * head at the moment the entry was written (which the replay knows), and only pointers that differ
  * are read from disk. That covers every entry any chain can reach, in O(records), without a random
  * read per link.
+ *
+ * The folder's queue format (found as the engine finds it) decides which index files are compared and
+ * by which replay rule. In a v4 folder every entry also carries its sequence number (one more than the
+ * entry it follows) and a link to the previous batch mark (the latest entry whose seq is a multiple of
+ * 1000); a folder switched from v2 keeps v2 entries below its switch point, counted into each sequence.
  */
-import { BLOCK_HEADER_SIZE, Cmd, cmdName } from '../format/constants.js';
-import { decodeGroupEntry, decodeOfflineEntry } from '../format/bodies.js';
+import { BLOCK_HEADER_SIZE, Cmd, QUEUE_BATCH_SIZE, cmdName } from '../format/constants.js';
+import { V4_QUEUE_CMDS, decodeQueueEntry, isQueueCmd, type QueueEntry } from '../format/queue-entries.js';
 import type { RawMessage } from '../format/record.js';
 import { blockFileName } from '../storage/block-files.js';
 import type { IdTable } from '../storage/id-table.js';
@@ -17,13 +22,20 @@ import { FolderReader } from './folder-reader.js';
 import { CHECKSUM_DIR, checksumFileName } from '../format/checksum-file.js';
 import { readSidecar } from '../storage/record-checksums.js';
 import {
-  INDEX_FILES,
+  INDEX_VALUE_NAMES,
+  QUEUE_CMDS_OF,
   RebuiltIndex,
+  folderLayout,
   keyOf,
   readIndexFile,
   readStateFile,
+  slotValue,
+  goValueName,
+  wordsOf,
+  type FolderLayout,
   type IndexFileRead,
   type IndexKind,
+  type ToolQueueFormat,
 } from './index-model.js';
 
 export type ProblemKind =
@@ -43,7 +55,9 @@ export type ProblemKind =
   | 'state-bad'
   | 'chain-pointer'
   | 'message-pointer'
-  | 'malformed-entry';
+  | 'malformed-entry'
+  | 'foreign-entry'
+  | 'queue-seq';
 
 export interface Problem {
   kind: ProblemKind;
@@ -100,10 +114,20 @@ export interface ChainReport {
   badLinks: number;
   badMessagePointers: number;
   malformedEntries: number;
+  /** Queue records of the other format than the folder holds at their position. */
+  foreignEntries: number;
+  /** v4 entries whose sequence number was checked (not after retention: counts start where the log does). */
+  seqsChecked: number;
+  /** v4 entries whose sequence number is not one more than the entry they follow. */
+  badSeqs: number;
+  /** v4 entries that are batch marks (seq a multiple of 1000). */
+  batchMarks: number;
 }
 
 export interface VerifyReport {
   dataDir: string;
+  /** The folder's queue format, what showed it, and its switch point if it was upgraded. */
+  queueFormat: ToolQueueFormat;
   blockSize: number;
   blockSizeSource: string;
   blocks: BlockReport[];
@@ -141,7 +165,14 @@ export interface VerifyOptions {
 }
 
 const MAX_EXAMPLES = 10;
-const QUEUE_CMDS = new Set<number>([Cmd.OFFLINE, Cmd.OFFLINE_V2, Cmd.GROUP_IM_LIST]);
+
+/** How a link that is not the queue's previous head turned out (see checkOddLink). */
+type OddLink = 'restart' | 'deleted' | 'bad' | 'skip';
+
+/** The seq of the batch mark an entry at `seq` links back to (0: none yet). */
+function previousMark(seq: number): number {
+  return Math.floor((seq - 1) / QUEUE_BATCH_SIZE) * QUEUE_BATCH_SIZE;
+}
 
 interface IndexCheckState {
   kind: IndexKind;
@@ -177,7 +208,8 @@ export function verifyFolder(root: string, options: VerifyOptions): VerifyReport
 
 class Verifier {
   private readonly problems: Problem[] = [];
-  private readonly rebuilt = new RebuiltIndex();
+  private readonly folder: FolderLayout;
+  private readonly rebuilt: RebuiltIndex;
   private readonly recordsByCmd = new Map<number, number>();
   private records = 0;
   private readonly chains: ChainReport = {
@@ -192,6 +224,10 @@ class Verifier {
     badLinks: 0,
     badMessagePointers: 0,
     malformedEntries: 0,
+    foreignEntries: 0,
+    seqsChecked: 0,
+    badSeqs: 0,
+    batchMarks: 0,
   };
   private chainExamples = 0;
   private lastRecord: { id: number; cmd: number } | null = null;
@@ -200,11 +236,16 @@ class Verifier {
   private readonly checks: IndexCheckState[] = [];
   /** The first id the log can hold (blocks before the first present one were deleted by retention). */
   private firstId = 0;
+  /** No block was deleted by retention, so each queue's count starts where its sequence does. */
+  private wholeLog = true;
 
   constructor(
     private readonly reader: FolderReader,
     private readonly options: VerifyOptions,
-  ) {}
+  ) {
+    this.folder = folderLayout(reader);
+    this.rebuilt = new RebuiltIndex(this.folder.layout);
+  }
 
   private problem(p: Problem): void {
     this.problems.push(p);
@@ -216,7 +257,7 @@ class Verifier {
     const state = readStateFile(root);
     const stateLogEnd = state.status === 'read' ? state.state.logEnd : null;
     for (const kind of ['peer', 'group'] as const) {
-      const read = readIndexFile(root, kind);
+      const read = readIndexFile(root, this.folder.layout.specs[kind]);
       let bound: number | null = null;
       if (read.status === 'read') {
         const newest = read.entries.length > 0 ? read.maxId + 1 : 0;
@@ -241,6 +282,7 @@ class Verifier {
     // Retention deletes blocks from the front: the log starts at the oldest block present.
     let expected = reader.blocks[0] ?? 0;
     this.firstId = reader.idOf(expected, BLOCK_HEADER_SIZE);
+    this.wholeLog = expected === 0;
     for (const b of reader.blocks) {
       for (; expected < b; expected++) {
         const file = blockFileName(expected);
@@ -309,6 +351,7 @@ class Verifier {
       recordsByCmd[cmdName(cmd)] = n;
     return {
       dataDir: root,
+      queueFormat: this.folder.queueFormat,
       blockSize: this.options.blockSize,
       blockSizeSource: this.options.blockSizeSource,
       blocks,
@@ -434,19 +477,20 @@ class Verifier {
     this.runChecksUpTo(id);
     this.records++;
     this.recordsByCmd.set(msg.cmd, (this.recordsByCmd.get(msg.cmd) ?? 0) + 1);
-    if (msg.cmd === Cmd.OFFLINE_V2 || msg.cmd === Cmd.OFFLINE) this.checkPeerEntry(id, msg);
-    else if (msg.cmd === Cmd.GROUP_IM_LIST) this.checkGroupEntry(id, msg);
+    if (isQueueCmd(msg.cmd)) this.checkEntry(id, msg);
     this.rebuilt.apply(id, msg);
     this.lastRecord = { id, cmd: msg.cmd };
   }
 
   private chainProblem(
-    kind: 'chain-pointer' | 'message-pointer' | 'malformed-entry',
+    kind: 'chain-pointer' | 'message-pointer' | 'malformed-entry' | 'foreign-entry' | 'queue-seq',
     id: number,
     message: string,
   ): void {
     if (kind === 'chain-pointer') this.chains.badLinks++;
     else if (kind === 'message-pointer') this.chains.badMessagePointers++;
+    else if (kind === 'foreign-entry') this.chains.foreignEntries++;
+    else if (kind === 'queue-seq') this.chains.badSeqs++;
     else this.chains.malformedEntries++;
     // Every bad pointer counts; only the first few are listed one by one.
     if (this.chainExamples++ >= MAX_EXAMPLES * 2) return;
@@ -461,15 +505,15 @@ class Verifier {
     what: string,
     target: number,
     sameQueue: (msg: RawMessage) => string | null,
-  ): void {
+  ): OddLink {
     if (target === 0) {
       this.chains.linksRestarting++;
-      return;
+      return 'restart';
     }
     if (target < this.firstId) {
       // Into a block deleted by retention: the chain ends there, as every query's walk does.
       this.chains.linksIntoDeletedBlocks++;
-      return;
+      return 'deleted';
     }
     if (!(target < entryId)) {
       this.chainProblem(
@@ -477,7 +521,7 @@ class Verifier {
         entryId,
         `${what} ${target} does not point backwards (entry id ${entryId})`,
       );
-      return;
+      return 'bad';
     }
     const rec = this.reader.read(target);
     if (rec.kind !== 'ok') {
@@ -486,14 +530,15 @@ class Verifier {
         entryId,
         `${what} ${target} is not a readable record: ${rec.reason}`,
       );
-      return;
+      return 'bad';
     }
     const why = sameQueue(rec.message);
     if (why) {
       this.chainProblem('chain-pointer', entryId, `${what} ${target} points at ${why}`);
-      return;
+      return 'bad';
     }
     this.chains.linksSkippingEntries++;
+    return 'skip';
   }
 
   private checkMessagePointer(entryId: number, msgid: number): void {
@@ -506,14 +551,14 @@ class Verifier {
       return;
     }
     if (msgid > 0 && msgid < this.firstId) return; // in a block retention deleted
-    if (this.lastRecord && this.lastRecord.id === msgid && !QUEUE_CMDS.has(this.lastRecord.cmd)) return;
+    if (this.lastRecord && this.lastRecord.id === msgid && !isQueueCmd(this.lastRecord.cmd)) return;
     if (this.goodMessages.has(msgid)) return;
     const rec = this.reader.read(msgid);
     if (rec.kind !== 'ok') {
       this.chainProblem('message-pointer', entryId, `msgid ${msgid} is not a readable record: ${rec.reason}`);
       return;
     }
-    if (QUEUE_CMDS.has(rec.message.cmd)) {
+    if (isQueueCmd(rec.message.cmd)) {
       this.chainProblem(
         'message-pointer',
         entryId,
@@ -525,8 +570,13 @@ class Verifier {
     this.goodMessages.add(msgid);
   }
 
-  private checkPeerEntry(id: number, msg: RawMessage): void {
-    const entry = decodeOfflineEntry(msg.cmd, msg.body);
+  /**
+   * Checks a queue entry of either format against its queue's head before it (the rebuilt index):
+   * prev_msgid, prev_peer_msgid (user queues), the message it points at, and for v4 entries the
+   * sequence number and the batch link.
+   */
+  private checkEntry(id: number, msg: RawMessage): void {
+    const entry = decodeQueueEntry(msg.cmd, msg.flag, msg.body);
     if (!entry) {
       this.chainProblem(
         'malformed-entry',
@@ -535,69 +585,118 @@ class Verifier {
       );
       return;
     }
-    this.chains.peerEntries++;
-    const table = this.rebuilt.peers;
-    const body = msg.body;
-    const e = table.find(
-      body.readUInt32BE(0),
-      body.readUInt32BE(4),
-      body.readUInt32BE(8),
-      body.readUInt32BE(12),
-    );
-    const headId = e < 0 ? 0 : table.getValue(e, 0);
-    const headPeerId = e < 0 ? 0 : table.getValue(e, 1);
-    const owner = `${entry.appid}:${entry.receiver}`;
-    const sameUser = (rec: RawMessage): string | null => {
-      const other = decodeOfflineEntry(rec.cmd, rec.body);
-      if (!other) return `a ${cmdName(rec.cmd)} record, not a user queue entry`;
-      if (other.appid !== entry.appid || other.receiver !== entry.receiver) {
-        return `an entry of user ${other.appid}:${other.receiver}, not of ${owner}`;
+    const format = this.folder.formatAt(id);
+    if (!QUEUE_CMDS_OF[format].has(msg.cmd)) {
+      const sw = this.folder.queueFormat.switched;
+      const where = sw
+        ? id < sw.since
+          ? ` below its switch point ${sw.since}`
+          : ` from its switch point ${sw.since} on`
+        : '';
+      this.chainProblem(
+        'foreign-entry',
+        id,
+        `${cmdName(msg.cmd)} is not a queue record of ${format}, the folder's queue format${where}`,
+      );
+      return;
+    }
+    const peer = entry.family === 'peer';
+    if (peer) this.chains.peerEntries++;
+    else this.chains.groupEntries++;
+    const table = this.rebuilt.table(entry.family);
+    const slots = this.folder.slots[entry.family];
+    const e = table.find(...wordsOf(entry.appid, entry.owner));
+    const owner = peer ? `${entry.appid}:${entry.owner}` : `group ${entry.appid}:${entry.owner}`;
+    const sameQueue = (rec: RawMessage): string | null => {
+      const other = decodeQueueEntry(rec.cmd, rec.flag, rec.body);
+      if (!other || other.family !== entry.family)
+        return `a ${cmdName(rec.cmd)} record, not a ${peer ? 'user queue' : 'group'} entry`;
+      if (other.appid !== entry.appid || other.owner !== entry.owner) {
+        return peer
+          ? `an entry of user ${other.appid}:${other.owner}, not of ${owner}`
+          : `an entry of group ${other.appid}:${other.owner}`;
       }
       return null;
     };
-    if (entry.prevMsgid === headId) this.chains.linksToPreviousHead++;
-    else this.checkOddLink(id, `prev_msgid of ${owner}`, entry.prevMsgid, sameUser);
-    // The old MSG_OFFLINE has no separate peer link.
-    if (msg.cmd === Cmd.OFFLINE_V2) {
-      if (entry.prevPeerMsgid === headPeerId) this.chains.linksToPreviousHead++;
-      else this.checkOddLink(id, `prev_peer_msgid of ${owner}`, entry.prevPeerMsgid, sameUser);
+
+    // The entry a skipping prev_msgid points at (read by checkOddLink).
+    const target: { entry: QueueEntry | null } = { entry: null };
+    let prev: OddLink | 'head' = 'head';
+    if (entry.prevMsgid === slotValue(table, e, slots.lastId)) this.chains.linksToPreviousHead++;
+    else {
+      prev = this.checkOddLink(id, `prev_msgid of ${owner}`, entry.prevMsgid, (rec) => {
+        const why = sameQueue(rec);
+        if (!why) target.entry = decodeQueueEntry(rec.cmd, rec.flag, rec.body);
+        return why;
+      });
+    }
+    // The old MSG_OFFLINE has no separate peer link; group queues have none.
+    if (slots.lastPeerId >= 0 && msg.cmd !== Cmd.OFFLINE) {
+      if (entry.prevPeerMsgid === slotValue(table, e, slots.lastPeerId)) this.chains.linksToPreviousHead++;
+      else this.checkOddLink(id, `prev_peer_msgid of ${owner}`, entry.prevPeerMsgid, sameQueue);
+    }
+    if (V4_QUEUE_CMDS.has(msg.cmd)) {
+      this.checkSequence(id, entry, owner, slotValue(table, e, slots.lastSeq), prev, target.entry);
+      this.checkBatchLink(id, entry, owner, slotValue(table, e, slots.lastBatchId), sameQueue);
     }
     this.checkMessagePointer(id, entry.msgid);
   }
 
-  private checkGroupEntry(id: number, msg: RawMessage): void {
-    const entry = decodeGroupEntry(msg.body);
-    if (!entry) {
+  /**
+   * A v4 entry's seq is one more than the entry it follows: the queue's count before it when it links
+   * to the head, its target's seq after a skipping link (Go's stale-index restart), 1 after a restart.
+   */
+  private checkSequence(
+    id: number,
+    entry: QueueEntry,
+    owner: string,
+    count: number,
+    prev: OddLink | 'head',
+    prevEntry: QueueEntry | null,
+  ): void {
+    let want: number | null = null;
+    // After retention the count starts at the oldest block kept, not where the sequence began.
+    if (prev === 'head') want = this.wholeLog ? count + 1 : null;
+    else if (prev === 'restart') want = 1;
+    // A v2 entry (below a switch point) carries no seq: only the count knows it.
+    else if (prev === 'skip' && prevEntry && prevEntry.seq > 0) want = prevEntry.seq + 1;
+    if (entry.seq > 0 && entry.seq % QUEUE_BATCH_SIZE === 0) this.chains.batchMarks++;
+    if (want === null) return;
+    this.chains.seqsChecked++;
+    if (entry.seq !== want) {
       this.chainProblem(
-        'malformed-entry',
+        'queue-seq',
         id,
-        `MSG_GROUP_IM_LIST body of ${msg.body.length} bytes is not a group entry`,
+        `seq ${entry.seq} of ${owner} should be ${want}, one more than the entry it follows` +
+          (prev === 'head' ? ` (the queue holds ${count} entries before it)` : ''),
       );
+    }
+  }
+
+  /** A v4 entry links to the previous batch mark: the queue's newest entry whose seq is a multiple of 1000. */
+  private checkBatchLink(
+    id: number,
+    entry: QueueEntry,
+    owner: string,
+    headMark: number,
+    sameQueue: (msg: RawMessage) => string | null,
+  ): void {
+    if (entry.prevBatchMsgid === headMark) {
+      this.chains.linksToPreviousHead++;
       return;
     }
-    this.chains.groupEntries++;
-    const table = this.rebuilt.groups;
-    const body = msg.body;
-    const e = table.find(
-      body.readUInt32BE(0),
-      body.readUInt32BE(4),
-      body.readUInt32BE(24),
-      body.readUInt32BE(28),
-    );
-    const headId = e < 0 ? 0 : table.getValue(e, 0);
-    const owner = `${entry.appid}:${entry.gid}`;
-    if (entry.prevMsgid === headId) this.chains.linksToPreviousHead++;
-    else {
-      this.checkOddLink(id, `prev_msgid of group ${owner}`, entry.prevMsgid, (rec) => {
-        if (rec.cmd !== Cmd.GROUP_IM_LIST) return `a ${cmdName(rec.cmd)} record, not a group entry`;
-        const other = decodeGroupEntry(rec.body);
-        if (!other) return 'a malformed group entry';
-        if (other.appid !== entry.appid || other.gid !== entry.gid)
-          return `an entry of group ${other.appid}:${other.gid}`;
-        return null;
-      });
-    }
-    this.checkMessagePointer(id, entry.msgid);
+    const wantSeq = previousMark(entry.seq);
+    this.checkOddLink(id, `prev_batch_msgid of ${owner}`, entry.prevBatchMsgid, (rec) => {
+      const why = sameQueue(rec);
+      if (why) return why;
+      if (!V4_QUEUE_CMDS.has(rec.cmd)) return `a ${cmdName(rec.cmd)} entry, which is never a batch mark`;
+      const mark = decodeQueueEntry(rec.cmd, rec.flag, rec.body)!;
+      if (mark.seq % QUEUE_BATCH_SIZE !== 0 || mark.seq === 0)
+        return `the entry at seq ${mark.seq}, not a batch mark (a multiple of ${QUEUE_BATCH_SIZE})`;
+      if (mark.seq !== wantSeq)
+        return `the batch mark at seq ${mark.seq}, not the previous one of an entry at seq ${entry.seq} (seq ${wantSeq})`;
+      return null;
+    });
   }
 
   /** Compares each index file with the rebuilt index once the walk reaches the position the file reflects. */
@@ -607,7 +706,7 @@ class Verifier {
       if (id < check.bound) continue;
       check.checked = true;
       const table = this.rebuilt.table(check.kind);
-      const values = INDEX_FILES[check.kind].values;
+      const values = this.folder.layout.specs[check.kind].values;
       let matchedKeys = 0;
       check.read.entries.forEach((entry, i) => {
         const e = table.find(...entry.key);
@@ -629,9 +728,10 @@ class Verifier {
   }
 
   private indexReport(check: IndexCheckState, logEnd: number, scanComplete: boolean): IndexReport {
-    const { name: file } = INDEX_FILES[check.kind];
+    const { name: file, values, idSlots } = this.folder.layout.specs[check.kind];
     const table = this.rebuilt.table(check.kind);
-    const values = INDEX_FILES[check.kind].values;
+    const names = INDEX_VALUE_NAMES[this.folder.layout.format][check.kind].map(goValueName);
+    const named = (vals: number[]) => vals.map((v, i) => `${names[i]}=${v}`).join(' ');
     const base = {
       file,
       entries: 0,
@@ -669,20 +769,22 @@ class Verifier {
     let found = 0;
     read.entries.forEach((entry, i) => {
       if (table.find(...entry.key) >= 0) found++;
-      const past = entry.values.some((v) => !(v < logEnd));
+      // Ids must lie in the log; counts (a v4 queue's seq) are compared with the rebuild below.
+      const past = idSlots.some((v) => !(entry.values[v] < logEnd));
       if (past) {
         report.pastLogEntries++;
         if (report.examples.length < MAX_EXAMPLES) {
           report.examples.push(
-            `${wordsText(entry.key)} -> ${entry.values.join(', ')} (past the log end ${logEnd})`,
+            `${wordsText(entry.key)} -> ${named(entry.values)} (past the log end ${logEnd})`,
           );
         }
       } else if (check.mismatch[i]) {
         report.wrongEntries++;
         if (report.examples.length < MAX_EXAMPLES) {
           const e = table.find(...entry.key);
+          const rebuilt = [...Array(values).keys()].map((v) => table.getValue(e, v));
           report.examples.push(
-            `${wordsText(entry.key)} -> ${entry.values.join(', ')} (the blocks say ${e < 0 ? 'no entry' : `${[...Array(values).keys()].map((v) => table.getValue(e, v)).join(', ')}`})`,
+            `${wordsText(entry.key)} -> ${named(entry.values)} (the blocks say ${e < 0 ? 'no entry' : named(rebuilt)})`,
           );
         }
       } else {

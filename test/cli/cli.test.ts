@@ -375,7 +375,8 @@ describe('ims inspect', () => {
     const s = manifest.saves.find((x) => x.req.Cmd === 4)!;
     const run = await ims('inspect', dir, '--at', String(s.resp));
     assert.equal(run.code, 0);
-    assert.match(run.stdout, new RegExp(`^#${s.resp} MSG_IM \\(message_0 offset ${s.resp}, `));
+    assert.match(run.stdout, /^queue format v2 \(MSG_OFFLINE_V2 queue records\)\n/);
+    assert.match(run.stdout, new RegExp(`^#${s.resp} MSG_IM \\(message_0 offset ${s.resp}, `, 'm'));
     assert.equal(run.stdout.match(/^#/gm)?.length, 1);
     const bad = await ims('inspect', dir, '--at', String(s.resp + 1));
     assert.equal(bad.code, 1);
