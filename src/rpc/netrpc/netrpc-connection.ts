@@ -101,13 +101,14 @@ export class NetrpcConnection implements GoConnection, PendingHolder {
 
   private onSocketData(chunk: Buffer): void {
     if (this.closed || this.ending) return;
-    if (this.head) return this.onHeadBytes(chunk);
+    if (this.head) return this.onHeadBytes(this.head, chunk);
     this.decoder.push(chunk);
     this.drain();
   }
 
-  private onHeadBytes(chunk: Buffer): void {
-    const head = this.head!.length === 0 ? chunk : Buffer.concat([this.head!, chunk]);
+  /** The HTTP request head, until it is complete: CONNECT, or Go's HTTP answer and the connection closed. */
+  private onHeadBytes(before: Buffer, chunk: Buffer): void {
+    const head = before.length === 0 ? chunk : Buffer.concat([before, chunk]);
     const r = readConnectRequest(head, this.options.maxHead);
     if (r.kind === 'incomplete') {
       this.head = head;
@@ -205,12 +206,19 @@ export class NetrpcConnection implements GoConnection, PendingHolder {
     if (this.closed) return;
     // An empty Error would read as success to the Go client, which would then misread the placeholder.
     const error = answer.ok ? '' : answer.message || 'internal error';
-    this.out.push(
-      this.encoder.encode(Response, { ServiceMethod: call.serviceMethod, Seq: call.seq, Error: error }),
-      answer.ok
-        ? this.encoder.encode(answer.reply.type, answer.reply.value)
-        : this.encoder.encode(InvalidRequest, {}),
-    );
+    let bytes: Buffer[];
+    try {
+      bytes = [
+        this.encoder.encode(Response, { ServiceMethod: call.serviceMethod, Seq: call.seq, Error: error }),
+        answer.ok
+          ? this.encoder.encode(answer.reply.type, answer.reply.value)
+          : this.encoder.encode(InvalidRequest, {}),
+      ];
+    } catch (err) {
+      // The encoder has noted type definitions as sent that never will be: the stream cannot go on.
+      return this.fail(`cannot encode the answer to ${call.serviceMethod}: ${(err as Error).message}`);
+    }
+    this.out.push(...bytes);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // Answers finishing in this turn of the event loop join the same write.
@@ -231,6 +239,8 @@ export class NetrpcConnection implements GoConnection, PendingHolder {
   private afterRead(): void {
     if (this.closed) return;
     this.options.bounds?.hold(this, this.decoder.bufferedBytes);
+    // Over the budget, the connection dropped may be this one.
+    if (this.closed) return;
     this.updateFlow();
     clearTimeout(this.stallTimer);
     if (!this.paused && this.decoder.bufferedBytes > 0) {
