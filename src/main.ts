@@ -21,6 +21,7 @@ import { FlagError, LOG_FLAGS_USAGE, parseLogFlags, type LogFlags } from './logg
 import { GorpcServer } from './rpc/gorpc/gorpc.server.js';
 import { ImsTcpServer } from './rpc/ims-tcp.server.js';
 import { InputBounds } from './rpc/input-bounds.js';
+import { NetrpcServer } from './rpc/netrpc/netrpc.server.js';
 import { ReplicationService } from './replication/replication.service.js';
 import { BoundAddresses } from './status/bound-addresses.js';
 import { installSignalHandlers } from './status/shutdown.js';
@@ -88,6 +89,28 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
     );
     gorpc = { server, service };
   }
+  // And over Go's net/rpc, for the newest Go im servers (rpc.DialHTTP), when configured: the same input
+  // bounds as the RPC port (max_frame_bytes per gob message, the pending-bytes budget, stalls).
+  let netrpc: { server: NetrpcServer; service: typeof rpcService } | undefined;
+  if (config.netrpc_listen) {
+    const n = parseHostPort(config.netrpc_listen);
+    const bounds = app.get(InputBounds);
+    const server = new NetrpcServer({
+      host: n.host ?? '0.0.0.0',
+      port: n.port,
+      setting: config.netrpc_listen,
+      maxMessage: config.max_frame_bytes,
+      stallMs: config.incomplete_frame_timeout_ms,
+      bounds,
+      ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
+      limitConnections: (s) => bounds.limitConnections(s, 'netrpc'),
+    });
+    const service = app.connectMicroservice<MicroserviceOptions>(
+      { strategy: server },
+      { inheritAppConfig: true },
+    );
+    netrpc = { server, service };
+  }
   // 5-6. The flush jobs (@Interval) start when the application initialises.
   await app.init();
   // Each listener reports the address it is bound to (the real port when the config says port 0).
@@ -109,6 +132,12 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
     await listening('gorpc_listen', config.gorpc_listen!, () => service.listen());
     bound.gorpc = server.boundAddress();
     log.log(`gorpc listening on ${bound.gorpc}`);
+  }
+  if (netrpc) {
+    const { server, service } = netrpc;
+    await listening('netrpc_listen', config.netrpc_listen!, () => service.listen());
+    bound.netrpc = server.boundAddress();
+    log.log(`netrpc listening on ${bound.netrpc}`);
   }
   await listening('rpc_listen', config.rpc_listen, () => rpcService.listen());
   bound.rpc = rpcServer.boundAddress();

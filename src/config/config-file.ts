@@ -23,6 +23,7 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   master_address: { kind: 'string', required: false },
   http_listen_address: { kind: 'string', required: false },
   gorpc_listen: { kind: 'string', required: false },
+  netrpc_listen: { kind: 'string', required: false },
   limit: { kind: 'int', required: false },
   group_limit: { kind: 'int', required: false },
   hard_limit: { kind: 'int', required: false },
@@ -103,6 +104,7 @@ export function parseConfigText(text: string, source: string): ImsConfig {
   for (const key of [
     'master_address',
     'gorpc_listen',
+    'netrpc_listen',
     'http_listen_address',
     'etcd_endpoints',
     'node_name',

@@ -44,6 +44,11 @@ export class ImsConfig {
   @Matches(HOST_PORT, { message: 'gorpc_listen must be host:port' })
   gorpc_listen?: string;
 
+  /** Also serve the RPC methods over Go's net/rpc (what the newest Go im servers speak) on this address. */
+  @IsOptional()
+  @Matches(HOST_PORT, { message: 'netrpc_listen must be host:port' })
+  netrpc_listen?: string;
+
   @IsInt()
   @Min(1, { message: 'limit must be at least 1' })
   limit = 3000;
@@ -174,12 +179,12 @@ export class ImsConfig {
   @Min(100, { message: 'incomplete_frame_timeout_ms must be at least 100' })
   incomplete_frame_timeout_ms = 30_000;
 
-  /** Connections each listener (RPC, sync, gorpc) accepts at once; beyond it new ones are refused. */
+  /** Connections each listener (RPC, sync, gorpc, netrpc) accepts at once; beyond it new ones are refused. */
   @IsInt()
   @Min(1, { message: 'max_connections must be at least 1' })
   max_connections = 10_000;
 
-  /** PEM certificate chain: with tls_key, the RPC, sync and gorpc listeners serve TLS. */
+  /** PEM certificate chain: with tls_key, the RPC, sync, gorpc and netrpc listeners serve TLS. */
   @IsOptional()
   @IsString()
   tls_cert?: string;

@@ -1,5 +1,5 @@
 /**
- * TLS for the RPC, sync and gorpc listeners and for a slave's link to its master, from the config keys
+ * TLS for the RPC, sync, gorpc and netrpc listeners and for a slave's link to its master, from the config keys
  * tls_cert, tls_key and tls_ca. The files are read once, at start-up: a missing or unreadable file, or a
  * key that does not match its certificate, stops the server with one line naming the setting.
  */
@@ -59,7 +59,7 @@ export function loadTlsMaterial(
 }
 
 /**
- * Options for tls.createServer (the RPC, sync and gorpc listeners). With a CA, a client must present a
+ * Options for tls.createServer (the RPC, sync, gorpc and netrpc listeners). With a CA, a client must present a
  * certificate it signed: the handshake fails otherwise, before a byte of the protocol is read.
  */
 export function serverTlsOptions(m: TlsMaterial): tls.TlsOptions {

@@ -10,4 +10,5 @@ export class BoundAddresses {
   sync: string | null = null;
   http: string | null = null;
   gorpc: string | null = null;
+  netrpc: string | null = null;
 }

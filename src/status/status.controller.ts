@@ -60,6 +60,7 @@ export class StatusController {
         sync: this.bound.sync,
         http: this.bound.http,
         gorpc: this.bound.gorpc,
+        netrpc: this.bound.netrpc,
       },
       storage: {
         root: this.config.storage_root,

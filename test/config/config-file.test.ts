@@ -41,6 +41,11 @@ describe('config file', () => {
       ['rpc_listen=nowhere', ...GOOD.slice(1)],
       /x\.cfg:1: key "rpc_listen": rpc_listen must be host:port/,
     ],
+    [
+      'bad netrpc address',
+      [...GOOD, 'netrpc_listen=13300'],
+      /x\.cfg:5: key "netrpc_listen": netrpc_listen must be host:port/,
+    ],
     ['range', [...GOOD, 'limit=0'], /x\.cfg:5: key "limit": limit must be at least 1/],
     [
       'enum',

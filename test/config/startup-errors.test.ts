@@ -115,6 +115,7 @@ describe('start-up errors name the setting', () => {
         sync: `127.0.0.1:${sync}`,
         http: `127.0.0.1:${http}`,
         gorpc: null,
+        netrpc: null,
       });
       assert.match(fs.readFileSync(server.configPath, 'utf8'), /^rpc_listen=127\.0\.0\.1:0$/m);
     } finally {

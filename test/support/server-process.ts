@@ -47,7 +47,7 @@ export interface ServerOptions {
   nodeFlags?: string[];
 }
 
-const LISTENING = /\b(rpc|sync|http|gorpc) listening on \S*:(\d+)\b/;
+const LISTENING = /\b(rpc|sync|http|gorpc|netrpc) listening on \S*:(\d+)\b/;
 
 export class ServerProcess {
   readonly output: string[] = [];
@@ -87,7 +87,7 @@ export class ServerProcess {
    * The ports the server is bound to, as its "… listening on" start-up lines report them (the config
    * asks for port 0, so the kernel picks: no window in which another process can take the port).
    */
-  get ports(): { rpc: number; sync: number; http: number; gorpc: number } {
+  get ports(): { rpc: number; sync: number; http: number; gorpc: number; netrpc: number } {
     const found: Partial<Record<string, number>> = { ...this.fixedPorts };
     for (const line of this.lines()) {
       const m = LISTENING.exec(line);
@@ -99,8 +99,14 @@ export class ServerProcess {
       return v;
     };
     // No HTTP listener (http: false) reads as port 0, so `ports` can be handed on to a restart.
-    // Likewise no gorpc listener (no gorpc_listen) reads as port 0.
-    return { rpc: port('rpc'), sync: port('sync'), http: found.http ?? 0, gorpc: found.gorpc ?? 0 };
+    // Likewise no gorpc or netrpc listener (no gorpc_listen, netrpc_listen) reads as port 0.
+    return {
+      rpc: port('rpc'),
+      sync: port('sync'),
+      http: found.http ?? 0,
+      gorpc: found.gorpc ?? 0,
+      netrpc: found.netrpc ?? 0,
+    };
   }
 
   get rpcAddress(): string {

@@ -4,6 +4,7 @@ import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { ImsClient } from '../../src/client/index.js';
+import { NetrpcClient } from '../../src/rpc/netrpc/netrpc-client.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { scrape } from '../support/prometheus.js';
 import { imBody } from '../support/rpc-client.js';
@@ -34,7 +35,9 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
     assert.ok(hasOpenssl(), 'these tests make their certificates with the openssl command, which is missing');
     certs = makeCerts(work);
     tlsConfig = { tls_cert: certs.serverCert, tls_key: certs.serverKey, tls_ca: certs.ca };
-    master = await startServer({ config: { ...tlsConfig, gorpc_listen: '127.0.0.1:0' } });
+    master = await startServer({
+      config: { ...tlsConfig, gorpc_listen: '127.0.0.1:0', netrpc_listen: '127.0.0.1:0' },
+    });
     slave = await startServer({ masterAddress: master.syncAddress, config: tlsConfig });
   });
   after(async () => {
@@ -110,6 +113,37 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
       setTimeout(() => s.destroy(), 3000).unref();
     });
     assert.ok(plain.length === 0 || plain[0] === 0x15, `plain TCP got ${plain.toString('hex')}`);
+  });
+
+  it('net/rpc serves TLS too: calls with a client certificate, none and plain TCP refused', async () => {
+    const port = master.ports.netrpc;
+    const ca = certs.read(certs.ca);
+    const cert = { cert: certs.read(certs.clientCert), key: certs.read(certs.clientKey) };
+    const good = await NetrpcClient.connect('127.0.0.1', port, { tls: { ca, ...cert } });
+    try {
+      assert.equal(await good.call('Ping', 1), 0n);
+      const saved = await good.call('SavePeerMessage', {
+        AppID: 1,
+        Uid: 5,
+        DeviceID: 3,
+        Cmd: 4,
+        Raw: imBody(1, 5, 'net/rpc over tls'),
+      });
+      assert.ok(saved !== null);
+    } finally {
+      good.close();
+    }
+    // With TLS 1.3 a missing client certificate is refused after the client's handshake ends: the
+    // CONNECT then gets no 200 line, only the close.
+    await assert.rejects(NetrpcClient.connect('127.0.0.1', port, { tls: { ca } }), 'no client certificate');
+    await assert.rejects(
+      NetrpcClient.connect('127.0.0.1', port, {
+        tls: { ca, cert: certs.read(certs.otherClientCert), key: certs.read(certs.otherClientKey) },
+      }),
+      'a certificate of another CA',
+    );
+    await assert.rejects(NetrpcClient.connect('127.0.0.1', port), 'plain TCP');
+    await master.waitForLog(/Netrpc\] refused a TLS connection from 127\.0\.0\.1/);
   });
 
   it('a slave presents its certificate and replicates from its master over mutual TLS', async () => {

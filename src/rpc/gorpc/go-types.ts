@@ -4,17 +4,22 @@
  * The ids are those a Go process gives them when it first sends them in this order, so a fresh
  * connection's bytes match Go's.
  */
-import { GoBasic, GobError, GobStruct, type GobInterface, type GobValue, type GoType } from './gob.js';
+import { GoBasic, GobError, GobStruct, type GobInterface, type GobValue, type GoType } from '../gob/gob.js';
+import {
+  goStruct as struct,
+  historyList,
+  payloadKeys as keys,
+  requestStruct,
+  toPayload as structPayload,
+  type FieldKind,
+  type Payload,
+  type RequestStruct,
+  type WireMessageLike,
+} from '../gob/go-structs.js';
+
+export type { Payload };
 
 const int = GoBasic.int;
-
-type StructType = Extract<GoType, { kind: 'struct' }>;
-const struct = (id: number, name: string, fields: [string, GoType][]): StructType => ({
-  kind: 'struct',
-  id,
-  name,
-  fields: fields.map(([n, type]) => ({ name: n, type })),
-});
 
 // --- server → client ---------------------------------------------------------------------------------
 
@@ -71,33 +76,15 @@ export const DispatcherRequest = struct(66, 'dispatcherRequest', [
   ['Name', GoBasic.string],
 ]);
 
-/** How a request field is typed in Go. */
-type FieldKind = 'int64' | 'int32' | 'bytes' | 'int64s';
+type RequestType = RequestStruct;
 
-interface RequestType {
-  /** The name Go registers for a pointer to it. */
-  goName: string;
-  type: StructType;
-  fields: Record<string, FieldKind>;
-}
-
-function requestType(
+/** Go ims 2.0's request structs are in package main; Go registers a pointer to each. */
+const requestType = (
   id: number,
   name: string,
   fields: Record<string, FieldKind>,
-  extra?: GoType,
-): RequestType {
-  const goType = (k: FieldKind): GoType => (k === 'bytes' ? GoBasic.bytes : k === 'int64s' ? extra! : int);
-  return {
-    goName: `*main.${name}`,
-    type: struct(
-      id,
-      name,
-      Object.entries(fields).map(([f, k]) => [f, goType(k)]),
-    ),
-    fields,
-  };
-}
+  int64s?: GoType,
+): RequestType => requestStruct(id, name, `*main.${name}`, fields, int64s);
 
 const PeerMessage = requestType(67, 'PeerMessage', {
   AppID: 'int64',
@@ -135,8 +122,6 @@ const PeerGroupMessage = requestType(
   { kind: 'slice', id: 73, name: '[]int64', elem: int },
 );
 
-/** A decoded request as the Nest handler takes it (the same payload the Nest transport carries). */
-export type Payload = Record<string, unknown>;
 /** A Nest handler's reply turned into the Go value the Go method returns. */
 type ReplyToGo = (reply: unknown) => { name: string; type: GoType; value: unknown };
 
@@ -149,21 +134,6 @@ export interface GorpcMethod {
   reply: ReplyToGo;
 }
 
-interface WireMessageLike {
-  msgId: number;
-  deviceId: number | string;
-  cmd: number;
-  raw: string;
-}
-
-const historyList = (messages: WireMessageLike[]) =>
-  messages.map((m) => ({
-    MsgID: m.msgId,
-    DeviceID: typeof m.deviceId === 'string' ? BigInt(m.deviceId) : m.deviceId,
-    Cmd: m.cmd,
-    Raw: Buffer.from(m.raw, 'base64'),
-  }));
-
 const int64Reply = (n: number) => ({ name: 'int64', type: int, value: n });
 
 const syncReply =
@@ -172,9 +142,6 @@ const syncReply =
     const reply = r as { messages: WireMessageLike[]; lastMsgId: number };
     return { name, type, value: { Messages: historyList(reply.messages), LastMsgID: reply.lastMsgId } };
   };
-
-const keys = (pairs: string): Record<string, string> =>
-  Object.fromEntries(pairs.split(' ').map((p) => p.split('=') as [string, string]));
 
 /** The Go ims methods gorpc callers use, by Go function name. */
 export const GORPC_METHODS: ReadonlyMap<string, GorpcMethod> = new Map(
@@ -282,47 +249,10 @@ export function toGorpcCall(v: GobValue): GorpcCall {
   return { id, name, request: request as GobInterface | null };
 }
 
-const INT32_MIN = -(2n ** 31n);
-const INT32_MAX = 2n ** 31n - 1n;
-const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-/** An int64 as the Nest payloads carry it: a number when exact, else a decimal string. */
-const wireInt64 = (v: bigint): number | string => (v <= SAFE && v >= -SAFE ? Number(v) : v.toString());
-
 /**
  * The Nest payload for a request struct of `method`'s Go type, as Go's decoder would fill the struct:
  * absent fields are zero, unknown ones ignored, a field of the wrong kind or out of its range refused.
  */
 export function toPayload(method: GorpcMethod, value: GobValue): Payload {
-  if (!(value instanceof GobStruct)) throw new GobError(`${method.request.goName} is not a struct`);
-  const out: Payload = {};
-  for (const [field, kind] of Object.entries(method.request.fields)) {
-    const v = value.fields.get(field);
-    const key = method.payloadKeys[field];
-    const bad = (what: string) => new GobError(`${method.request.goName}.${field}: ${what}`);
-    switch (kind) {
-      case 'int64':
-      case 'int32': {
-        const n = v ?? 0n;
-        if (typeof n !== 'bigint') throw bad('not an integer');
-        if (kind === 'int32' && (n < INT32_MIN || n > INT32_MAX)) throw bad(`${n} out of int32 range`);
-        if (n >= 2n ** 63n) throw bad(`${n} out of int64 range`);
-        out[key] = kind === 'int32' ? Number(n) : wireInt64(n);
-        break;
-      }
-      case 'bytes': {
-        const b = v ?? Buffer.alloc(0);
-        if (!Buffer.isBuffer(b)) throw bad('not a byte string');
-        out[key] = b.toString('base64');
-        break;
-      }
-      case 'int64s': {
-        const list = v ?? [];
-        if (!Array.isArray(list) || list.some((x) => typeof x !== 'bigint'))
-          throw bad('not a list of integers');
-        out[key] = (list as bigint[]).map(wireInt64);
-        break;
-      }
-    }
-  }
-  return out;
+  return structPayload(method.request, method.payloadKeys, value);
 }

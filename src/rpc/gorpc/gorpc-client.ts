@@ -5,7 +5,13 @@
  */
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { GobStreamDecoder, GobStreamEncoder, GobStruct, type GobInterface, type GobValue } from './gob.js';
+import {
+  GobStreamDecoder,
+  GobStreamEncoder,
+  GobStruct,
+  type GobInterface,
+  type GobValue,
+} from '../gob/gob.js';
 import { DispatcherRequest, REPLY_NAMES, REQUEST_TYPES, WireRequest } from './go-types.js';
 
 /** An error the server returned for one call (dispatcherResponse.Error or wireResponse.Error). */

@@ -6,7 +6,8 @@
  */
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from './gob.js';
+import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from '../gob/gob.js';
+import type { CallOutcome } from '../go-listener.server.js';
 import {
   DispatcherResponse,
   GORPC_METHODS,
@@ -17,9 +18,6 @@ import {
   type GorpcMethod,
   type Payload,
 } from './go-types.js';
-
-/** What the Nest handler made of one call. */
-export type CallOutcome = { ok: true; reply: unknown } | { ok: false; message: string };
 
 export interface ConnectionOptions {
   /** Runs one call through the Nest handler of `method`. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from '../../../src/rpc/gorpc/gob.js';
+import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from '../../../src/rpc/gob/gob.js';
 import {
   DispatcherResponse,
   GORPC_METHODS,

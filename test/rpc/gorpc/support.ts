@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { GobStreamDecoder, GobStruct, type GobInterface, type GobValue } from '../../../src/rpc/gorpc/gob.js';
+import { GobStreamDecoder, GobStruct, type GobInterface, type GobValue } from '../../../src/rpc/gob/gob.js';
 import { REPLY_NAMES, REQUEST_NAMES } from '../../../src/rpc/gorpc/go-types.js';
 import { GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
 import { fixturePath, type GoMessage } from '../../support/fixtures.js';

@@ -1,7 +1,8 @@
 /**
- * The parts of Go's encoding/gob that gorpc needs, written from the format description (Go's
- * src/encoding/gob/doc.go): a stream decoder that reads any well-formed gob stream into plain values,
- * and a stream encoder that writes the bytes Go's Encoder writes for the types described here.
+ * The parts of Go's encoding/gob that Go's RPC protocols need (gorpc and net/rpc both carry gob),
+ * written from the format description (Go's src/encoding/gob/doc.go): a stream decoder that reads any
+ * well-formed gob stream into plain values, and a stream encoder that writes the bytes Go's Encoder
+ * writes for the types described here. Both transports use this one codec.
  *
  * Pure functions and per-stream state only: no sockets, no Nest.
  */
@@ -11,6 +12,17 @@ export class GobError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'GobError';
+  }
+}
+
+/** A message whose length prefix is over the decoder's limit: refused before any of it is kept. */
+export class GobLimitError extends GobError {
+  constructor(
+    readonly length: number,
+    readonly limit: number,
+  ) {
+    super(`gob message of ${length} bytes exceeds the limit of ${limit}`);
+    this.name = 'GobLimitError';
   }
 }
 
@@ -113,6 +125,17 @@ export class GobStreamDecoder {
   /** Bytes taken by the complete values read so far (where the next value starts in the stream). */
   consumed = 0;
 
+  /**
+   * The type id of the value next() last returned. A receiver that checks a value against the Go type it
+   * expects (as Go's decoder does, by the sender's type definition rather than by the value) needs it.
+   */
+  lastType = 0;
+
+  /** The definition this stream gave type `id` (undefined for built-in ids and ids not defined yet). */
+  typeDef(id: number): WireType | undefined {
+    return this.types.get(id);
+  }
+
   /** Bytes received but not yet consumed by a complete value. */
   get bufferedBytes(): number {
     return this.buffered + this.buf.length;
@@ -171,6 +194,7 @@ export class GobStreamDecoder {
       const value = this.readConcrete(id);
       if (this.pos !== this.msgEnd)
         throw new GobError(`message is ${this.msgEnd - this.pos} bytes longer than the value it holds`);
+      this.lastType = id;
       return value;
     }
   }
@@ -191,8 +215,7 @@ export class GobStreamDecoder {
       size = 1 + n;
     }
     if (len === 0) throw new GobError('empty gob message');
-    if (len > this.limits.maxMessage)
-      throw new GobError(`gob message of ${len} bytes exceeds the limit of ${this.limits.maxMessage}`);
+    if (len > this.limits.maxMessage) throw new GobLimitError(len, this.limits.maxMessage);
     this.pos += size;
     if (this.pos + len > buf.length) {
       this.wanted = this.pos + len;
@@ -702,14 +725,17 @@ export class GobStreamEncoder {
       case 'struct':
         b.byte(3); // StructT
         common(b);
-        b.byte(1);
-        b.uint(t.fields.length);
-        for (const f of t.fields) {
+        // The field list is a slice: an empty one (struct{}) is a zero value, left out like any other.
+        if (t.fields.length > 0) {
           b.byte(1);
-          b.string(f.name);
-          b.byte(1);
-          b.int(idOf(f.type));
-          b.byte(0);
+          b.uint(t.fields.length);
+          for (const f of t.fields) {
+            b.byte(1);
+            b.string(f.name);
+            b.byte(1);
+            b.int(idOf(f.type));
+            b.byte(0);
+          }
         }
         b.byte(0);
         break;
