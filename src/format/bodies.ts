@@ -273,6 +273,16 @@ export function saveBodyProblem(cmd: number, body: Buffer, format: 'v2' | 'v4' =
   return null;
 }
 
+/**
+ * Why `body` cannot be stored as `cmd` in a folder of either format, or null: what an RPC layer can
+ * check before it knows the folder (the engine then checks the folder's own kinds).
+ */
+export function anyFormatBodyProblem(cmd: number, body: Buffer): string | null {
+  const v2 = saveBodyProblem(cmd, body, 'v2');
+  if (v2 === null || Object.hasOwn(SAVE_BODY_RULES, cmd)) return v2;
+  return Object.hasOwn(V4_SAVE_BODY_RULES, cmd) ? saveBodyProblem(cmd, body, 'v4') : v2;
+}
+
 /** A text body (MSG_GROUP_NOTIFICATION, MSG_SYSTEM, MSG_NOTIFICATION) is the UTF-8 text, no header. */
 export function encodeTextBody(text: string | Uint8Array): Buffer {
   return typeof text === 'string' ? Buffer.from(text, 'utf8') : Buffer.from(text);

@@ -1,6 +1,6 @@
 /** class-validator rules for the RPC payloads: 64-bit ids as number-or-string, and raw bodies checked for their cmd. */
 import { registerDecorator, type ValidationArguments, type ValidationOptions } from 'class-validator';
-import { saveBodyProblem } from '../format/bodies.js';
+import { anyFormatBodyProblem } from '../format/bodies.js';
 import { INT64_MAX, INT64_MIN } from '../format/int64.js';
 
 const DECIMAL = /^-?\d{1,20}$/;
@@ -86,7 +86,7 @@ export function IsStorableBody(cmdProperty: string, allowedCmds: readonly number
     const body = decodeBase64(value);
     if (!body) return `${property} is not valid base64`;
     if (typeof cmd !== 'number' || !allowedCmds.includes(cmd)) return null;
-    const p = saveBodyProblem(cmd, body);
+    const p = anyFormatBodyProblem(cmd, body);
     return p ? `${property}: ${p}` : null;
   };
   return (target: object, propertyName: string | symbol) =>

@@ -12,6 +12,8 @@ export const PEER_SAVE_CMDS: readonly number[] = [
   Cmd.CUSTOMER,
   Cmd.CUSTOMER_SUPPORT,
   Cmd.NOTIFICATION,
+  // v4 folders (the newest GoBelieve): CustomerMessageV2. The engine refuses kinds its folder's format lacks.
+  Cmd.CUSTOMER_V2,
 ];
 /** Message kinds saved into a super group's queue. */
 export const GROUP_SAVE_CMDS: readonly number[] = [Cmd.GROUP_NOTIFICATION, Cmd.GROUP_IM];
