@@ -29,7 +29,13 @@ import {
   writeQueueFormatFile,
   type FolderQueueFormat,
 } from './queues/folder-queue-format.js';
-import type { HistoryMessage, QueueStore, QueueTables, SaveResult, SyncResult } from './queues/queue-store.js';
+import type {
+  HistoryMessage,
+  QueueStore,
+  QueueTables,
+  SaveResult,
+  SyncResult,
+} from './queues/queue-store.js';
 import { V2Queues } from './queues/v2-queues.js';
 import { V4Queues } from './queues/v4-queues.js';
 import { StorageInputError } from './storage-errors.js';

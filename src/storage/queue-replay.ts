@@ -3,7 +3,12 @@
  * rebuild, repair, replication and the operator tools so they can never disagree.
  */
 import { Cmd, MESSAGE_FLAG_GROUP, QUEUE_BATCH_SIZE } from '../format/constants.js';
-import { INDEX_FILE_SPECS, type IndexFileSpec, type IndexKind, type QueueFormatName } from '../format/index-file.js';
+import {
+  INDEX_FILE_SPECS,
+  type IndexFileSpec,
+  type IndexKind,
+  type QueueFormatName,
+} from '../format/index-file.js';
 import { readId } from '../format/int64.js';
 import { decodeQueueEntry } from '../format/queue-entries.js';
 import type { RawMessage } from '../format/record.js';
@@ -78,7 +83,8 @@ function replayV4(peers: IdTable, groups: IdTable, id: number, msg: RawMessage):
   table.setValue(e, slots.lastMsgId, entry.msgid);
   table.setValue(e, slots.lastId, id);
   table.setValue(e, slots.lastSeq, seq);
-  if (seq % QUEUE_BATCH_SIZE === 0 && V4_CMDS_WITH_BATCH.has(msg.cmd)) table.setValue(e, slots.lastBatchId, id);
+  if (seq % QUEUE_BATCH_SIZE === 0 && V4_CMDS_WITH_BATCH.has(msg.cmd))
+    table.setValue(e, slots.lastBatchId, id);
   if (entry.family === 'peer' && !entry.groupFlagged) table.setValue(e, V4_PEER.lastPeerId, id);
 }
 

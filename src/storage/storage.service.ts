@@ -95,7 +95,8 @@ export class StorageService implements OnApplicationShutdown {
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
-      if (err instanceof QueueFormatMismatchError) throw new SettingError('queue_format', err.setting, err.reason);
+      if (err instanceof QueueFormatMismatchError)
+        throw new SettingError('queue_format', err.setting, err.reason);
       throw err;
     }
     const r = this.engine.openReport!;

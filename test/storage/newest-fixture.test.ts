@@ -25,7 +25,15 @@ interface Query {
 interface Save {
   i: number;
   method: 'SavePeerMessage' | 'SavePeerGroupMessage' | 'SaveGroupMessage';
-  req: { AppID: number; Uid?: number; GroupID?: number; Members?: number[]; DeviceID: number; Cmd: number; Raw: string };
+  req: {
+    AppID: number;
+    Uid?: number;
+    GroupID?: number;
+    Members?: number[];
+    DeviceID: number;
+    Cmd: number;
+    Raw: string;
+  };
   resp: { MsgID: number; PrevMsgID: number } | { MessageIDs: { MsgID: number; PrevMsgID: number }[] };
 }
 interface NewestManifest {
@@ -46,7 +54,12 @@ before(() => {
 });
 
 const toGo = (messages: HistoryMessage[]): GoMsg[] =>
-  messages.map((m) => ({ MsgID: m.msgId, DeviceID: Number(m.deviceId), Cmd: m.cmd, Raw: m.raw.toString('base64') }));
+  messages.map((m) => ({
+    MsgID: m.msgId,
+    DeviceID: Number(m.deviceId),
+    Cmd: m.cmd,
+    Raw: m.raw.toString('base64'),
+  }));
 
 /** One manifest query against the engine, answered in the manifest's JSON shape. */
 function runQuery(store: MessageStore, q: Query): unknown {
@@ -104,7 +117,8 @@ for (const folder of ['clean', 'noindex', 'stale'] as const) {
         assert.equal(store.queueFormat, 'v4');
         // A Go index carries no log position: even clean/ replays from the older of its two newest entries.
         assert.equal(store.openReport!.index, folder === 'noindex' ? 'rebuilt' : 'repaired');
-        for (const q of manifest.queries) assert.deepEqual(runQuery(store, q), q.resp, `${folder}: ${q.name}`);
+        for (const q of manifest.queries)
+          assert.deepEqual(runQuery(store, q), q.resp, `${folder}: ${q.name}`);
         assert.ok(manifest.queries.length > 300);
       } finally {
         await store.close();
@@ -155,8 +169,9 @@ describe('replaying the newest manifest saves into an empty v4 folder', () => {
         const raw = Buffer.from(call.req.Raw, 'base64');
         const ok = call.req.Cmd === 8 && raw.length >= 24;
         if (ok) continue;
-        assert.throws(() => save(store, { method: call.method as Save['method'], req: call.req }), (err: Error) =>
-          /too short for cmd|not a message kind ims stores in a v4 folder/.test(err.message),
+        assert.throws(
+          () => save(store, { method: call.method as Save['method'], req: call.req }),
+          (err: Error) => /too short for cmd|not a message kind ims stores in a v4 folder/.test(err.message),
         );
       }
       assert.equal(store.nextId, end);

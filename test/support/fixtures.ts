@@ -87,7 +87,10 @@ export function removeDir(dir: string): void {
  * Entries of a folder's index files, sorted (files are in any order): v2 peer_index [appid, uid,
  * last_id, last_peer_id] and group_index; v4 peer_index.v3 and group_index.v2.
  */
-export function sortedIndex(dir: string, format: 'v2' | 'v4' = 'v2'): { peer: number[][]; group: number[][] } {
+export function sortedIndex(
+  dir: string,
+  format: 'v2' | 'v4' = 'v2',
+): { peer: number[][]; group: number[][] } {
   const read = (name: string, size: number) => {
     const data = fs.readFileSync(path.join(dir, name));
     const rows: number[][] = [];

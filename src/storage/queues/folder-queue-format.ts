@@ -145,7 +145,10 @@ export function resolveQueueFormat(
       held.format === 'v2'
         ? `; run 'ims upgrade --queue-format v4 ${root}' to switch it to v4, keeping its history`
         : '; a v4 folder cannot be served as v2 (remove the setting to serve it as v4)';
-    throw new QueueFormatMismatchError(setting, `${root} holds ${held.format} queues (${held.evidence})${hint}`);
+    throw new QueueFormatMismatchError(
+      setting,
+      `${root} holds ${held.format} queues (${held.evidence})${hint}`,
+    );
   }
   return held.format;
 }

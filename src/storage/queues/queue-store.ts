@@ -60,7 +60,13 @@ export abstract class QueueStore {
 
   /** Why a client's body cannot be saved as `cmd` in this format, or null. */
   abstract saveProblem(cmd: number, body: Buffer): string | null;
-  abstract savePeerMessage(appid: bigint, uid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult;
+  abstract savePeerMessage(
+    appid: bigint,
+    uid: bigint,
+    deviceId: bigint,
+    cmd: number,
+    body: Buffer,
+  ): SaveResult;
   abstract savePeerGroupMessage(
     appid: bigint,
     members: readonly bigint[],
@@ -68,7 +74,13 @@ export abstract class QueueStore {
     cmd: number,
     body: Buffer,
   ): SaveResult[];
-  abstract saveGroupMessage(appid: bigint, gid: bigint, deviceId: bigint, cmd: number, body: Buffer): SaveResult;
+  abstract saveGroupMessage(
+    appid: bigint,
+    gid: bigint,
+    deviceId: bigint,
+    cmd: number,
+    body: Buffer,
+  ): SaveResult;
   abstract syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult;
   abstract syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult;
   abstract getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[];
@@ -163,7 +175,12 @@ export abstract class QueueStore {
     return entry;
   }
 
-  protected toHistory(msgId: number, deviceId: bigint, rec: RawMessage, body: Buffer = rec.body): HistoryMessage {
+  protected toHistory(
+    msgId: number,
+    deviceId: bigint,
+    rec: RawMessage,
+    body: Buffer = rec.body,
+  ): HistoryMessage {
     return { msgId, deviceId, cmd: rec.cmd, raw: body };
   }
 }

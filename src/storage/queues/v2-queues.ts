@@ -5,7 +5,14 @@
  * A user's index entry holds last_id (newest queue entry) and last_peer_id (newest entry that is not a
  * group message); a group's holds last_id. The message id of a head is cached in the table's aux slot.
  */
-import { Cmd, GROUP_SYNC_LIMIT, LATEST_CMDS, MESSAGE_FLAG_GROUP, SYNC_CMDS, cmdName } from '../../format/constants.js';
+import {
+  Cmd,
+  GROUP_SYNC_LIMIT,
+  LATEST_CMDS,
+  MESSAGE_FLAG_GROUP,
+  SYNC_CMDS,
+  cmdName,
+} from '../../format/constants.js';
 import {
   GROUP_ENTRY_BODY_SIZE,
   OFFLINE_V2_BODY_SIZE,
@@ -81,7 +88,16 @@ export class V2Queues extends QueueStore {
   ): number {
     const id = this.files.reserve(ENTRY_RECORD_SIZE);
     const off = this.stageFrame(id, OFFLINE_V2_BODY_SIZE, Cmd.OFFLINE_V2, group ? MESSAGE_FLAG_GROUP : 0);
-    writeOfflineV2Body(this.files.stagingBuffer, off, appid, uid, msgId, deviceId, head.lastId, head.lastPeerId);
+    writeOfflineV2Body(
+      this.files.stagingBuffer,
+      off,
+      appid,
+      uid,
+      msgId,
+      deviceId,
+      head.lastId,
+      head.lastPeerId,
+    );
     return id;
   }
 

@@ -24,7 +24,12 @@ import {
 } from '../../format/constants.js';
 import { decodeImBody } from '../../format/bodies.js';
 import { INDEX_FILE_SPECS } from '../../format/index-file.js';
-import { V4_QUEUE_BODY_SIZE, decodeQueueEntry, writeV4QueueBody, type QueueEntry } from '../../format/queue-entries.js';
+import {
+  V4_QUEUE_BODY_SIZE,
+  decodeQueueEntry,
+  writeV4QueueBody,
+  type QueueEntry,
+} from '../../format/queue-entries.js';
 import { recordSize, type RawMessage } from '../../format/record.js';
 import { V4_GROUP, V4_PEER } from '../queue-replay.js';
 import { CorruptRecordError } from '../storage-errors.js';
@@ -191,7 +196,7 @@ export class V4Queues extends QueueStore {
 
     // Batch marks above the key, nearest the head first.
     const marks: number[] = [];
-    for (let b = head.lastBatchId; b > sinceMsgId && b >= firstId; ) {
+    for (let b = head.lastBatchId; b > sinceMsgId && b >= firstId;) {
       const mark = this.readEntry('peer', appid, uid, b);
       if (mark.msgid <= sinceMsgId) break;
       marks.push(b);
@@ -259,7 +264,7 @@ export class V4Queues extends QueueStore {
   private entryAbove(appid: bigint, uid: bigint, headId: number, sinceMsgId: number, count: number): number {
     const ids: number[] = [];
     const firstId = this.files.firstId;
-    for (let id = headId; id >= firstId && id > 0; ) {
+    for (let id = headId; id >= firstId && id > 0;) {
       const entry = this.readEntry('peer', appid, uid, id);
       if (entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       ids.push(id);
@@ -272,7 +277,7 @@ export class V4Queues extends QueueStore {
   getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
     const messages: HistoryMessage[] = [];
     const firstId = this.files.firstId;
-    for (let id = this.peerHead(appid, uid).lastId; id >= firstId && id > 0; ) {
+    for (let id = this.peerHead(appid, uid).lastId; id >= firstId && id > 0;) {
       const entry = this.readEntry('peer', appid, uid, id);
       if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
@@ -293,7 +298,7 @@ export class V4Queues extends QueueStore {
     const messages: HistoryMessage[] = [];
     const firstId = this.files.firstId;
     let lastMsgId = 0;
-    for (let id = this.groupHead(appid, gid).lastId; id >= firstId && id > 0; ) {
+    for (let id = this.groupHead(appid, gid).lastId; id >= firstId && id > 0;) {
       const entry = this.readEntry('group', appid, gid, id);
       if (lastMsgId === 0) lastMsgId = entry.msgid;
       if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
@@ -380,7 +385,7 @@ export class V4Queues extends QueueStore {
   private seqOfUncountedEntry(appid: bigint, uid: bigint, head: Head, entryId: number): number {
     let id = head.lastId;
     let seq = head.lastSeq;
-    for (let b = head.lastBatchId; b > entryId; ) {
+    for (let b = head.lastBatchId; b > entryId;) {
       const mark = this.readEntry('peer', appid, uid, b);
       id = b;
       seq = mark.seq;
