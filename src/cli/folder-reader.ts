@@ -170,17 +170,24 @@ export class FolderReader extends BlockAddressing {
    * queueFormatOf), or null when the log holds none. Reads only up to that record.
    */
   firstQueueCmd(): number | null {
-    for (const b of this.blocks) {
-      try {
-        this.scan(b, BLOCK_HEADER_SIZE, (_id, msg) => {
-          if (decidesQueueFormat(msg.cmd)) throw new FoundQueueCmd(msg.cmd);
-        });
-      } catch (err) {
-        if (err instanceof FoundQueueCmd) return err.cmd;
-        throw err;
+    // A look ahead, not a check: the checksum counts stay those of the walks that check.
+    const { checked, unchecked } = this;
+    try {
+      for (const b of this.blocks) {
+        try {
+          this.scan(b, BLOCK_HEADER_SIZE, (_id, msg) => {
+            if (decidesQueueFormat(msg.cmd)) throw new FoundQueueCmd(msg.cmd);
+          });
+        } catch (err) {
+          if (err instanceof FoundQueueCmd) return err.cmd;
+          throw err;
+        }
       }
+      return null;
+    } finally {
+      this.checked = checked;
+      this.unchecked = unchecked;
     }
-    return null;
   }
 
   close(): void {

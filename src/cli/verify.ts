@@ -782,10 +782,8 @@ class Verifier {
         report.wrongEntries++;
         if (report.examples.length < MAX_EXAMPLES) {
           const e = table.find(...entry.key);
-          const rebuilt = [...Array(values).keys()].map((v) => table.getValue(e, v));
-          report.examples.push(
-            `${wordsText(entry.key)} -> ${named(entry.values)} (the blocks say ${e < 0 ? 'no entry' : named(rebuilt)})`,
-          );
+          const says = e < 0 ? 'no entry' : named([...Array(values).keys()].map((v) => table.getValue(e, v)));
+          report.examples.push(`${wordsText(entry.key)} -> ${named(entry.values)} (the blocks say ${says})`);
         }
       } else {
         const e = table.find(...entry.key);
