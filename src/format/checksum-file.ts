@@ -13,6 +13,7 @@
  * Pure encode/decode: no I/O.
  */
 import { crc32 } from 'node:zlib';
+import { crc32Of } from './crc32.js';
 
 export const CHECKSUM_DIR = 'checksums';
 export const CHECKSUM_MAGIC = 0x494d434b; // "IMCK"
@@ -58,9 +59,9 @@ export function decodeChecksumHeader(buf: Buffer, expectedBlock: number): Checks
   return { ok: true, value: { blockNo, sealedAt: Number(buf.readBigUInt64BE(16)) } };
 }
 
-/** CRC32 of one record's bytes (MAGIC to MAGIC). */
+/** CRC32 of one record's bytes (MAGIC to MAGIC): zlib's CRC-32, computed as crc32.ts explains. */
 export function recordChecksum(buf: Buffer, start: number, end: number): number {
-  return crc32(buf.subarray(start, end));
+  return crc32Of(buf, start, end);
 }
 
 /** Number of whole entries in a sidecar file of `fileSize` bytes. */

@@ -48,13 +48,31 @@ export class BlockChecksums {
 
   /** The checksum of the record at `offset`, or -1 when it has none. */
   find(offset: number): number {
+    const i = this.indexOf(offset);
+    return i < 0 ? -1 : this.crcs[i];
+  }
+
+  /**
+   * Index of the entry for `offset`, or -1. Interpolation search: records of a block have similar sizes,
+   * so the entry sits close to where its offset lies between the first and last entries' offsets, and
+   * two or three guesses find it (bisection needs 20 steps in a full block, and its mispredicted
+   * branches made the lookup cost a third of a checked read). After 4 guesses it bisects, so a block
+   * of very unequal records costs no more than a binary search.
+   */
+  indexOf(offset: number): number {
+    const offsets = this.offsets;
     let lo = 0;
     let hi = this.count - 1;
-    const offsets = this.offsets;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
+    for (let guess = 0; lo <= hi; guess++) {
+      const first = offsets[lo];
+      const last = offsets[hi];
+      if (offset < first || offset > last) return -1;
+      const mid =
+        guess < 4 && last > first
+          ? lo + Math.floor(((offset - first) * (hi - lo)) / (last - first))
+          : (lo + hi) >>> 1;
       const v = offsets[mid];
-      if (v === offset) return this.crcs[mid];
+      if (v === offset) return mid;
       if (v < offset) lo = mid + 1;
       else hi = mid - 1;
     }
