@@ -9,6 +9,10 @@
 // --profile  always CPU-profile the server and the client during a 64-in-flight sync-durability run
 //            (a full run profiles anyway when that run is below 50k saves/s; --no-profile stops it)
 // --profile-durability interval   profile with durability=interval instead
+// --sync-variant NAME=PRELOAD (repeatable) one more sync server, on its own copy of the folder, with
+//            PRELOAD imported (e.g. an older read path); measured in turn with the checked and unchecked ones
+// --profile-sync  CPU-profile both sync servers (checked and unchecked reads) during one more window of
+//            full syncs at 64 in flight; profiles and summaries in OUT/sync-profiles/
 // --keep     keep the temporary data folders
 // --whatif L what-if changes on the Nest transport, comma-separated: nodelay, cork, batchwrite (see
 //            bench/whatif-preload.mjs); preloaded into the server, the echo server and this client
@@ -59,6 +63,7 @@ const ONLY = option('--only')?.split(',') ?? null;
 const OUT_NAME = ONLY || option('--whatif') ? 'partial' : QUICK ? 'quick' : 'latest';
 const want = (section) => !ONLY || ONLY.includes(section);
 const WHATIF = option('--whatif') ?? '';
+const SYNC_VARIANTS = args.flatMap((a, i) => (a === '--sync-variant' ? [args[i + 1]] : []));
 const WHATIF_PRELOAD = path.join(REPO_ROOT, 'bench/whatif-preload.mjs');
 if (WHATIF) {
   process.env.IMS_BENCH_WHATIF = WHATIF;
@@ -101,6 +106,7 @@ const TARGETS = {
   tailSyncsPerSec64: 12_000,
   rebuildMBps: 200,
   rssMBFor10MUsers: 600,
+  checkedOfUnchecked: 0.9,
 };
 
 // Counts fdatasync calls made in this process (the disk ceiling and the engine alone), to report the
@@ -369,17 +375,18 @@ async function framingCost() {
 
 async function syncBench() {
   const dataDir = path.join(work, 'sync-data');
-  const server = await startImsServer({
+  const uncheckedDir = path.join(work, 'sync-data-unchecked');
+  const filler = await startImsServer({
     workDir: work,
     dataDir,
     durability: 'sync',
     nodeFlags: preloadFlags,
   });
-  const client = await createClient(server.host, server.port);
+  const users = SETTINGS.syncUsers;
+  const per = SETTINGS.syncMessagesPerUser;
+  const lastTwo = new Map();
+  const fillClient = await createClient(filler.host, filler.port);
   try {
-    const users = SETTINGS.syncUsers;
-    const per = SETTINGS.syncMessagesPerUser;
-    const lastTwo = new Map();
     let next = 0;
     const total = users * per;
     // Fill every user's queue with `per` messages, 64 saves in flight.
@@ -389,7 +396,7 @@ async function syncBench() {
           const n = next++;
           if (n >= total) return;
           const uid = BigInt(500_000 + (n % users));
-          const r = await client.savePeerMessage({
+          const r = await fillClient.savePeerMessage({
             appId: APP_ID,
             uid,
             deviceId: 1n,
@@ -403,32 +410,138 @@ async function syncBench() {
         }
       }),
     );
-    const uidAt = (n) => BigInt(500_000 + (n % users));
-    const check = await client.syncMessage({ appId: APP_ID, uid: uidAt(0), deviceId: 2n, lastMsgId: 0 });
-    if (check.messages.length !== per)
-      throw new Error(`full sync returned ${check.messages.length}, expected ${per}`);
-    const tailCheck = await client.syncMessage({
-      appId: APP_ID,
-      uid: uidAt(0),
-      deviceId: 2n,
-      lastMsgId: lastTwo.get(uidAt(0))[0],
+  } finally {
+    await fillClient.close();
+    await filler.stop();
+  }
+  // The same folder twice: one server reads it checked (as shipped), the other with the checksum check
+  // skipped (bench/unchecked-preload.mjs). Each run measures both, alternating which goes first. Both
+  // read a copy made the same way: a file written record by record and its copy read at different
+  // speeds (the kernel caches them in pages of different sizes), which alone was a 10-20% difference.
+  const checkedDir = path.join(work, 'sync-data-checked');
+  fs.cpSync(dataDir, checkedDir, { recursive: true });
+  fs.cpSync(dataDir, uncheckedDir, { recursive: true });
+  const profileDir = flag('--profile-sync') ? path.join(OUT_DIR, 'sync-profiles') : null;
+  const profiling = (name) =>
+    profileDir
+      ? {
+          nodeFlags: ['--import', path.join(REPO_ROOT, 'bench/cpu-profile-preload.mjs')],
+          env: { IMS_BENCH_PROFILE_OUT: path.join(profileDir, `${name}.cpuprofile`) },
+        }
+      : { nodeFlags: [], env: {} };
+  const variants = {};
+  const servers = [
+    ['checked', checkedDir, []],
+    ['unchecked', uncheckedDir, ['--import', path.join(REPO_ROOT, 'bench/unchecked-preload.mjs')]],
+  ];
+  for (const spec of SYNC_VARIANTS) {
+    const [name, preload] = spec.split('=');
+    const dir = path.join(work, `sync-data-${name}`);
+    fs.cpSync(dataDir, dir, { recursive: true });
+    servers.push([name, dir, ['--import', path.resolve(preload)]]);
+  }
+  for (const [name, dir, extra] of servers) {
+    const prof = profiling(name);
+    const server = await startImsServer({
+      workDir: work,
+      dataDir: dir,
+      durability: 'sync',
+      nodeFlags: [...preloadFlags, ...extra, ...prof.nodeFlags],
+      env: prof.env,
     });
-    if (tailCheck.messages.length !== 1)
-      throw new Error(`tail sync returned ${tailCheck.messages.length}, expected 1`);
-    const full = (n) => client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: 0 });
-    const tail = (n) =>
-      client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: lastTwo.get(uidAt(n))[0] });
-    const out = { messagesPerFullSync: per, users };
-    for (const [name, call] of Object.entries({ full, tail })) {
+    variants[name] = { server, client: await createClient(server.host, server.port) };
+  }
+  try {
+    const uidAt = (n) => BigInt(500_000 + (n % users));
+    for (const { client } of Object.values(variants)) {
+      const check = await client.syncMessage({ appId: APP_ID, uid: uidAt(0), deviceId: 2n, lastMsgId: 0 });
+      if (check.messages.length !== per)
+        throw new Error(`full sync returned ${check.messages.length}, expected ${per}`);
+      const tailCheck = await client.syncMessage({
+        appId: APP_ID,
+        uid: uidAt(0),
+        deviceId: 2n,
+        lastMsgId: lastTwo.get(uidAt(0))[0],
+      });
+      if (tailCheck.messages.length !== 1)
+        throw new Error(`tail sync returned ${tailCheck.messages.length}, expected 1`);
+    }
+    const calls = (client) => ({
+      full: (n) => client.syncMessage({ appId: APP_ID, uid: uidAt(n), deviceId: 2n, lastMsgId: 0 }),
+      tail: (n) =>
+        client.syncMessage({
+          appId: APP_ID,
+          uid: uidAt(n),
+          deviceId: 2n,
+          lastMsgId: lastTwo.get(uidAt(n))[0],
+        }),
+    });
+    const out = { messagesPerFullSync: per, users, unchecked: {}, checkedOfUnchecked: {}, variants: {} };
+    for (const name of ['full', 'tail']) {
       for (const inflight of [1, 64]) {
-        log(`sync ${name} ${inflight} in flight`);
-        out[`${name}_${inflight}`] = await repeat(() => measureCalls(server, call, inflight));
+        log(`sync ${name} ${inflight} in flight (checked and unchecked reads)`);
+        const names = Object.keys(variants);
+        const runs = Object.fromEntries(names.map((v) => [v, []]));
+        for (let r = 0; r < SETTINGS.runs; r++) {
+          const order = r % 2 === 0 ? names : names.toReversed();
+          for (const v of order) {
+            if (!QUICK) await waitForQuiet({ log, maxWaitMs: 20000 });
+            const { server, client } = variants[v];
+            const m = await measureCalls(server, calls(client)[name], inflight);
+            // Server CPU per call: unlike ops/s, barely moved by other processes taking the cores.
+            runs[v].push({ ...m, serverCpuUsPerCall: (m.serverCpuPct / 100 / m.opsPerSec) * 1e6 });
+          }
+        }
+        const key = `${name}_${inflight}`;
+        out[key] = { ...medianOf(runs.checked), runs: runs.checked.length };
+        out.unchecked[key] = { ...medianOf(runs.unchecked), runs: runs.unchecked.length };
+        out.checkedOfUnchecked[key] = {
+          ofMedians: ratio(out[key].opsPerSec, out.unchecked[key].opsPerSec),
+          perRun: runs.checked.map((c, i) => ratio(c.opsPerSec, runs.unchecked[i].opsPerSec)),
+          // unchecked ÷ checked server CPU per call: the throughput ratio a server-bound run would show
+          cpuPerCall: ratio(out.unchecked[key].serverCpuUsPerCall, out[key].serverCpuUsPerCall),
+          cpuPerCallPerRun: runs.checked.map((c, i) =>
+            ratio(runs.unchecked[i].serverCpuUsPerCall, c.serverCpuUsPerCall),
+          ),
+        };
+        for (const v of names.slice(2)) {
+          const m = { ...medianOf(runs[v]), runs: runs[v].length };
+          out.variants[v] ??= {};
+          out.variants[v][key] = {
+            ...m,
+            ofUnchecked: ratio(m.opsPerSec, out.unchecked[key].opsPerSec),
+            perRun: runs[v].map((c, i) => ratio(c.opsPerSec, runs.unchecked[i].opsPerSec)),
+            cpuPerCall: ratio(out.unchecked[key].serverCpuUsPerCall, m.serverCpuUsPerCall),
+          };
+        }
+      }
+    }
+    if (profileDir) {
+      // One more full-sync window at 64 in flight per server, profiled (bench/cpu-profile-preload.mjs).
+      fs.mkdirSync(profileDir, { recursive: true });
+      out.profiles = {};
+      for (const [v, { server, client }] of Object.entries(variants)) {
+        log(`profiling the ${v} server: full syncs, 64 in flight`);
+        await waitForQuiet({ log, maxWaitMs: 20000 });
+        server.proc.kill('SIGWINCH');
+        await new Promise((r) => setTimeout(r, 100));
+        const r = await measureCalls(server, calls(client).full, 64);
+        server.proc.kill('SIGUSR2');
+        await server.waitFor(/cpu profile written/);
+        const file = path.join(profileDir, `${v}.cpuprofile`);
+        out.profiles[v] = {
+          opsPerSec: round(r.opsPerSec),
+          file,
+          summary: summarizeProfile(JSON.parse(fs.readFileSync(file, 'utf8')), 25),
+        };
       }
     }
     return out;
   } finally {
-    await client.close();
-    await server.stop();
+    for (const { server, client } of Object.values(variants)) {
+      await client.close();
+      await server.stop();
+    }
   }
 }
 
@@ -707,16 +820,26 @@ function markdown(res) {
     }
     L.push('');
   }
-  L.push('**SyncMessage** (ops/s, p50 / p99 ms)');
+  L.push(
+    '**SyncMessage** (ops/s, p50 / p99 ms). Checked reads, as shipped; beside them the same folder read ' +
+      'by a server that skips the checksum check (bench/unchecked-preload.mjs), measured alternately in the same run',
+  );
   L.push('');
-  L.push('| sync | in flight | ops/s | p50 | p99 | server CPU |');
-  L.push('|---|---:|---:|---:|---:|---:|');
+  L.push(
+    '| sync | in flight | ops/s | p50 | p99 | server CPU | unchecked ops/s | checked ÷ unchecked ops/s (per run) | same, by server CPU per call |',
+  );
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const name of ['full', 'tail']) {
     for (const k of [1, 64]) {
-      const s = res.sync[`${name}_${k}`];
+      const key = `${name}_${k}`;
+      const s = res.sync[key];
+      const u = res.sync.unchecked?.[key];
+      const r = res.sync.checkedOfUnchecked?.[key];
       const label = name === 'full' ? `full (${res.sync.messagesPerFullSync} messages)` : 'tail (1 message)';
       L.push(
-        `| ${label} | ${k} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% |`,
+        `| ${label} | ${k} | ${fmt(s.opsPerSec)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.serverCpuPct)}% | ` +
+          `${u ? fmt(u.opsPerSec) : '–'} | ${r ? `${r.ofMedians} (${r.perRun.join(', ')})` : '–'} | ` +
+          `${r?.cpuPerCall ?? '–'} |`,
       );
     }
   }
@@ -833,6 +956,15 @@ function targetsOf(res) {
     fmt(tl.opsPerSec),
     tl.opsPerSec > TARGETS.tailSyncsPerSec64,
   );
+  for (const key of ['full_64', 'tail_64']) {
+    const r = res.sync.checkedOfUnchecked[key].ofMedians;
+    add(
+      `${key.startsWith('full') ? 'full' : 'tail'} syncs at 64 in flight, checked reads ≥ 0.9 × unchecked`,
+      r,
+      `${r} ×`,
+      r >= TARGETS.checkedOfUnchecked,
+    );
+  }
   add(
     'index rebuild ≥ 200 MB/s',
     res.rebuild.mbPerSec,
