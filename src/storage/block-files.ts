@@ -4,6 +4,7 @@
  * open read handles. Durability is group commit: callers wait for the fdatasync that covers their id.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE, MAGIC } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, encodeBlockHeader, type RawMessage } from '../format/record.js';
 import {
@@ -20,8 +21,11 @@ import { ChecksumSidecars } from './record-checksums.js';
 import { nextWholeRecord } from './block-reader.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
-/** Copies of bytes cut from the log: a torn tail, or a slave's diverged tail or blocks. */
-const KEPT_ASIDE = /^message_\d+\.(torn|diverged)\b/;
+/**
+ * Copies of bytes taken out of the log: a torn tail, a slave's diverged tail or blocks, and what
+ * `ims repair --damaged cut|fill` cut or overwrote.
+ */
+const KEPT_ASIDE = /^message_\d+\.(torn|diverged|damaged|filled)\b/;
 const READ_AHEAD = 4096;
 
 export interface BlockFilesOptions {
@@ -62,6 +66,31 @@ function syncFile(file: string): number {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Copies bytes `offset`..`end` of the block file `file` (open as `fd`) to `FILE.KIND-OFFSET` beside it
+ * (a new name, never over an older copy), and makes the copy and its name durable. Returns its path.
+ * Done before any of those bytes is cut or overwritten, so a crash never loses them.
+ */
+export function copyAside(file: string, fd: number, offset: number, end: number, kind: string): string {
+  const savedTo = freeName(`${file}.${kind}-${offset}`);
+  const out = fs.openSync(savedTo, 'wx', 0o644);
+  try {
+    const chunk = Buffer.allocUnsafe(Math.max(1, Math.min(end - offset, 1 << 20)));
+    for (let pos = offset; pos < end;) {
+      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, end - pos), pos);
+      if (n <= 0) throw new Error(`${file}: unexpected end of file at offset ${pos}`);
+      let done = 0;
+      while (done < n) done += fs.writeSync(out, chunk, done, n - done, pos - offset + done);
+      pos += n;
+    }
+    fs.fsyncSync(out);
+  } finally {
+    fs.closeSync(out);
+  }
+  fsyncDirectory(path.dirname(file));
+  return savedTo;
 }
 
 export function fsyncDirectory(dir: string): void {
@@ -378,22 +407,7 @@ export class BlockFiles extends BlockAddressing {
    * block and fdatasyncs it: a crash leaves the bytes in the block, in the copy, or in both, never lost.
    */
   private cutTail(fd: number, blockNo: number, offset: number, size: number, kind: string): string {
-    const savedTo = freeName(`${this.filePath(blockNo)}.${kind}-${offset}`);
-    const out = fs.openSync(savedTo, 'wx', 0o644);
-    try {
-      const chunk = Buffer.allocUnsafe(Math.min(size - offset, 1 << 20));
-      for (let pos = offset; pos < size;) {
-        const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
-        if (n <= 0) throw new Error(`${this.filePath(blockNo)}: unexpected end of file at offset ${pos}`);
-        let done = 0;
-        while (done < n) done += fs.writeSync(out, chunk, done, n - done, pos - offset + done);
-        pos += n;
-      }
-      fs.fsyncSync(out);
-    } finally {
-      fs.closeSync(out);
-    }
-    fsyncDirectory(this.root);
+    const savedTo = copyAside(this.filePath(blockNo), fd, offset, size, kind);
     fs.ftruncateSync(fd, offset);
     fs.fdatasyncSync(fd);
     return savedTo;

@@ -8,10 +8,21 @@ import { DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.
 import type { IndexFileSpec, IndexKind, QueueFormatName } from '../../format/index-file.js';
 import { int64Hi, int64Lo } from '../../format/int64.js';
 import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
+import { isFiller } from '../../format/filler.js';
 import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../../format/record.js';
 import { blockFileName, type BlockFiles } from '../block-files.js';
 import type { IdTable } from '../id-table.js';
 import { CorruptRecordError } from '../storage-errors.js';
+
+const CHAIN_END = {
+  msgid: 0,
+  deviceId: 0n,
+  seq: 0,
+  prevMsgid: 0,
+  prevPeerMsgid: 0,
+  prevBatchMsgid: 0,
+  groupFlagged: false,
+} as const;
 
 export interface HistoryMessage {
   msgId: number;
@@ -158,9 +169,14 @@ export abstract class QueueStore {
     return new CorruptRecordError(blockFileName(this.files.blockOf(id)), this.files.offsetOf(id), reason);
   }
 
-  /** Reads the queue entry at `id` of the queue (appid, owner); anything else there is corruption. */
+  /**
+   * Reads the queue entry at `id` of the queue (appid, owner); anything else there is corruption. A
+   * filler (`ims repair --damaged fill` wrote it over a damaged record) reads as an entry of message
+   * id 0 without links, so every walk ends there, as Go's ends at a record that is not an entry.
+   */
   protected readEntry(family: QueueFamily, appid: bigint, owner: bigint, id: number): QueueEntry {
     const rec = this.files.read(id);
+    if (isFiller(rec)) return { ...CHAIN_END, family, appid, owner };
     const entry = decodeQueueEntry(rec.cmd, rec.flag, rec.body);
     if (!entry || entry.family !== family) {
       throw this.corrupt(

@@ -5,6 +5,7 @@
  * A user's index entry holds last_id (newest queue entry) and last_peer_id (newest entry that is not a
  * group message); a group's holds last_id. The message id of a head is cached in the table's aux slot.
  */
+import { isFiller } from '../../format/filler.js';
 import {
   Cmd,
   GROUP_SYNC_LIMIT,
@@ -228,6 +229,10 @@ export class V2Queues extends QueueStore {
       if (lastMsgId === 0) lastMsgId = entry.msgid;
       if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
+      if (isFiller(rec)) {
+        id = entry.prevMsgid; // a message repair filled: skipped
+        continue;
+      }
       if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
         const im = decodeImBody(rec.body, rec.version);
         if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');

@@ -11,6 +11,7 @@
  * A folder upgraded from v2 (`ims upgrade`) also holds v2 entries below its switch point: they count in
  * the sequence (replay counts them), v4 chains link back into them, and the walks below read both.
  */
+import { isFiller } from '../../format/filler.js';
 import { replyBody, saveBodyProblem } from '../../format/bodies.js';
 import {
   BLOCK_HEADER_SIZE,
@@ -315,6 +316,10 @@ export class V4Queues extends QueueStore {
       if (lastMsgId === 0) lastMsgId = entry.msgid;
       if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
+      if (isFiller(rec)) {
+        id = entry.prevMsgid; // a message repair filled: skipped
+        continue;
+      }
       if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
         const im = decodeImBody(rec.body, rec.version);
         if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
