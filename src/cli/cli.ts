@@ -29,9 +29,12 @@ const USAGE = `usage:
   ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
                        [--limit N] [--rebuild] [--json] [--block-size N]
       print records decoded (a user's or group's queue newest first, one record, or the log in order)
-  ims repair DATA_DIR [--dry-run] [--json] [--block-size N] [--checksums]
+  ims repair DATA_DIR [--dry-run] [--json] [--block-size N] [--checksums | --damaged cut|fill]
       with the server stopped: cut a torn tail (the bytes are kept) and rebuild or update the index files;
-      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written)
+      --checksums: after a clean verify, create checksum sidecars for blocks that have none (Go-written);
+      --damaged: a bad record with whole records after it, which repair otherwise refuses to touch:
+        fill  overwrite it (up to the next whole record) with one filler record every reader skips;
+        cut   cut its block there, whole records after it included; the bytes are kept aside either way
   ims backup --from HOST:SYNC_PORT DIR [--block-size N]
       copy a running server's log up to its end at the moment of connecting into DIR (a data folder);
       run again on the same DIR to continue from where it stopped
@@ -254,6 +257,12 @@ function printVerify(r: VerifyReport): void {
       `${c.malformedEntries} malformed entries` +
       (c.foreignEntries > 0 ? `, ${c.foreignEntries} entries of the other queue format` : ''),
   );
+  if (r.fillers > 0) {
+    print(
+      `fillers: ${r.fillers} records written by 'ims repair --damaged fill' over damaged bytes; ` +
+        `${c.messagesFilled} queue entries point at one (queries skip it), ${c.linksIntoFillers} links end at one`,
+    );
+  }
   if (c.seqsChecked + c.batchMarks + c.badSeqs > 0) {
     print(
       `sequences: ${c.seqsChecked} entry seqs checked, ${c.badSeqs} wrong; ${c.batchMarks} batch marks` +
@@ -314,7 +323,13 @@ async function repairCommand(args: string[]): Promise<number> {
     ...COMMON,
     'dry-run': { type: 'boolean' },
     checksums: { type: 'boolean' },
+    damaged: { type: 'string' },
   });
+  const damaged = values.damaged;
+  if (damaged !== undefined && damaged !== 'cut' && damaged !== 'fill')
+    throw new UsageError(`--damaged must be cut or fill, not ${JSON.stringify(damaged)}`);
+  if (damaged !== undefined && values.checksums)
+    throw new UsageError('--checksums and --damaged are separate repairs: run one, then the other');
   checkDataDir(dataDir);
   const sizes = blockSizeOf(dataDir, values['block-size']);
   const json = values.json === true;
@@ -323,6 +338,7 @@ async function repairCommand(args: string[]): Promise<number> {
     ...sizes,
     dryRun: values['dry-run'] === true,
     checksums: values.checksums === true,
+    damaged,
     json,
     print: (line) => {
       bar.clear();

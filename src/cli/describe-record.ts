@@ -4,6 +4,7 @@ import { decodeCustomerBody, decodeImBody } from '../format/bodies.js';
 import { int64ToJson } from '../format/int64.js';
 import { V4_QUEUE_CMDS, decodeQueueEntry, isQueueCmd, type QueueEntry } from '../format/queue-entries.js';
 import type { RawMessage } from '../format/record.js';
+import { isFiller } from '../format/filler.js';
 
 export type FieldValue = number | string | boolean;
 
@@ -56,6 +57,10 @@ export function decodeRecordForPeople(
     fields: {},
   };
   const body = msg.body;
+  if (isFiller(msg)) {
+    // What `ims repair --damaged fill` wrote over damaged bytes: its body is only a note and zeros.
+    return { ...out, cmdName: 'FILLER (ims repair --damaged fill; every reader skips it)' };
+  }
   if (isQueueCmd(msg.cmd)) {
     const e = decodeQueueEntry(msg.cmd, msg.flag, body);
     if (e) {

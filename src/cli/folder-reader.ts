@@ -10,7 +10,7 @@ import { blockFileName, checksumMismatch, listBlocks } from '../storage/block-fi
 import { recordChecksum } from '../format/checksum-file.js';
 import { BlockAddressing } from '../format/block-addressing.js';
 import { nextWholeRecord } from '../storage/block-reader.js';
-import type { BlockChecksums } from '../storage/record-checksums.js';
+import { readSidecar, type BlockChecksums } from '../storage/record-checksums.js';
 import { decidesQueueFormat } from '../storage/queues/folder-queue-format.js';
 
 const CHUNK = 1 << 20;
@@ -34,6 +34,12 @@ export class FolderReader extends BlockAddressing {
   /** Records scanned that had a checksum (and matched it), and records that had none. */
   checked = 0;
   unchecked = 0;
+  /**
+   * When set, `read` also compares each record with its checksum and answers a mismatch as bad
+   * (inspect). verify leaves it off: its scan checks every record once, in order.
+   */
+  checkReads = false;
+  private readonly sidecars = new Map<number, BlockChecksums | null>();
 
   constructor(root: string, blockSize: number) {
     super(root, blockSize);
@@ -70,6 +76,17 @@ export class FolderReader extends BlockAddressing {
     return fd;
   }
 
+  /** A block's checksums from its sidecar, or null when it has no usable one (read once, kept). */
+  sumsOf(blockNo: number): BlockChecksums | null {
+    let sums = this.sidecars.get(blockNo);
+    if (sums === undefined) {
+      const read = readSidecar(this.root, blockNo);
+      sums = read.status === 'ok' ? read.sums : null;
+      this.sidecars.set(blockNo, sums);
+    }
+    return sums;
+  }
+
   /** Why the block's header is unacceptable, or null. */
   headerProblem(blockNo: number): string | null {
     const fd = this.fd(blockNo);
@@ -98,7 +115,14 @@ export class FolderReader extends BlockAddressing {
       n = fs.readSync(fd, buf, 0, buf.length, offset);
       result = decodeRecord(buf, 0, n);
     }
-    if (result.kind === 'ok') return { kind: 'ok', message: result.message, size: result.size };
+    if (result.kind === 'ok') {
+      if (this.checkReads) {
+        const want = this.sumsOf(blockNo)?.find(offset) ?? -1;
+        const got = want === -1 ? -1 : recordChecksum(buf, 0, result.size);
+        if (got !== want) return { kind: 'bad', reason: checksumMismatch(id, got, want) };
+      }
+      return { kind: 'ok', message: result.message, size: result.size };
+    }
     if (result.kind === 'short') return { kind: 'bad', reason: 'record is cut short by the end of the file' };
     return { kind: 'bad', reason: result.reason };
   }

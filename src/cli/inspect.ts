@@ -5,6 +5,7 @@
  */
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import { decodeQueueEntry, isQueueCmd } from '../format/queue-entries.js';
+import { isFiller } from '../format/filler.js';
 import { blockFileName } from '../storage/block-files.js';
 import { decodeRecordForPeople, formatRecord, type DecodedRecord } from './describe-record.js';
 import { FolderReader, type BlockScan } from './folder-reader.js';
@@ -51,6 +52,8 @@ interface ChainItem {
 /** Returns the exit code: 0 when found, 1 when the id or queue does not exist or is unreadable. */
 export function runInspect(root: string, target: InspectTarget, options: InspectOptions): number {
   const reader = new FolderReader(root, options.blockSize);
+  // Every record shown is checked against its checksum: a mismatch is reported, never its bytes.
+  reader.checkReads = true;
   try {
     const folder = folderLayout(reader);
     if (!options.json) options.print(describeQueueFormat(folder.queueFormat));
@@ -133,10 +136,16 @@ function inspectLog(
     const from = reader.blockOf(start) === b ? reader.offsetOf(start) : BLOCK_HEADER_SIZE;
     let scan: BlockScan | null = null;
     try {
-      scan = reader.scan(b, from, (id, msg) => {
-        if (records.length >= options.limit) throw new StopScan();
-        records.push(decodeRecordForPeople(id, blockFileName(b), reader.offsetOf(id), msg));
-      });
+      scan = reader.scan(
+        b,
+        from,
+        (id, msg) => {
+          if (records.length >= options.limit) throw new StopScan();
+          records.push(decodeRecordForPeople(id, blockFileName(b), reader.offsetOf(id), msg));
+        },
+        undefined,
+        reader.sumsOf(b),
+      );
     } catch (err) {
       if (!(err instanceof StopScan)) throw err;
     }
@@ -268,6 +277,8 @@ function inspectQueue(
   const items: ChainItem[] = [];
   let next = head;
   let error: string | null = null;
+  /** A filler where the chain went on: repair replaced a damaged entry there, and the walk ends. */
+  let endsAtFiller: number | null = null;
   const seen = new Set<number>();
   while (next !== 0 && items.length < options.limit) {
     if (seen.has(next)) {
@@ -283,6 +294,10 @@ function inspectQueue(
     const entry = got.record;
     const body = reader.read(next);
     if (body.kind !== 'ok') break;
+    if (isFiller(body.message)) {
+      endsAtFiller = next;
+      break;
+    }
     const qe = decodeQueueEntry(body.message.cmd, body.message.flag, body.message.body);
     if (!qe || qe.family !== family || qe.appid !== target.appid || qe.owner !== target.id) {
       const whose = qe
@@ -307,7 +322,7 @@ function inspectQueue(
     }
     next = prev;
   }
-  const more = error === null && next !== 0;
+  const more = error === null && endsAtFiller === null && next !== 0;
   const names = INDEX_VALUE_NAMES[folder.layout.format][family];
   const heads = e < 0 ? null : Object.fromEntries(names.map((n, i) => [n, table.getValue(e, i)]));
   if (options.json) {
@@ -321,6 +336,7 @@ function inspectQueue(
           headsFrom: source,
           entries: items,
           more,
+          ...(endsAtFiller !== null ? { endsAtFiller } : {}),
           ...(error ? { error } : {}),
         },
         null,
@@ -347,6 +363,10 @@ function inspectQueue(
       if (item.error) options.print(`    message: ${item.error}`);
     }
     if (more) options.print(`… more entries before ${next} (raise --limit to see them)`);
+    if (endsAtFiller !== null)
+      options.print(
+        `the chain ends at ${endsAtFiller}: a filler 'ims repair --damaged fill' wrote over a damaged entry`,
+      );
     if (error) options.print(`chain broken: ${error}`);
   }
   return e < 0 || error ? 1 : 0;

@@ -1,7 +1,8 @@
 /**
  * `ims repair`: with the server stopped, cuts a torn tail of the newest block (keeping the cut bytes in
- * message_N.torn-OFFSET) and rebuilds or updates the index files. It never cuts a record: damage with
- * whole records after it is left alone and reported, since cutting there would destroy good messages.
+ * message_N.torn-OFFSET) and rebuilds or updates the index files. On its own it never cuts a record:
+ * damage with whole records after it is left alone and reported, since cutting there would destroy good
+ * messages. `--damaged cut|fill` is the operator's explicit choice for such damage (repair-damaged.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,11 +18,14 @@ import {
 import { CHECKSUM_DIR, checksumFileName, recordChecksum } from '../format/checksum-file.js';
 import { BlockChecksums, writeSidecarFile } from '../storage/record-checksums.js';
 import { FolderReader } from './folder-reader.js';
+import { repairDamaged, type DamagedChoice, type DamagedSpan } from './repair-damaged.js';
 
 export interface RepairOptions extends VerifyOptions {
   dryRun: boolean;
   /** Create checksum sidecars for blocks without one (Go-written), after a clean verify. */
   checksums?: boolean;
+  /** Damage with whole records after it: cut the block there, or overwrite the damaged span with a filler. */
+  damaged?: DamagedChoice;
   json: boolean;
   print: (line: string) => void;
 }
@@ -35,6 +39,8 @@ export interface RepairResult {
   /** Problems repair does not fix. */
   unrepaired: Problem[];
   refusal?: string;
+  /** With --damaged: each damaged span found, and what was (or would be) done with it. */
+  damaged?: DamagedSpan[];
   after?: { clean: boolean; problems: Problem[] };
 }
 
@@ -67,6 +73,11 @@ export async function runRepair(root: string, options: RepairOptions): Promise<n
   return result.status === 'nothing-to-do' || result.status === 'repaired' || result.status === 'would-repair'
     ? 0
     : 1;
+}
+
+/** A bad record with whole records after it, or a bad end of an older block: what --damaged handles. */
+function isRecordDamage(p: Problem): boolean {
+  return p.kind === 'damaged-record' || p.kind === 'checksum-mismatch';
 }
 
 /** Damage that stops the engine from opening the folder, or that cutting would make worse. */
@@ -117,8 +128,10 @@ async function repairLocked(
 ): Promise<RepairResult> {
   const report = verifyFolder(root, options);
   const unrepaired = report.problems.filter((p) => !p.repairable);
-  const blocking = unrepaired.filter(blocksRepair);
+  // With --damaged the operator has chosen what happens to damaged records: they no longer block.
+  const blocking = unrepaired.filter((p) => blocksRepair(p) && !(options.damaged && isRecordDamage(p)));
   if (blocking.length > 0) {
+    const onlyRecords = blocking.every(isRecordDamage);
     return {
       ...base,
       unrepaired,
@@ -127,10 +140,27 @@ async function repairLocked(
         `the log is damaged where no cut can help: ${blocking.map((p) => p.message).join('; ')}. ` +
         `ims repair only cuts a torn tail (the end of the newest block with no whole record after it); ` +
         `here that would destroy good records, so nothing was changed. Recover the folder from a slave ` +
-        `(its files are byte-identical to the master's) or from a backup.`,
+        `(its files are byte-identical to the master's) or from a backup` +
+        (onlyRecords
+          ? `, or choose explicitly: --damaged fill (overwrite each damaged record with a filler every ` +
+            `reader skips; the records after it stay) or --damaged cut (cut the block at the damaged ` +
+            `record; the cut bytes are kept aside).`
+          : '.'),
     };
   }
   if (options.checksums) return createChecksums(root, options, report, base, unrepaired);
+  // Without damaged records --damaged changes nothing: the usual repair below.
+  const r = options.damaged ? repairDamaged(root, options, report, options.damaged) : null;
+  if (r && r.status !== 'nothing-to-do') {
+    if (r.status !== 'done') {
+      const status = r.status === 'planned' ? 'would-repair' : r.status;
+      return { ...base, unrepaired, changes: r.changes, damaged: r.spans, status, refusal: r.refusal };
+    }
+    const changes = [...r.changes];
+    await reopenAndSaveIndex(root, options, report, changes);
+    const rest = unrepaired.filter((p) => !isRecordDamage(p));
+    return verifiedAfter(root, options, { ...base, changes, unrepaired: rest, damaged: r.spans });
+  }
   const planned = plan(report);
   if (planned.changes.length === 0) {
     return { ...base, unrepaired, status: unrepaired.length > 0 ? 'incomplete' : 'nothing-to-do' };
@@ -146,7 +176,20 @@ async function repairLocked(
     fs.renameSync(path.join(root, file), path.join(root, to));
     changes.push(`moved ${file} aside to ${to} (${why})`);
   }
-  // The engine's own open cuts the torn tail (saving the bytes) and repairs or rebuilds the index.
+  await reopenAndSaveIndex(root, options, report, changes);
+  return verifiedAfter(root, options, { ...base, changes, unrepaired });
+}
+
+/**
+ * The engine's own open cuts a torn tail (saving the bytes) and repairs or rebuilds the index (rebuilt
+ * when the index files were moved aside); the index files are then saved. Appends what it did.
+ */
+async function reopenAndSaveIndex(
+  root: string,
+  options: RepairOptions,
+  report: VerifyReport,
+  changes: string[],
+): Promise<void> {
   const store = MessageStore.open({ root, blockSize: options.blockSize, lock: false });
   try {
     const r = store.openReport!;
@@ -175,7 +218,6 @@ async function repairLocked(
   } finally {
     await store.close({ saveIndex: false });
   }
-  return verifiedAfter(root, options, { ...base, changes, unrepaired });
 }
 
 /** The result of a repair that changed the folder: verified again, repaired only if now clean. */

@@ -19,6 +19,7 @@ import type { RawMessage } from '../format/record.js';
 import { blockFileName } from '../storage/block-files.js';
 import type { IdTable } from '../storage/id-table.js';
 import { FolderReader } from './folder-reader.js';
+import { isFiller } from '../format/filler.js';
 import { CHECKSUM_DIR, checksumFileName } from '../format/checksum-file.js';
 import { readSidecar } from '../storage/record-checksums.js';
 import {
@@ -111,6 +112,10 @@ export interface ChainReport {
   linksRestarting: number;
   /** Links into blocks deleted by retention (where chains end). */
   linksIntoDeletedBlocks: number;
+  /** Links to a filler that `ims repair --damaged fill` wrote over a damaged entry (chains end there). */
+  linksIntoFillers: number;
+  /** Entries whose message `ims repair --damaged fill` replaced by a filler (queries skip it). */
+  messagesFilled: number;
   badLinks: number;
   badMessagePointers: number;
   malformedEntries: number;
@@ -137,6 +142,8 @@ export interface VerifyReport {
   firstId: number;
   records: number;
   recordsByCmd: Record<string, number>;
+  /** Filler records: what `ims repair --damaged fill` wrote over damaged records. */
+  fillers: number;
   /** False when damage stopped the walk of a block early: then index and chain results are partial. */
   scanComplete: boolean;
   index: {
@@ -167,7 +174,7 @@ export interface VerifyOptions {
 const MAX_EXAMPLES = 10;
 
 /** How a link that is not the queue's previous head turned out (see checkOddLink). */
-type OddLink = 'restart' | 'deleted' | 'bad' | 'skip';
+type OddLink = 'restart' | 'deleted' | 'filler' | 'bad' | 'skip';
 
 /** The seq of the batch mark an entry at `seq` links back to (0: none yet). */
 function previousMark(seq: number): number {
@@ -212,6 +219,7 @@ class Verifier {
   private readonly rebuilt: RebuiltIndex;
   private readonly recordsByCmd = new Map<number, number>();
   private records = 0;
+  private fillers = 0;
   private readonly chains: ChainReport = {
     peerEntries: 0,
     groupEntries: 0,
@@ -221,6 +229,8 @@ class Verifier {
     linksSkippingEntries: 0,
     linksRestarting: 0,
     linksIntoDeletedBlocks: 0,
+    linksIntoFillers: 0,
+    messagesFilled: 0,
     badLinks: 0,
     badMessagePointers: 0,
     malformedEntries: 0,
@@ -230,7 +240,7 @@ class Verifier {
     batchMarks: 0,
   };
   private chainExamples = 0;
-  private lastRecord: { id: number; cmd: number } | null = null;
+  private lastRecord: { id: number; cmd: number; filler: boolean } | null = null;
   /** Message ids already found to be readable messages (a fan-out points many entries at one). */
   private readonly goodMessages = new Set<number>();
   private readonly checks: IndexCheckState[] = [];
@@ -358,6 +368,7 @@ class Verifier {
       logEnd,
       firstId: this.firstId,
       records: this.records,
+      fillers: this.fillers,
       recordsByCmd,
       scanComplete,
       index: { peer, group, state: stateReport },
@@ -477,9 +488,10 @@ class Verifier {
     this.runChecksUpTo(id);
     this.records++;
     this.recordsByCmd.set(msg.cmd, (this.recordsByCmd.get(msg.cmd) ?? 0) + 1);
+    if (isFiller(msg)) this.fillers++;
     if (isQueueCmd(msg.cmd)) this.checkEntry(id, msg);
     this.rebuilt.apply(id, msg);
-    this.lastRecord = { id, cmd: msg.cmd };
+    this.lastRecord = { id, cmd: msg.cmd, filler: isFiller(msg) };
   }
 
   private chainProblem(
@@ -532,6 +544,11 @@ class Verifier {
       );
       return 'bad';
     }
+    if (isFiller(rec.message)) {
+      // A damaged entry repair replaced: the chain ends there, as every query's walk does.
+      this.chains.linksIntoFillers++;
+      return 'filler';
+    }
     const why = sameQueue(rec.message);
     if (why) {
       this.chainProblem('chain-pointer', entryId, `${what} ${target} points at ${why}`);
@@ -551,11 +568,18 @@ class Verifier {
       return;
     }
     if (msgid > 0 && msgid < this.firstId) return; // in a block retention deleted
-    if (this.lastRecord && this.lastRecord.id === msgid && !isQueueCmd(this.lastRecord.cmd)) return;
+    if (this.lastRecord && this.lastRecord.id === msgid && !isQueueCmd(this.lastRecord.cmd)) {
+      if (this.lastRecord.filler) this.chains.messagesFilled++;
+      return;
+    }
     if (this.goodMessages.has(msgid)) return;
     const rec = this.reader.read(msgid);
     if (rec.kind !== 'ok') {
       this.chainProblem('message-pointer', entryId, `msgid ${msgid} is not a readable record: ${rec.reason}`);
+      return;
+    }
+    if (isFiller(rec.message)) {
+      this.chains.messagesFilled++;
       return;
     }
     if (isQueueCmd(rec.message.cmd)) {
