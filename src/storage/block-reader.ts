@@ -15,8 +15,8 @@ const MAX_RECORD = RECORD_OVERHEAD + MAX_BODY_SIZE;
 
 /**
  * The offset of the first whole record after `offset` in the file `fd` of `fileSize` bytes: a MAGIC that
- * starts a record that decodes and, where the block keeps checksums, matches its checksum. Null when
- * none follows.
+ * starts a record that decodes and, where the block keeps checksums, is at an offset the sidecar lists
+ * and matches its checksum. Null when none follows.
  */
 export function nextWholeRecord(
   fd: number,
@@ -37,7 +37,13 @@ export function nextWholeRecord(
       const r = decodeRecord(buf, at, n);
       if (r.kind === 'ok') {
         const want = sums ? sums.find(pos + at) : -1;
-        if (want === -1 || recordChecksum(buf, at, at + r.size) === want) return pos + at;
+        if (want !== -1) {
+          if (recordChecksum(buf, at, at + r.size) === want) return pos + at;
+        } else if (!sums || pos + at > sums.lastOffset) {
+          // No checksum: a block Go wrote, or past the sidecar's last entry. Where the sidecar covers the
+          // block, every record start has an entry, so a MAGIC at any other offset is inside a record.
+          return pos + at;
+        }
       }
       at = buf.indexOf(magic, at + 1);
     }

@@ -15,7 +15,7 @@ import {
   fillerSizeProblem,
   isFiller,
 } from '../../src/format/filler.js';
-import { decodeRecord, recordSize } from '../../src/format/record.js';
+import { decodeRecord, encodeRecord, recordSize } from '../../src/format/record.js';
 import { readSidecar } from '../../src/storage/record-checksums.js';
 import { MessageStore } from '../../src/storage/index.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
@@ -340,6 +340,28 @@ describe('ims repair --damaged fill', () => {
     const chain = await ims('inspect', root, '--user', `${APP}:${owner}`, '--limit', '1000');
     assert.equal(chain.code, 0, chain.stdout + chain.stderr);
     assert.match(chain.stdout, new RegExp(`the chain ends at ${entryId}: a filler`));
+  });
+});
+
+describe('ims repair --damaged: where a damaged span ends', () => {
+  it('at the next record the sidecar lists, not at a record-looking MAGIC inside the damaged one', async () => {
+    const root = tempDir('ims-damaged-fake-');
+    dirs.push(root);
+    const store = MessageStore.open({ root, blockSize: BLOCK });
+    runWorkload(store, 30, 31);
+    // A body that holds the bytes of a whole record: a scan that only looked for MAGIC would stop there.
+    const fake = encodeRecord({ cmd: Cmd.IM, seq: 0, version: 1, flag: 0, body: Buffer.from('fake') });
+    const body = Buffer.concat([Buffer.from('before '), fake, Buffer.from(' after')]);
+    const victim = store.savePeerMessage(APP, USERS[2], 0n, Cmd.SYSTEM, body).msgId;
+    runWorkload(store, 30, 32);
+    await store.close();
+    const size = recordAt(root, victim).size;
+    flipByte(blockFile(root, victim), (victim % BLOCK) + 4, 0x40);
+    const dry = JSON.parse((await ims('repair', root, '--damaged', 'fill', '--dry-run', '--json')).stdout);
+    assert.deepEqual(
+      dry.damaged.map((s: any) => [s.offset, s.bytes, s.nextWholeRecord]),
+      [[victim % BLOCK, size, (victim % BLOCK) + size]],
+    );
   });
 });
 
