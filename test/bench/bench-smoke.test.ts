@@ -67,6 +67,12 @@ describe('bench/run.mjs --quick', () => {
       assert.match(md, /Replicated saves.* × standalone/);
       for (const s of ['full_1', 'full_64', 'tail_1', 'tail_64']) assertFigures(`sync ${s}`, res.sync[s]);
       assert.equal(res.sync.messagesPerFullSync, 100);
+      for (const s of ['full_1', 'full_64', 'tail_1', 'tail_64']) {
+        assertFigures(`sync ${s}, unchecked reads`, res.sync.unchecked[s]);
+        const r = res.sync.checkedOfUnchecked[s];
+        assert.ok(r.ofMedians > 0, `checked ÷ unchecked ${s}: ${JSON.stringify(r)}`);
+      }
+      assert.match(md, /checked ÷ unchecked/);
       assert.ok(res.rebuild.mbPerSec > 0 && res.rebuild.bytesScanned > 0 && res.rebuild.recordsScanned > 0);
       assert.equal(res.memory.users, 100_000);
       assert.ok(res.memory.rssMB > 0 && res.memory.heapUsedMB > 0 && res.memory.bytesPerUser > 0);
