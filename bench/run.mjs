@@ -17,6 +17,7 @@
 // --whatif L what-if changes on the Nest transport, comma-separated: nodelay, cork, batchwrite (see
 //            bench/whatif-preload.mjs); preloaded into the server, the echo server and this client
 // --inflights 16,64  in-flight levels for saves and ceilings (default 1,16,64)
+// --runs N   runs per figure (default 3; the median is reported)
 // --no-whatif a full run also measures transport and saves at 16 and 64 in flight under --whatif nodelay
 //            and batchwrite (each in a child run); this skips that
 // --only a,b run only these sections (disk, engine, framing, transport, saves, replicated, sync, rebuild, memory,
@@ -98,6 +99,7 @@ const SETTINGS = QUICK
     };
 
 if (option('--inflights')) SETTINGS.inflights = option('--inflights').split(',').map(Number);
+if (option('--runs')) SETTINGS.runs = Number(option('--runs'));
 
 const TARGETS = {
   savesPerSecSync64: 54_000,
