@@ -3,6 +3,8 @@
  * no batch marks), counts from sync keys on both sides of it, hard_limit, and a slave adopting v4.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Cmd } from '../../src/format/constants.js';
 import { MessageStore, type HistoryMessage } from '../../src/storage/index.js';
@@ -135,6 +137,34 @@ describe('v4 queues across an upgrade from v2', () => {
     } finally {
       await master.close();
       await slave.close();
+    }
+  });
+
+  it('counts survive retention: a rebuild after the oldest blocks are deleted still counts the whole queue', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const block = 64 * 1024;
+    let store = MessageStore.open({ root: dir, queueFormat: 'v4', blockSize: block });
+    const ids: number[] = [];
+    for (let i = 0; i < 2500; i++) ids.push(store.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(i)).msgId);
+    const r = store.applyRetention({ maxAgeMs: 0, maxBytes: 3 * block });
+    assert.ok(r.deleted.length > 0, 'retention deleted blocks');
+    const head = store.peerHead(APP, UID);
+    assert.equal(store.getNewCount(APP, UID, 0), 2500);
+    await store.close();
+    for (const f of ['peer_index.v3', 'group_index.v2', 'index_state']) fs.rmSync(path.join(dir, f));
+    store = MessageStore.open({ root: dir, blockSize: block });
+    try {
+      assert.equal(store.openReport!.index, 'rebuilt');
+      assert.equal(store.getNewCount(APP, UID, 0), 2500);
+      assert.equal(store.getNewCount(APP, UID, ids[2400]), 99);
+      assert.deepEqual(
+        store.peerHead(APP, UID).slice(1, 5),
+        head.slice(1, 5),
+        'last_id, last_peer_id, batch, seq',
+      );
+    } finally {
+      await store.close();
     }
   });
 
