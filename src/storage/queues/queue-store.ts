@@ -5,11 +5,12 @@
  * v4-queues.ts); the record and index codecs live in src/format.
  */
 import { DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
-import type { IndexFileSpec, IndexKind, QueueFormatName } from '../../format/index-file.js';
+import { saveBodyProblem } from '../../format/bodies.js';
+import type { QueueFormatName } from '../../format/index-file.js';
 import { int64Hi, int64Lo } from '../../format/int64.js';
 import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
 import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../../format/record.js';
-import { blockFileName, type BlockFiles } from '../block-files.js';
+import { blockFileName, writeStaged, type BlockFiles } from '../block-files.js';
 import type { IdTable } from '../id-table.js';
 import { CorruptRecordError } from '../storage-errors.js';
 
@@ -52,7 +53,6 @@ export interface QueueSettings {
 
 export abstract class QueueStore {
   abstract readonly format: QueueFormatName;
-  abstract readonly indexSpecs: Record<IndexKind, IndexFileSpec>;
 
   constructor(
     protected readonly files: BlockFiles,
@@ -61,7 +61,9 @@ export abstract class QueueStore {
   ) {}
 
   /** Why a client's body cannot be saved as `cmd` in this format, or null. */
-  abstract saveProblem(cmd: number, body: Buffer): string | null;
+  saveProblem(cmd: number, body: Buffer): string | null {
+    return saveBodyProblem(cmd, body, this.format);
+  }
   abstract savePeerMessage(
     appid: bigint,
     uid: bigint,
@@ -119,16 +121,8 @@ export abstract class QueueStore {
     return this.tables.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
   }
 
-  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
   protected write<T>(stage: () => T): T {
-    try {
-      const result = stage();
-      this.files.commit();
-      return result;
-    } catch (err) {
-      this.files.discardStaged();
-      throw err;
-    }
+    return writeStaged(this.files, stage);
   }
 
   /** Stages a message record; returns its id. */

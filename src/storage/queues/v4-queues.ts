@@ -11,7 +11,7 @@
  * A folder upgraded from v2 (`ims upgrade`) also holds v2 entries below its switch point: they count in
  * the sequence (replay counts them), v4 chains link back into them, and the walks below read both.
  */
-import { replyBody, saveBodyProblem } from '../../format/bodies.js';
+import { replyBody } from '../../format/bodies.js';
 import {
   BLOCK_HEADER_SIZE,
   Cmd,
@@ -25,7 +25,6 @@ import {
   V4_SYNC_CMDS,
 } from '../../format/constants.js';
 import { decodeImBody } from '../../format/bodies.js';
-import { INDEX_FILE_SPECS } from '../../format/index-file.js';
 import {
   V4_QUEUE_BODY_SIZE,
   decodeQueueEntry,
@@ -52,12 +51,6 @@ const EMPTY_HEAD: Head = { lastMsgId: 0, lastId: 0, lastPeerId: 0, lastBatchId: 
 
 export class V4Queues extends QueueStore {
   readonly format = 'v4' as const;
-  readonly indexSpecs = INDEX_FILE_SPECS.v4;
-
-  saveProblem(cmd: number, body: Buffer): string | null {
-    return saveBodyProblem(cmd, body, 'v4');
-  }
-
   private peerHead(appid: bigint, uid: bigint): Head {
     const e = this.findPeer(appid, uid);
     if (e < 0) return EMPTY_HEAD;
