@@ -4,8 +4,8 @@
  * their queue records and walks the queues to answer reads. One subclass per format (v2-queues.ts,
  * v4-queues.ts); the record and index codecs live in src/format.
  */
-import { DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
-import { saveBodyProblem } from '../../format/bodies.js';
+import { Cmd, DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
+import { decodeImBody, saveBodyProblem } from '../../format/bodies.js';
 import type { QueueFormatName } from '../../format/index-file.js';
 import { int64Hi, int64Lo } from '../../format/int64.js';
 import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
@@ -169,6 +169,14 @@ export abstract class QueueStore {
       );
     }
     return entry;
+  }
+
+  /** With no sync key, a group IM older than the member's join time ends a super group's walk. */
+  protected beforeJoin(msgId: number, rec: RawMessage, sinceMsgId: number, joinedAt: number): boolean {
+    if (sinceMsgId !== 0 || rec.cmd !== Cmd.GROUP_IM) return false;
+    const im = decodeImBody(rec.body, rec.version);
+    if (!im) throw this.corrupt(msgId, 'group IM body is too short');
+    return im.timestamp < joinedAt;
   }
 
   protected toHistory(

@@ -220,11 +220,7 @@ export class V2Queues extends QueueStore {
       if (lastMsgId === 0) lastMsgId = entry.msgid;
       if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
-      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
-        const im = decodeImBody(rec.body, rec.version);
-        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
-        if (im.timestamp < timestamp) break;
-      }
+      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
       if (messages.length >= GROUP_SYNC_LIMIT) {
         hasMore = true;
         break;

@@ -308,11 +308,7 @@ export class V4Queues extends QueueStore {
       if (lastMsgId === 0) lastMsgId = entry.msgid;
       if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
-      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
-        const im = decodeImBody(rec.body, rec.version);
-        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
-        if (im.timestamp < timestamp) break;
-      }
+      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
       messages.push(this.history(entry, rec));
       if (messages.length >= GROUP_SYNC_LIMIT) break;
       id = entry.prevMsgid;
