@@ -24,7 +24,6 @@ import {
   V4_MESSAGE_VERSION,
   V4_SYNC_CMDS,
 } from '../../format/constants.js';
-import { decodeImBody } from '../../format/bodies.js';
 import {
   V4_QUEUE_BODY_SIZE,
   decodeQueueEntry,
