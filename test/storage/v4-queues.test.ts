@@ -168,6 +168,26 @@ describe('v4 queues across an upgrade from v2', () => {
     }
   });
 
+  it('a folder holding MSG_OFFLINE_V3 queue records is refused, never served as empty', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = MessageStore.open({ root: dir });
+    store.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(0));
+    const { records } = store.readLog(store.firstId, store.nextId, 10, 1 << 20);
+    await store.close();
+    // Rewrite the queue record's cmd byte to 249 (a GoBelieve version between 2.0 and the newest).
+    const file = path.join(dir, 'message_0');
+    const bytes = fs.readFileSync(file);
+    bytes[records[1].id + 12] = Cmd.OFFLINE_V3;
+    fs.writeFileSync(file, bytes);
+    for (const f of ['peer_index', 'group_index', 'index_state']) fs.rmSync(path.join(dir, f));
+    fs.rmSync(path.join(dir, 'checksums'), { recursive: true, force: true });
+    assert.throws(
+      () => MessageStore.open({ root: dir }),
+      /holds MSG_OFFLINE_V3 queue records .* which ims cannot read; it will not serve the folder as if its queues were empty/,
+    );
+  });
+
   it('a slave pinned to queue_format=v2 refuses v4 records, naming both, and writes nothing', async () => {
     const masterDir = tempDir();
     const slaveDir = tempDir();
