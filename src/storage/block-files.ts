@@ -104,6 +104,18 @@ export function fsyncDirectory(dir: string): void {
 
 const hex = (v: number): string => `0x${v.toString(16).padStart(8, '0')}`;
 
+/** Runs a staged write on `files`: commits what `stage` staged, or drops it when anything throws. */
+export function writeStaged<T>(files: BlockFiles, stage: () => T): T {
+  try {
+    const result = stage();
+    files.commit();
+    return result;
+  } catch (err) {
+    files.discardStaged();
+    throw err;
+  }
+}
+
 export function checksumMismatch(id: number, got: number, want: number): string {
   return `checksum mismatch in message id ${id}: its bytes give ${hex(got)}, its sidecar says ${hex(want)}`;
 }

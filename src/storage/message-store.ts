@@ -13,13 +13,13 @@ import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { QueueFormatName } from '../format/index-file.js';
 import { decodeQueueEntry, isQueueCmd, V4_QUEUE_CMDS } from '../format/queue-entries.js';
 import { recordSize, writeRecord, type RawMessage } from '../format/record.js';
-import { BlockFiles } from './block-files.js';
+import { BlockFiles, writeStaged } from './block-files.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { ensureDataFolder } from './data-folder.js';
 import { EpochHistory } from './epoch-history.js';
 import type { IdTable } from './id-table.js';
 import { saveIndexFiles } from './index-files.js';
-import { recoverIndex, type IndexRecovery } from './index-recovery.js';
+import { recoverIndex, type IndexRecovery, type LogLimit } from './index-recovery.js';
 import { truncateLog, type LogTruncation } from './log-truncation.js';
 import { queueIndexLayout, type QueueIndexLayout } from './queue-replay.js';
 import {
@@ -165,17 +165,7 @@ export class MessageStore {
       }
       const held = folderQueueFormat(root, this.files);
       this.decideFormat(held);
-      const r = recoverIndex(
-        {
-          root,
-          files: this.files,
-          peers: this.tables.peers,
-          groups: this.tables.groups,
-          logger: this.logger,
-          layout: this.layout,
-        },
-        'open',
-      );
+      const r = this.recoverIndexTo('open');
       this.savedLogEnd = r.savedLogEnd;
       this.files.adoptUncheckedRecords();
       this.openReport = {
@@ -196,6 +186,13 @@ export class MessageStore {
       this.lock?.release();
       throw err;
     }
+  }
+
+  /** Loads (and repairs) or rebuilds the index into the current tables, in the folder's format. */
+  private recoverIndexTo(limit: LogLimit): IndexRecovery {
+    const { peers, groups } = this.tables;
+    const t = { root: this.options.root, files: this.files, peers, groups, logger: this.logger };
+    return recoverIndex({ ...t, layout: this.layout }, limit);
   }
 
   private decideFormat(held: FolderQueueFormat): void {
@@ -359,7 +356,7 @@ export class MessageStore {
         `replicated record ${id} does not follow the log end ${this.files.nextId}: refusing to leave a gap`,
       );
     }
-    this.write(() => {
+    writeStaged(this.files, () => {
       const got = this.files.reserve(size);
       if (got !== id) {
         throw new StorageInputError(
@@ -405,17 +402,7 @@ export class MessageStore {
     const v2Specs = this.layout.specs;
     this.useFormat('v4');
     this.formatDecided = true;
-    recoverIndex(
-      {
-        root,
-        files: this.files,
-        peers: this.tables.peers,
-        groups: this.tables.groups,
-        logger: this.logger,
-        layout: this.layout,
-      },
-      { block: this.files.writeBlock, offset: this.files.writeBlockSize },
-    );
+    this.recoverIndexTo({ block: this.files.writeBlock, offset: this.files.writeBlockSize });
     this.savedLogEnd = 0;
     for (const spec of [v2Specs.peer, v2Specs.group]) fs.rmSync(path.join(root, spec.name), { force: true });
   }
@@ -424,17 +411,6 @@ export class MessageStore {
   get queueFormatSwitch(): { since: number; from: QueueFormatName } | null {
     const r = readQueueFormatFile(this.options.root);
     return r?.from ? { since: r.since, from: r.from } : null;
-  }
-
-  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
-  private write(stage: () => void): void {
-    try {
-      stage();
-      this.files.commit();
-    } catch (err) {
-      this.files.discardStaged();
-      throw err;
-    }
   }
 
   /**

@@ -62,7 +62,7 @@ function replayV2(peers: IdTable, groups: IdTable, id: number, msg: RawMessage):
 
 /**
  * Newest Go: every queue entry counts one in its queue's sequence, and every 1000th becomes the batch
- * mark. v2 entries (a folder upgraded from v2 holds them below its switch point) count too, so the
+ * mark (Go counts as it replays; the records' own numbers agree with that count in any whole log). v2 entries (a folder upgraded from v2 holds them below its switch point) count too, so the
  * sequence continues across the switch. Replaying a record the index already reflects is skipped:
  * a count must not grow twice.
  */
@@ -79,7 +79,11 @@ function replayV4(peers: IdTable, groups: IdTable, id: number, msg: RawMessage):
     body32(msg.body, msg.cmd === Cmd.GROUP_IM_LIST ? 28 : 12),
   );
   if (id <= table.getValue(e, slots.lastId)) return;
-  const seq = table.getValue(e, slots.lastSeq) + 1;
+  // The first entry of a queue the replay meets starts the count at its own sequence number (a rebuild
+  // after retention deleted the oldest blocks still counts the whole queue); every later one counts one
+  // more, so a damaged number in one record stays one record's problem.
+  const before = table.getValue(e, slots.lastSeq);
+  const seq = before === 0 && entry.seq > 0 ? entry.seq : before + 1;
   table.setValue(e, slots.lastMsgId, entry.msgid);
   table.setValue(e, slots.lastId, id);
   table.setValue(e, slots.lastSeq, seq);

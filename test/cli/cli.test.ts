@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,7 +14,8 @@ import {
   type Manifest,
   sortedIndex,
 } from '../support/fixtures.js';
-import { MAIN_JS, startServer } from '../support/server-process.js';
+import { startServer } from '../support/server-process.js';
+import { ims, type CliRun as Run } from '../support/cli-runner.js';
 
 let manifest: Manifest;
 /** Size of the fixture's clean/message_0 (the end of its log). */
@@ -27,25 +27,6 @@ before(() => {
   LOG_SIZE = manifest.extra.files['clean/message_0'].size;
   MID_ID = manifest.saves[1200].resp;
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI as a child process (async, so a server child keeps running meanwhile). */
-function ims(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const dirs: string[] = [];
 function copy(name: 'clean' | 'noindex' | 'stale'): string {

@@ -4,7 +4,6 @@
  * onto the old history, and the folder refuses the upgrade while a server holds it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,19 +11,8 @@ import { Cmd } from '../../src/format/constants.js';
 import { decodeQueueEntry } from '../../src/format/queue-entries.js';
 import { MessageStore, type HistoryMessage } from '../../src/storage/index.js';
 import { copyFixtureDir, removeDir } from '../support/fixtures.js';
-import { MAIN_JS, killAll, startServer, type ServerProcess } from '../support/server-process.js';
-
-function ims(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { killAll, startServer, type ServerProcess } from '../support/server-process.js';
+import { ims } from '../support/cli-runner.js';
 
 type Key = string;
 const key = (appid: bigint, uid: bigint): Key => `${appid}:${uid}`;

@@ -3,7 +3,6 @@
  * folder's queue format as the engine does, on the newest Go fixture and on a folder switched from v2.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +14,7 @@ import {
   removeDir,
   sortedIndex,
 } from '../support/fixtures.js';
-import { MAIN_JS } from '../support/server-process.js';
+import { ims, type CliRun as Run } from '../support/cli-runner.js';
 
 interface NewestManifest {
   extra: {
@@ -34,24 +33,6 @@ before(() => {
   ) as NewestManifest;
   LOG_SIZE = manifest.extra.files['clean/message_0'].size;
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ims(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function json(run: Run): any {
   return JSON.parse(run.stdout);

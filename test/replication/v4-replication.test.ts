@@ -143,7 +143,10 @@ describe('a v4 master and its ims slave', () => {
     const customer = Buffer.concat([Buffer.alloc(36), Buffer.from('{"text":"kefu"}')]);
     const c = await client.savePeerMessage({ appId: 7, uid: 10001, deviceId: 1, cmd: 64, raw: customer });
     const latest = await client.getLatestMessage({ appId: 7, uid: 10001, limit: 1 });
-    assert.deepEqual(latest.messages.map((m) => [m.msgId, m.cmd, m.raw.equals(customer)]), [[c.msgId, 64, true]]);
+    assert.deepEqual(
+      latest.messages.map((m) => [m.msgId, m.cmd, m.raw.equals(customer)]),
+      [[c.msgId, 64, true]],
+    );
     await assert.rejects(
       client.savePeerMessage({ appId: 7, uid: 10001, deviceId: 1, cmd: 24, raw: customer }),
       /cmd 24 is not a message kind ims stores in a v4 folder/,

@@ -3,6 +3,8 @@
  * no batch marks), counts from sync keys on both sides of it, hard_limit, and a slave adopting v4.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Cmd } from '../../src/format/constants.js';
 import { MessageStore, type HistoryMessage } from '../../src/storage/index.js';
@@ -136,6 +138,54 @@ describe('v4 queues across an upgrade from v2', () => {
       await master.close();
       await slave.close();
     }
+  });
+
+  it('counts survive retention: a rebuild after the oldest blocks are deleted still counts the whole queue', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const block = 64 * 1024;
+    let store = MessageStore.open({ root: dir, queueFormat: 'v4', blockSize: block });
+    const ids: number[] = [];
+    for (let i = 0; i < 2500; i++) ids.push(store.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(i)).msgId);
+    const r = store.applyRetention({ maxAgeMs: 0, maxBytes: 3 * block });
+    assert.ok(r.deleted.length > 0, 'retention deleted blocks');
+    const head = store.peerHead(APP, UID);
+    assert.equal(store.getNewCount(APP, UID, 0), 2500);
+    await store.close();
+    for (const f of ['peer_index.v3', 'group_index.v2', 'index_state']) fs.rmSync(path.join(dir, f));
+    store = MessageStore.open({ root: dir, blockSize: block });
+    try {
+      assert.equal(store.openReport!.index, 'rebuilt');
+      assert.equal(store.getNewCount(APP, UID, 0), 2500);
+      assert.equal(store.getNewCount(APP, UID, ids[2400]), 99);
+      assert.deepEqual(
+        store.peerHead(APP, UID).slice(1, 5),
+        head.slice(1, 5),
+        'last_id, last_peer_id, batch, seq',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a folder holding MSG_OFFLINE_V3 queue records is refused, never served as empty', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = MessageStore.open({ root: dir });
+    store.savePeerMessage(APP, UID, 1n, Cmd.IM, imBody(0));
+    const { records } = store.readLog(store.firstId, store.nextId, 10, 1 << 20);
+    await store.close();
+    // Rewrite the queue record's cmd byte to 249 (a GoBelieve version between 2.0 and the newest).
+    const file = path.join(dir, 'message_0');
+    const bytes = fs.readFileSync(file);
+    bytes[records[1].id + 12] = Cmd.OFFLINE_V3;
+    fs.writeFileSync(file, bytes);
+    for (const f of ['peer_index', 'group_index', 'index_state']) fs.rmSync(path.join(dir, f));
+    fs.rmSync(path.join(dir, 'checksums'), { recursive: true, force: true });
+    assert.throws(
+      () => MessageStore.open({ root: dir }),
+      /holds MSG_OFFLINE_V3 queue records .* which ims cannot read; it will not serve the folder as if its queues were empty/,
+    );
   });
 
   it('a slave pinned to queue_format=v2 refuses v4 records, naming both, and writes nothing', async () => {

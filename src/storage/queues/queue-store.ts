@@ -4,13 +4,14 @@
  * their queue records and walks the queues to answer reads. One subclass per format (v2-queues.ts,
  * v4-queues.ts); the record and index codecs live in src/format.
  */
-import { DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
-import type { IndexFileSpec, IndexKind, QueueFormatName } from '../../format/index-file.js';
+import { Cmd, DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
+import { decodeImBody, saveBodyProblem } from '../../format/bodies.js';
+import type { QueueFormatName } from '../../format/index-file.js';
 import { int64Hi, int64Lo } from '../../format/int64.js';
 import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
 import { isFiller } from '../../format/filler.js';
 import { recordSize, writeMessageHeader, writeRecord, type RawMessage } from '../../format/record.js';
-import { blockFileName, type BlockFiles } from '../block-files.js';
+import { blockFileName, writeStaged, type BlockFiles } from '../block-files.js';
 import type { IdTable } from '../id-table.js';
 import { CorruptRecordError } from '../storage-errors.js';
 
@@ -63,7 +64,6 @@ export interface QueueSettings {
 
 export abstract class QueueStore {
   abstract readonly format: QueueFormatName;
-  abstract readonly indexSpecs: Record<IndexKind, IndexFileSpec>;
 
   constructor(
     protected readonly files: BlockFiles,
@@ -72,7 +72,9 @@ export abstract class QueueStore {
   ) {}
 
   /** Why a client's body cannot be saved as `cmd` in this format, or null. */
-  abstract saveProblem(cmd: number, body: Buffer): string | null;
+  saveProblem(cmd: number, body: Buffer): string | null {
+    return saveBodyProblem(cmd, body, this.format);
+  }
   abstract savePeerMessage(
     appid: bigint,
     uid: bigint,
@@ -130,16 +132,8 @@ export abstract class QueueStore {
     return this.tables.groups.upsert(int64Hi(appid), int64Lo(appid), int64Hi(gid), int64Lo(gid));
   }
 
-  /** Runs a staged write: commits it, or drops what was staged when anything throws. */
   protected write<T>(stage: () => T): T {
-    try {
-      const result = stage();
-      this.files.commit();
-      return result;
-    } catch (err) {
-      this.files.discardStaged();
-      throw err;
-    }
+    return writeStaged(this.files, stage);
   }
 
   /** Stages a message record; returns its id. */
@@ -191,6 +185,14 @@ export abstract class QueueStore {
       );
     }
     return entry;
+  }
+
+  /** With no sync key, a group IM older than the member's join time ends a super group's walk. */
+  protected beforeJoin(msgId: number, rec: RawMessage, sinceMsgId: number, joinedAt: number): boolean {
+    if (sinceMsgId !== 0 || rec.cmd !== Cmd.GROUP_IM) return false;
+    const im = decodeImBody(rec.body, rec.version);
+    if (!im) throw this.corrupt(msgId, 'group IM body is too short');
+    return im.timestamp < joinedAt;
   }
 
   protected toHistory(

@@ -20,11 +20,9 @@ import {
   decodeCustomerBody,
   decodeImBody,
   replyBody,
-  saveBodyProblem,
   writeGroupEntryBody,
   writeOfflineV2Body,
 } from '../../format/bodies.js';
-import { INDEX_FILE_SPECS } from '../../format/index-file.js';
 import { decodeQueueEntry } from '../../format/queue-entries.js';
 import { recordSize, type RawMessage } from '../../format/record.js';
 import type { IdTable } from '../id-table.js';
@@ -44,12 +42,6 @@ interface PeerHead {
 
 export class V2Queues extends QueueStore {
   readonly format = 'v2' as const;
-  readonly indexSpecs = INDEX_FILE_SPECS.v2;
-
-  saveProblem(cmd: number, body: Buffer): string | null {
-    return saveBodyProblem(cmd, body, 'v2');
-  }
-
   private peerHead(appid: bigint, uid: bigint): PeerHead {
     const e = this.findPeer(appid, uid);
     if (e < 0) return { lastId: 0, lastPeerId: 0 };
@@ -233,11 +225,7 @@ export class V2Queues extends QueueStore {
         id = entry.prevMsgid; // a message repair filled: skipped
         continue;
       }
-      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
-        const im = decodeImBody(rec.body, rec.version);
-        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
-        if (im.timestamp < timestamp) break;
-      }
+      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
       if (messages.length >= GROUP_SYNC_LIMIT) {
         hasMore = true;
         break;

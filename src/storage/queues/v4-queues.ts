@@ -12,7 +12,7 @@
  * the sequence (replay counts them), v4 chains link back into them, and the walks below read both.
  */
 import { isFiller } from '../../format/filler.js';
-import { replyBody, saveBodyProblem } from '../../format/bodies.js';
+import { replyBody } from '../../format/bodies.js';
 import {
   BLOCK_HEADER_SIZE,
   Cmd,
@@ -25,8 +25,6 @@ import {
   V4_MESSAGE_VERSION,
   V4_SYNC_CMDS,
 } from '../../format/constants.js';
-import { decodeImBody } from '../../format/bodies.js';
-import { INDEX_FILE_SPECS } from '../../format/index-file.js';
 import {
   V4_QUEUE_BODY_SIZE,
   decodeQueueEntry,
@@ -53,12 +51,6 @@ const EMPTY_HEAD: Head = { lastMsgId: 0, lastId: 0, lastPeerId: 0, lastBatchId: 
 
 export class V4Queues extends QueueStore {
   readonly format = 'v4' as const;
-  readonly indexSpecs = INDEX_FILE_SPECS.v4;
-
-  saveProblem(cmd: number, body: Buffer): string | null {
-    return saveBodyProblem(cmd, body, 'v4');
-  }
-
   private peerHead(appid: bigint, uid: bigint): Head {
     const e = this.findPeer(appid, uid);
     if (e < 0) return EMPTY_HEAD;
@@ -320,11 +312,7 @@ export class V4Queues extends QueueStore {
         id = entry.prevMsgid; // a message repair filled: skipped
         continue;
       }
-      if (sinceMsgId === 0 && rec.cmd === Cmd.GROUP_IM) {
-        const im = decodeImBody(rec.body, rec.version);
-        if (!im) throw this.corrupt(entry.msgid, 'group IM body is too short');
-        if (im.timestamp < timestamp) break;
-      }
+      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
       messages.push(this.history(entry, rec));
       if (messages.length >= GROUP_SYNC_LIMIT) break;
       id = entry.prevMsgid;
