@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,7 +19,8 @@ import { readSidecar } from '../../src/storage/record-checksums.js';
 import { MessageStore } from '../../src/storage/index.js';
 import { removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor } from '../support/rpc-client.js';
-import { MAIN_JS, startServer } from '../support/server-process.js';
+import { startServer } from '../support/server-process.js';
+import { ims } from '../support/cli-runner.js';
 import { APP, GROUPS, USERS, imBody, runWorkload } from '../support/workload.js';
 
 const BLOCK = 64 * 1024;
@@ -28,24 +28,6 @@ const verifyOpts = { blockSize: BLOCK, blockSizeSource: 'test' };
 
 const dirs: string[] = [];
 after(() => dirs.forEach(removeDir));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ims(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    proc.on('error', reject);
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** sha256 of every file of a folder and of its checksums/ subfolder, by name. */
 function fingerprint(dir: string): Record<string, string> {
