@@ -805,15 +805,23 @@ export class BlockFiles extends BlockAddressing {
     }
   }
 
-  /** Throws, naming the record, when it has a checksum and its bytes (`buf[0..size)`) disagree. */
+  /**
+   * Throws, naming the record, when it has a checksum and its bytes (`buf[0..size)`) disagree. A record
+   * verified within the recheck window is trusted (see RECHECK_EPOCH_MS in record-checksums.ts).
+   */
   private checkSum(id: number, buf: Buffer, size: number): void {
+    const blockNo = this.blockOf(id);
+    const sums = this.sums.sumsOf(blockNo);
+    if (sums === null) return;
     const offset = this.offsetOf(id);
-    const want = this.sums.expected(this.blockOf(id), offset);
-    if (want === -1) return;
+    const i = sums.indexOf(offset);
+    if (i < 0 || this.sums.recentlyVerified(sums, i)) return;
+    const want = sums.crcAt(i);
     const got = recordChecksum(buf, 0, size);
     if (got !== want) {
-      throw new CorruptRecordError(blockFileName(this.blockOf(id)), offset, checksumMismatch(id, got, want));
+      throw new CorruptRecordError(blockFileName(blockNo), offset, checksumMismatch(id, got, want));
     }
+    this.sums.markVerified(sums, i);
   }
 
   /**
@@ -899,5 +907,6 @@ export class BlockFiles extends BlockAddressing {
     this.writeFd = -1;
     const sumsFd = this.sums.closeWrite();
     if (sumsFd >= 0) fs.closeSync(sumsFd);
+    this.sums.stop();
   }
 }

@@ -21,6 +21,8 @@ import type { StorageLogger } from './storage-logger.js';
 export class BlockChecksums {
   private offsets: Uint32Array;
   private crcs: Uint32Array;
+  /** Per entry: the recheck epoch in which a read last verified its record (0: not since loaded). */
+  private marks: Uint8Array;
   count = 0;
 
   constructor(
@@ -30,20 +32,42 @@ export class BlockChecksums {
   ) {
     this.offsets = new Uint32Array(capacity);
     this.crcs = new Uint32Array(capacity);
+    this.marks = new Uint8Array(capacity);
   }
 
   add(offset: number, crc: number): void {
     if (this.count === this.offsets.length) {
       const o = new Uint32Array(this.count * 2);
       const c = new Uint32Array(this.count * 2);
+      const m = new Uint8Array(this.count * 2);
       o.set(this.offsets);
       c.set(this.crcs);
+      m.set(this.marks);
       this.offsets = o;
       this.crcs = c;
+      this.marks = m;
     }
     this.offsets[this.count] = offset;
     this.crcs[this.count] = crc;
+    // A slot freed by truncateFrom may be reused by another record: it starts unverified.
+    this.marks[this.count] = 0;
     this.count++;
+  }
+
+  crcAt(i: number): number {
+    return this.crcs[i];
+  }
+
+  markAt(i: number): number {
+    return this.marks[i];
+  }
+
+  setMark(i: number, epoch: number): void {
+    this.marks[i] = epoch;
+  }
+
+  clearMarks(): void {
+    this.marks.fill(0);
   }
 
   /** The checksum of the record at `offset`, or -1 when it has none. */
@@ -141,7 +165,24 @@ function fsyncDir(dir: string): void {
 
 const MAX_CACHED = 16;
 
+/**
+ * Checked reads and the recheck window. Every read of a record that has a checksum is compared with
+ * it, except that a record a read verified within the last 30 to 60 s is trusted without computing
+ * its CRC again. What that keeps of "a read never returns wrong data from disk": the bytes came from
+ * disk and matched at that earlier read; reads since return the kernel's page-cache copy of the same
+ * bytes. They could differ only if, inside the window, the kernel dropped the page and read it again
+ * from a disk whose content had silently changed, or another process wrote into the block file (the
+ * folder lock keeps other ims processes out; nothing in ims rewrites a record in place). A record
+ * read for the first time, or again after the window, is always checked. A mark holds the epoch (of
+ * `recheckEpochMs`) of its check and counts in that epoch and the next. Marks live with a block's
+ * checksums in memory, so they start empty at start-up and whenever a sealed block's sidecar is loaded
+ * again. `recheckEpochMs = 0` checks every read.
+ */
+export const RECHECK_EPOCH_MS = 30_000;
+
 export class ChecksumSidecars {
+  /** Tests and benchmarks: 0 turns the recheck window off (every read is checked). Read at construction. */
+  static recheckEpochMs = RECHECK_EPOCH_MS;
   readonly dir: string;
   /** The write block's sidecar: open for appends. */
   private writeSums: BlockChecksums | null = null;
@@ -152,12 +193,50 @@ export class ChecksumSidecars {
   private stagedBytes = 0;
   private readonly cache = new Map<number, BlockChecksums | null>();
   private readonly warned = new Set<number>();
+  /** The recheck epoch (1..255); a mark equal to it or to the one before means "verified recently". */
+  private epoch = 1;
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly window: boolean;
 
   constructor(
     readonly root: string,
     private readonly logger: StorageLogger,
   ) {
     this.dir = path.join(root, CHECKSUM_DIR);
+    const ms = ChecksumSidecars.recheckEpochMs;
+    this.window = ms > 0;
+    if (this.window) {
+      this.ticker = setInterval(() => this.nextEpoch(), ms);
+      this.ticker.unref();
+    }
+  }
+
+  private nextEpoch(): void {
+    if (this.epoch < 255) {
+      this.epoch++;
+      return;
+    }
+    // The 8-bit epochs wrap: forget every mark, so an old one can never pass for a recent one.
+    this.epoch = 1;
+    this.writeSums?.clearMarks();
+    for (const sums of this.cache.values()) sums?.clearMarks();
+  }
+
+  /** True when a read verified entry `i` of `sums` within the recheck window. */
+  recentlyVerified(sums: BlockChecksums, i: number): boolean {
+    if (!this.window) return false;
+    const m = sums.markAt(i);
+    return m !== 0 && (m === this.epoch || m === this.epoch - 1);
+  }
+
+  markVerified(sums: BlockChecksums, i: number): void {
+    if (this.window) sums.setMark(i, this.epoch);
+  }
+
+  /** Stops the recheck clock (the folder is closed). */
+  stop(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
   }
 
   get writeFd(): number {

@@ -16,6 +16,7 @@ import {
 } from '../../src/format/checksum-file.js';
 import { decodeRecord } from '../../src/format/record.js';
 import { MessageStore } from '../../src/storage/index.js';
+import { BlockChecksums, ChecksumSidecars } from '../../src/storage/record-checksums.js';
 import { copyFixtureDir, removeDir, tempDir } from '../support/fixtures.js';
 import { MAIN_JS } from '../support/server-process.js';
 import { APP, imBody, runWorkload } from '../support/workload.js';
@@ -243,5 +244,82 @@ describe('record checksums', () => {
     const after = verifyFolder(root, { blockSize: writerBlock, blockSizeSource: 'test' });
     assert.equal(after.clean, true, JSON.stringify(after.problems));
     assert.equal(after.checksums.unchecked, 0);
+  });
+});
+
+describe('checked reads: the recheck window', () => {
+  const epochMs = ChecksumSidecars.recheckEpochMs;
+  after(() => {
+    ChecksumSidecars.recheckEpochMs = epochMs;
+  });
+
+  async function folderWithVictim(): Promise<{ root: string; victim: number; file: string }> {
+    const root = dir();
+    const store = MessageStore.open({ root, blockSize: BLOCK });
+    runWorkload(store, 50, 7);
+    const victim = store.savePeerMessage(APP, 3n, 1n, Cmd.IM, imBody(1n, 3n, 'watched')).msgId;
+    runWorkload(store, 50, 8);
+    await store.close();
+    return { root, victim, file: path.join(root, `message_${Math.floor(victim / BLOCK)}`) };
+  }
+
+  it('with the window off, a read after the bytes changed fails even though the record was read before', async () => {
+    ChecksumSidecars.recheckEpochMs = 0;
+    const { root, victim, file } = await folderWithVictim();
+    const store = MessageStore.open({ root, blockSize: BLOCK });
+    try {
+      assert.equal(store.readRecord(victim).cmd, Cmd.IM);
+      flipByte(file, (victim % BLOCK) + 16 + 30);
+      assert.throws(() => store.readRecord(victim), /checksum mismatch/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a record verified within the window is trusted; once the window has passed it is checked again', async () => {
+    ChecksumSidecars.recheckEpochMs = 100;
+    const { root, victim, file } = await folderWithVictim();
+    const store = MessageStore.open({ root, blockSize: BLOCK });
+    try {
+      const first = store.readRecord(victim);
+      // Changed behind the server's back (another process writing into the block file): within the
+      // window the earlier check stands, which is what the window trades for cheaper repeated reads.
+      flipByte(file, (victim % BLOCK) + 16 + 30);
+      assert.notDeepEqual(store.readRecord(victim).body, first.body);
+      await new Promise((r) => setTimeout(r, 350));
+      assert.throws(() => store.readRecord(victim), /checksum mismatch/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('marks never outlive their record: a slot reused after a cut, and the 8-bit epoch wrap, start unverified', () => {
+    const sums = new BlockChecksums(0, 0, 2);
+    sums.add(32, 1);
+    sums.add(100, 2);
+    sums.setMark(1, 7);
+    sums.truncateFrom(100);
+    sums.add(100, 3);
+    assert.equal(sums.markAt(1), 0);
+    ChecksumSidecars.recheckEpochMs = 1000;
+    const sidecars = new ChecksumSidecars(dir(), { log() {}, warn() {}, error() {} });
+    try {
+      const s = new BlockChecksums(0, 0);
+      s.add(32, 1);
+      sidecars.markVerified(s, 0);
+      assert.equal(sidecars.recentlyVerified(s, 0), true);
+      const tick = (sidecars as unknown as { nextEpoch(): void }).nextEpoch.bind(sidecars);
+      tick();
+      assert.equal(sidecars.recentlyVerified(s, 0), true, 'the next epoch still counts');
+      tick();
+      assert.equal(sidecars.recentlyVerified(s, 0), false, 'two epochs later it does not');
+      // 255 epochs later the 8-bit epoch is back at the mark's value: the wrap must have cleared it.
+      (sidecars as unknown as { writeSums: BlockChecksums }).writeSums = s;
+      sidecars.markVerified(s, 0);
+      for (let i = 0; i < 255; i++) tick();
+      assert.equal(sidecars.recentlyVerified(s, 0), false, 'marks are cleared when the epoch wraps');
+    } finally {
+      sidecars.stop();
+    }
   });
 });
