@@ -84,7 +84,7 @@ describe('bench/run.mjs --quick', () => {
       assertFigures('engine saves v4', res.queues.saves.v4);
       assert.ok(res.queues.saves.v4OverV2 > 0);
       assert.match(md, /v4 queues/);
-      assert.equal(res.targets.length, 8);
+      assert.equal(res.targets.length, 10);
     },
   );
 });
