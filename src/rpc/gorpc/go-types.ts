@@ -4,7 +4,15 @@
  * The ids are those a Go process gives them when it first sends them in this order, so a fresh
  * connection's bytes match Go's.
  */
-import { GoBasic, GobError, GobStruct, type GobInterface, type GobValue, type GoType } from '../gob/gob.js';
+import {
+  GoBasic,
+  GobError,
+  GobStruct,
+  type GobInterface,
+  type GobValue,
+  type GoInterfaceValue,
+  type GoType,
+} from '../gob/gob.js';
 import {
   goStruct as struct,
   historyList,
@@ -123,7 +131,7 @@ const PeerGroupMessage = requestType(
 );
 
 /** A Nest handler's reply turned into the Go value the Go method returns. */
-type ReplyToGo = (reply: unknown) => { name: string; type: GoType; value: unknown };
+type ReplyToGo = (reply: unknown) => GoInterfaceValue;
 
 export interface GorpcMethod {
   /** The Nest pattern, also the Go function name (called as ".Name"). */
