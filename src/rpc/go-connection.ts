@@ -120,25 +120,24 @@ export abstract class GoCallConnection<
   }
 
   /**
-   * Runs a call through Nest; `answer` gets the outcome with the reply made a Go value by `toGo` (one it
-   * cannot convert is an internal error). Reading goes on after each answer.
+   * Runs a call through Nest; `answer` gets the outcome with the reply made a Go value by `method.reply`
+   * (one it cannot convert is an internal error). Reading goes on after each answer.
    */
   protected run<R>(
-    pattern: string,
+    method: { pattern: string; reply: (reply: unknown) => R },
     payload: unknown,
-    toGo: (reply: unknown) => R,
     answer: (outcome: CallOutcome<R>) => void,
   ): void {
-    const internal = (err: unknown) => `${pattern}: internal error: ${(err as Error)?.message}`;
+    const internal = (err: unknown) => `${method.pattern}: internal error: ${(err as Error)?.message}`;
     this.inFlight++;
-    this.options.dispatch(pattern, payload, this.address).then(
+    this.options.dispatch(method.pattern, payload, this.address).then(
       (outcome) => {
         this.inFlight--;
         if (!outcome.ok) answer(outcome);
         else {
           let converted: CallOutcome<R>;
           try {
-            converted = { ok: true, reply: toGo(outcome.reply) };
+            converted = { ok: true, reply: method.reply(outcome.reply) };
           } catch (err) {
             converted = { ok: false, message: internal(err) };
           }

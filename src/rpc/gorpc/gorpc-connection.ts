@@ -70,12 +70,7 @@ export class GorpcConnection extends GoCallConnection {
       return;
     }
     const payload = toPayload(method, call.request.value);
-    this.run(
-      method.pattern,
-      payload,
-      (r) => method.reply(r),
-      (outcome) => this.reply(id, outcome),
-    );
+    this.run(method, payload, (outcome) => this.reply(id, outcome));
   }
 
   private reply(id: bigint, outcome: CallOutcome<GoInterfaceValue>): void {

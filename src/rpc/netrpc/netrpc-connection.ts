@@ -126,12 +126,7 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     if (refusal) return this.answer(call, { ok: false, message: refusal });
     const payload =
       method.arg.kind === 'int' ? {} : toPayload(method.arg.request, method.arg.payloadKeys, arg);
-    this.run(
-      method.pattern,
-      payload,
-      (r) => method.reply(r),
-      (answer) => this.answer(call, answer),
-    );
+    this.run(method, payload, (answer) => this.answer(call, answer));
   }
 
   private answer(call: PendingCall, answer: CallOutcome<GoReply>): void {
