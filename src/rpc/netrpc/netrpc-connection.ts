@@ -124,8 +124,7 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     if (typeof method === 'string') return this.answer(call, { ok: false, message: method });
     const refusal = argDecodeError(method, this.decoder.lastType, this.defs, arg);
     if (refusal) return this.answer(call, { ok: false, message: refusal });
-    const payload =
-      method.arg.kind === 'int' ? {} : toPayload(method.arg.request, method.arg.payloadKeys, arg);
+    const payload = method.arg.kind === 'int' ? {} : toPayload(method.arg.request, arg);
     this.run(method, payload, (answer) => this.answer(call, answer));
   }
 
