@@ -8,6 +8,7 @@
 import type * as net from 'node:net';
 import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from './gob/gob.js';
 import type { CallOutcome, GoConnection } from './go-listener.server.js';
+import { WriteBatch } from './write-batch.js';
 
 export interface GoConnectionOptions {
   /** Runs one call through the Nest handler of `pattern`. */
@@ -43,8 +44,12 @@ export abstract class GoCallConnection<
   protected paused = false;
   private inFlight = 0;
   private handshakeTimer?: NodeJS.Timeout;
-  private out: Buffer[] = [];
-  private flushScheduled = false;
+  // Answers finishing in the same turn of the event loop join one write.
+  private readonly answers = new WriteBatch((data) => {
+    if (this.closed) return;
+    this.write(data);
+    this.updateFlow();
+  });
 
   constructor(
     readonly socket: net.Socket,
@@ -155,21 +160,7 @@ export abstract class GoCallConnection<
 
   /** Queues an answer's bytes. */
   protected send(...bytes: Buffer[]): void {
-    this.out.push(...bytes);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      // Answers finishing in this turn of the event loop join the same write.
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed || this.out.length === 0) return;
-    const data = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
-    this.out = [];
-    this.write(data);
-    this.updateFlow();
+    this.answers.push(...bytes);
   }
 
   protected write(data: Buffer): void {
@@ -218,7 +209,7 @@ export abstract class GoCallConnection<
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.handshakeTimer);
-    this.out = [];
+    this.answers.clear();
     this.socket.destroy();
     this.released();
     this.onClose(this);

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import { GobStreamEncoder, GobStruct, type GobInterface, type GobValue } from '../gob/gob.js';
 import { GoCallClient } from '../go-client.js';
+import { WriteBatch } from '../write-batch.js';
 import { DispatcherRequest, REPLY_NAMES, REQUEST_TYPES, WireRequest } from './go-types.js';
 
 /** An error the server returned for one call (dispatcherResponse.Error or wireResponse.Error). */
@@ -50,9 +51,15 @@ export const REQUEST_NAME_OF: Record<string, string> = {
 
 export class GorpcClient extends GoCallClient {
   private nextId = 1n;
-  private out: Buffer[] = [];
-  private flushScheduled = false;
   private readonly deflate?: zlib.DeflateRaw;
+  // Calls made in the same tick go out in one write (and one deflate flush), as gorpc batches them.
+  private readonly calls = new WriteBatch((data) => {
+    if (this.failure) return;
+    if (this.deflate) {
+      this.deflate.write(data);
+      this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
+    } else this.socket.write(data);
+  });
 
   private constructor(socket: net.Socket, compress: boolean) {
     super(socket, REPLY_NAMES);
@@ -87,25 +94,7 @@ export class GorpcClient extends GoCallClient {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const bytes = encodeCall(this.enc, id, method, requestName, request);
-    return this.expect(id, () => {
-      this.out.push(bytes);
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // Calls made in the same tick go out in one write (and one deflate flush), as gorpc batches them.
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const data = Buffer.concat(this.out);
-    this.out = [];
-    if (this.failure) return;
-    if (this.deflate) {
-      this.deflate.write(data);
-      this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
-    } else this.socket.write(data);
+    return this.expect(id, () => this.calls.push(bytes));
   }
 
   protected onValue(v: GobValue): void {
