@@ -77,12 +77,17 @@ export class GorpcConnection extends GoCallConnection {
     // gorpc's ID 0 is a one-way call: run, never answered.
     if (this.closed || id === 0n) return;
     const inner = outcome.ok ? { Response: outcome.reply } : { Error: outcome.message };
-    this.send(
-      this.encoder.encode(WireResponse, {
+    let bytes: Buffer;
+    try {
+      bytes = this.encoder.encode(WireResponse, {
         ID: id,
         Response: { name: '*gorpc.dispatcherResponse', type: DispatcherResponse, value: inner },
-      }),
-    );
+      });
+    } catch (err) {
+      // The encoder has noted type definitions as sent that never will be: the stream cannot go on.
+      return this.fail(`cannot encode the answer to call ${id}: ${(err as Error).message}`);
+    }
+    this.send(bytes);
   }
 
   protected override write(data: Buffer): void {
