@@ -36,6 +36,7 @@ import {
   killChildren,
   machineInfo,
   medianOf,
+  processCpuSeconds,
   round,
   runChild,
   runJsonChild,
@@ -310,7 +311,15 @@ async function replicatedSaves() {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    const r = await repeat(() => measureSaves(master, client, 64));
+    // The slave's CPU over each whole window (warm-up included), next to the master's.
+    const r = await repeat(async () => {
+      const c0 = processCpuSeconds(slave.proc.pid);
+      const t0 = performance.now();
+      const m = await measureSaves(master, client, 64);
+      const slaveCpuPct =
+        ((processCpuSeconds(slave.proc.pid) - c0) / ((performance.now() - t0) / 1000)) * 100;
+      return { ...m, slaveCpuPct };
+    });
     await client.close();
     return r;
   } finally {
@@ -661,6 +670,7 @@ function markdown(res) {
       `**Replicated saves**, 64 in flight, durability=sync, \`min_insync_replicas=1\` with one ims slave on ` +
         `this machine (each save acknowledged once it is on both disks): ${fmt(r.opsPerSec)}/s, p50 ` +
         `${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, master CPU ${fmt(r.serverCpuPct)}%` +
+        (r.slaveCpuPct !== undefined ? `, slave CPU ${fmt(r.slaveCpuPct)}%` : '') +
         (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run.` : '.'),
     );
     L.push('');
@@ -917,7 +927,7 @@ async function main() {
     log('ims saves sync 64 in flight, min_insync_replicas=1 with one local ims slave');
     res.replicated = await replicatedSaves();
     const standalone = res.saves.sync[64]?.opsPerSec;
-    if (standalone) res.replicated.ratioToStandalone = round(res.replicated.opsPerSec / standalone, 2);
+    if (standalone) res.replicated.ratioToStandalone = ratio(res.replicated.opsPerSec, standalone);
   }
 
   if (want('sync')) {

@@ -197,6 +197,8 @@ export class SyncSlave {
       // Over TLS the link is up once the handshake (both certificates checked) is done.
       socket.on(this.tlsOptions ? 'secureConnect' : 'connect', () => {
         socket.setTimeout(0);
+        // Acknowledgements go out at once: Nagle would hold one back while the previous is unacknowledged.
+        socket.setNoDelay(true);
         socket.setKeepAlive(true, 60_000);
         this.connected = true;
         this.connectedAt = new Date();
