@@ -36,7 +36,6 @@ import {
   killChildren,
   machineInfo,
   medianOf,
-  processCpuSeconds,
   round,
   runChild,
   runJsonChild,
@@ -264,20 +263,25 @@ function measureSaves(server, client, inflight) {
   return measureCalls(server, saveCall(client), inflight);
 }
 
-/** One measured window of `call` against a server process: throughput, latency and CPU. */
-async function measureCalls(server, call, inflight) {
+/**
+ * One measured window of `call` against a server process: throughput, latency and CPU (with `slave`, its
+ * CPU too, left out of the other processes' figure).
+ */
+async function measureCalls(server, call, inflight, slave = null) {
   const r = await drive({
     call,
     inflight,
     durationMs: SETTINGS.durationMs,
     warmupMs: SETTINGS.warmupMs,
     serverPid: server.proc.pid,
+    alsoPids: slave ? [slave.proc.pid] : [],
   });
   return {
     opsPerSec: r.opsPerSec,
     p50Ms: r.p50Ms,
     p99Ms: r.p99Ms,
     serverCpuPct: r.serverCpuPct,
+    ...(slave ? { slaveCpuPct: r.alsoCpuPct[0] } : {}),
     clientCpuPct: r.clientCpuPct,
     otherCpuPct: r.otherCpuPct,
   };
@@ -311,15 +315,7 @@ async function replicatedSaves() {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    // The slave's CPU over each whole window (warm-up included), next to the master's.
-    const r = await repeat(async () => {
-      const c0 = processCpuSeconds(slave.proc.pid);
-      const t0 = performance.now();
-      const m = await measureSaves(master, client, 64);
-      const slaveCpuPct =
-        ((processCpuSeconds(slave.proc.pid) - c0) / ((performance.now() - t0) / 1000)) * 100;
-      return { ...m, slaveCpuPct };
-    });
+    const r = await repeat(() => measureCalls(master, saveCall(client), 64, slave));
     await client.close();
     return r;
   } finally {
@@ -671,7 +667,8 @@ function markdown(res) {
         `this machine (each save acknowledged once it is on both disks): ${fmt(r.opsPerSec)}/s, p50 ` +
         `${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, master CPU ${fmt(r.serverCpuPct)}%` +
         (r.slaveCpuPct !== undefined ? `, slave CPU ${fmt(r.slaveCpuPct)}%` : '') +
-        (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run.` : '.'),
+        (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run` : '') +
+        ` (other processes: ${fmt(r.otherCpuPct)}% of a core).`,
     );
     L.push('');
   }
