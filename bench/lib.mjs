@@ -335,10 +335,11 @@ export async function createClient(host, port, { batchSaves = true } = {}) {
 
 /**
  * Keeps `inflight` calls running for `warmupMs` and then `durationMs`; counts and times the calls that
- * finish inside the measured window. `call(n)` gets a running call number. CPU of `serverPid` (if any)
- * and of this process over the window are reported as % of one core.
+ * finish inside the measured window. `call(n)` gets a running call number. CPU of `serverPid` (if any),
+ * of `alsoPids` and of this process over the window are reported as % of one core; `otherCpuPct` is the
+ * rest of the machine's.
  */
-export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPid = null }) {
+export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPid = null, alsoPids = [] }) {
   let latencies = new Float64Array(1 << 16);
   let count = 0;
   let errors = 0;
@@ -350,6 +351,7 @@ export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPi
   let cpuStart = null;
   const takeCpu = () => ({
     server: serverPid ? processCpuSeconds(serverPid) : 0,
+    also: alsoPids.map(processCpuSeconds),
     self: process.cpuUsage(),
     machine: machineBusySeconds(),
   });
@@ -386,6 +388,8 @@ export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPi
   const cpuWindowS = Math.max(1e-3, (performance.now() - Math.max(measureFrom, startAt)) / 1000);
   const selfS = (cpuEnd.self.user - cpuStart.self.user + cpuEnd.self.system - cpuStart.self.system) / 1e6;
   const serverS = cpuEnd.server - cpuStart.server;
+  const alsoS = cpuEnd.also.map((c, i) => c - cpuStart.also[i]);
+  const alsoTotalS = alsoS.reduce((a, b) => a + b, 0);
   return {
     opsPerSec: count / windowS,
     p50Ms: percentile(sorted, 50),
@@ -394,7 +398,12 @@ export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPi
     serverCpuPct: serverPid ? (serverS / cpuWindowS) * 100 : NaN,
     clientCpuPct: (selfS / cpuWindowS) * 100,
     /** CPU used by every other process of the machine meanwhile (noise), % of one core. */
-    otherCpuPct: Math.max(0, ((cpuEnd.machine - cpuStart.machine - selfS - serverS) / cpuWindowS) * 100),
+    otherCpuPct: Math.max(
+      0,
+      ((cpuEnd.machine - cpuStart.machine - selfS - serverS - alsoTotalS) / cpuWindowS) * 100,
+    ),
+    /** CPU of each of `alsoPids` (e.g. a slave), % of one core. */
+    alsoCpuPct: alsoS.map((x) => (x / cpuWindowS) * 100),
   };
 }
 

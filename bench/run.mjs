@@ -276,20 +276,25 @@ function measureSaves(server, client, inflight) {
   return measureCalls(server, saveCall(client), inflight);
 }
 
-/** One measured window of `call` against a server process: throughput, latency and CPU. */
-async function measureCalls(server, call, inflight) {
+/**
+ * One measured window of `call` against a server process: throughput, latency and CPU (with `slave`, its
+ * CPU too, left out of the other processes' figure).
+ */
+async function measureCalls(server, call, inflight, slave = null) {
   const r = await drive({
     call,
     inflight,
     durationMs: SETTINGS.durationMs,
     warmupMs: SETTINGS.warmupMs,
     serverPid: server.proc.pid,
+    alsoPids: slave ? [slave.proc.pid] : [],
   });
   return {
     opsPerSec: r.opsPerSec,
     p50Ms: r.p50Ms,
     p99Ms: r.p99Ms,
     serverCpuPct: r.serverCpuPct,
+    ...(slave ? { slaveCpuPct: r.alsoCpuPct[0] } : {}),
     clientCpuPct: r.clientCpuPct,
     otherCpuPct: r.otherCpuPct,
   };
@@ -323,7 +328,7 @@ async function replicatedSaves() {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    const r = await repeat(() => measureSaves(master, client, 64));
+    const r = await repeat(() => measureCalls(master, saveCall(client), 64, slave));
     await client.close();
     return r;
   } finally {
@@ -794,7 +799,9 @@ function markdown(res) {
       `**Replicated saves**, 64 in flight, durability=sync, \`min_insync_replicas=1\` with one ims slave on ` +
         `this machine (each save acknowledged once it is on both disks): ${fmt(r.opsPerSec)}/s, p50 ` +
         `${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, master CPU ${fmt(r.serverCpuPct)}%` +
-        (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run.` : '.'),
+        (r.slaveCpuPct !== undefined ? `, slave CPU ${fmt(r.slaveCpuPct)}%` : '') +
+        (r.ratioToStandalone !== undefined ? `: **${r.ratioToStandalone} × standalone** of this run` : '') +
+        ` (other processes: ${fmt(r.otherCpuPct)}% of a core).`,
     );
     L.push('');
   }
@@ -1101,7 +1108,7 @@ async function main() {
     log('ims saves sync 64 in flight, min_insync_replicas=1 with one local ims slave');
     res.replicated = await replicatedSaves();
     const standalone = res.saves.sync[64]?.opsPerSec;
-    if (standalone) res.replicated.ratioToStandalone = round(res.replicated.opsPerSec / standalone, 2);
+    if (standalone) res.replicated.ratioToStandalone = ratio(res.replicated.opsPerSec, standalone);
   }
 
   if (want('queues')) {

@@ -78,7 +78,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         {
           minInsync: c.min_insync_replicas,
           lagTimeoutMs: c.replica_lag_timeout_ms,
-          sendableEnd: () => this.master?.sendableEnd() ?? this.storage.logEnd,
+          sendableEnd: () => this.storage.logEnd,
         },
         this.logger,
       );

@@ -42,7 +42,10 @@ export interface SyncMasterOptions {
   maxLiveLagBytes: number;
   /** A connection that sends no MSG_STORAGE_SYNC_BEGIN within this time is closed. */
   handshakeTimeoutMs: number;
-  /** Send only what is on disk (durability=sync), or everything written (interval). */
+  /**
+   * Send a Go slave only what is on disk (durability=sync), or everything written (interval). An ims slave
+   * always gets everything written (see sendableEnd).
+   */
   durableOnly: boolean;
   /** An ims slave hears from an idle master this often (its log end, so lag is exact when idle). */
   heartbeatMs: number;
@@ -215,7 +218,7 @@ class SlaveSession {
       // own log diverged (and cut its tail back) before it applies anything.
       const { epoch, history } = this.master.options.epoch();
       this.socket.write(
-        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(), history }),
+        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(this.extended), history }),
       );
       this.lastFrameAt = Date.now();
       if (cursor > logEnd) {
@@ -272,6 +275,11 @@ class SlaveSession {
     void this.run();
   }
 
+  /** An ims slave (it sends the extensions flag): it gets records before they are on the master's disk. */
+  get isExtended(): boolean {
+    return this.extended;
+  }
+
   wake(): void {
     const w = this.wakeUp;
     this.wakeUp = null;
@@ -298,7 +306,11 @@ class SlaveSession {
     if (!this.extended || this.closed) return;
     const { epoch } = this.master.options.epoch();
     this.socket.write(
-      encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(), sentAt: Date.now() }),
+      encodeHeartbeatFrame(this.nextSeq(), {
+        epoch,
+        logEnd: this.master.sendableEnd(this.extended),
+        sentAt: Date.now(),
+      }),
     );
     this.lastFrameAt = Date.now();
   }
@@ -308,7 +320,7 @@ class SlaveSession {
     const storage = this.master.storage;
     try {
       while (!this.closed) {
-        const end = this.master.sendableEnd();
+        const end = this.master.sendableEnd(this.extended);
         const logEnd = storage.logEnd;
         if (this.caughtUp && logEnd - this.sentTo > opts.maxLiveLagBytes) {
           this.drop(
@@ -453,7 +465,7 @@ class SlaveSession {
   status(): SlaveStatus | null {
     if (!this.started) return null;
     const r = this.extended ? this.master.replicas.state(this) : null;
-    const end = this.master.sendableEnd();
+    const end = this.master.sendableEnd(this.extended);
     return {
       address: this.address,
       connectedAt: this.connectedAt.toISOString(),
@@ -493,8 +505,12 @@ export class SyncMaster {
     this.unsubscribe = this.storage.onWrite(() => {
       this.replicas.noteWrite(this.storage.logEnd);
       if (this.sessions.size === 0) return;
-      if (this.options.durableOnly) this.wakeWhenDurable();
-      else this.wakeAll();
+      let waitsForDisk = false;
+      for (const s of this.sessions) {
+        if (this.options.durableOnly && !s.isExtended) waitsForDisk = true;
+        else s.wake();
+      }
+      if (waitsForDisk) this.wakeWhenDurable();
     });
   }
 
@@ -523,9 +539,14 @@ export class SyncMaster {
     for (const s of this.sessions) s.wake();
   }
 
-  /** The end of what may be sent: only durable records with durability=sync. */
-  sendableEnd(): number {
-    return this.options.durableOnly ? this.storage.durableEnd : this.storage.logEnd;
+  /**
+   * The end of what may be sent to a slave. An ims slave gets every record as soon as it is written, so
+   * that its write and fdatasync overlap the master's own (a save is acknowledged only once both cover
+   * it); should the master lose an un-fsynced tail, its next epoch makes such a slave cut that tail back.
+   * A Go slave cannot cut a tail back: with durability=sync it gets only records on the master's disk.
+   */
+  sendableEnd(imsSlave: boolean): number {
+    return this.options.durableOnly && !imsSlave ? this.storage.durableEnd : this.storage.logEnd;
   }
 
   listen(host: string | undefined, port: number): Promise<void> {

@@ -197,6 +197,8 @@ export class SyncSlave {
       // Over TLS the link is up once the handshake (both certificates checked) is done.
       socket.on(this.tlsOptions ? 'secureConnect' : 'connect', () => {
         socket.setTimeout(0);
+        // Acknowledgements go out at once: Nagle would hold one back while the previous is unacknowledged.
+        socket.setNoDelay(true);
         socket.setKeepAlive(true, 60_000);
         this.connected = true;
         this.connectedAt = new Date();
@@ -422,13 +424,9 @@ export class SyncSlave {
   private async applyRecords(ids: number[], messages: RawMessage[], seq: number): Promise<void> {
     const problem = continuationProblem(this.storage.logEnd, ids, messages, this.storage.blockSize);
     if (problem) throw new SyncProtocolError(`frame seq ${seq}: ${problem}`);
-    let written = 0;
-    for (let i = 0; i < ids.length; i++) {
-      if (this.storage.applyReplicated(ids[i], messages[i]) === 'written') {
-        written++;
-        this.lastAppliedId = ids[i];
-      }
-    }
+    // One file write for the whole batch (records we already have are skipped).
+    const written = this.storage.applyReplicatedRecords(ids, messages);
+    if (written > 0) this.lastAppliedId = ids[ids.length - 1];
     // On disk before we read more (or acknowledge): a restarted slave resumes from what is durable.
     await this.storage.whenDurable();
     this.recordsApplied += written;

@@ -9,6 +9,7 @@ import {
 } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { listenError } from '../config/setting-error.js';
+import type { GoConnectionOptions } from './go-connection.js';
 
 /**
  * The context a handler (and the RPC error filter) sees for a call that came over a Go protocol: the
@@ -24,8 +25,8 @@ export class GoCallContext extends BaseRpcContext<[string, string]> {
   }
 }
 
-/** What the Nest handler made of one call. */
-export type CallOutcome = { ok: true; reply: unknown } | { ok: false; message: string };
+/** What the Nest handler made of one call (`R`: its reply, or the Go value made of it). */
+export type CallOutcome<R = unknown> = { ok: true; reply: R } | { ok: false; message: string };
 
 export interface GoListenerOptions {
   host: string;
@@ -36,6 +37,8 @@ export interface GoListenerOptions {
   tlsOptions?: tls.TlsOptions;
   /** Caps connections (max_connections), as on the other listeners. */
   limitConnections?: (server: net.Server) => void;
+  /** Calls in flight per connection before it stops reading (default 4096). */
+  maxInFlight?: number;
 }
 
 /** One accepted connection, as the listener keeps it: closed when the listener closes. */
@@ -126,6 +129,18 @@ export abstract class GoListenerServer extends Server implements CustomTransport
       this.handlers.set(pattern, h);
     }
     return h;
+  }
+
+  /** What a new connection is given, whatever the protocol. */
+  protected connectionOptions(maxMessage: number): GoConnectionOptions {
+    return {
+      dispatch: (pattern, payload, remote) => this.dispatch(pattern, payload, remote),
+      log: (m) => this.log.warn(m),
+      maxMessage,
+      maxInFlight: this.options.maxInFlight ?? 4096,
+      maxQueuedOutput: 8 << 20,
+      handshakeMs: 10_000,
+    };
   }
 
   /** Runs one call through the Nest handler of `pattern`. */

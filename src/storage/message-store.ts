@@ -82,6 +82,9 @@ export interface OpenReport extends Omit<IndexRecovery, 'savedLogEnd'> {
   elapsedMs: number;
 }
 
+/** Most bytes readLog reads with one pread. */
+const READ_RUN_BYTES = 1 << 20;
+
 export class MessageStore {
   readonly files: BlockFiles;
   /** The index tables (replaced in place when the log is cut); the queue store reads the same object. */
@@ -370,6 +373,53 @@ export class MessageStore {
   }
 
   /**
+   * applyReplicated for consecutive records (one batch from the master) with one file write for all of
+   * them. Records the slave already has (a prefix) are skipped; the first new one must follow the log end
+   * as in applyReplicated, and each must land at exactly its id. Returns how many were written. Should the
+   * write fail part way (after a block roll), the records that reached the file are still indexed.
+   */
+  applyReplicatedRecords(ids: readonly number[], msgs: readonly RawMessage[]): number {
+    if (this.layout.format === 'v2' && msgs.some((m) => V4_QUEUE_CMDS.has(m.cmd))) {
+      // The format switches inside this batch: one record at a time, so the switch sees the log up to it.
+      let written = 0;
+      ids.forEach((id, i) => (written += this.applyReplicated(id, msgs[i]) === 'written' ? 1 : 0));
+      return written;
+    }
+    if (!this.formatDecided && msgs.some((m) => isQueueCmd(m.cmd))) this.formatDecided = true;
+    let from = 0;
+    while (from < ids.length && ids[from] < this.files.nextId) from++;
+    if (from === ids.length) return 0;
+    const first = ids[from];
+    const startsNextBlock =
+      this.files.blockOf(first) === this.files.writeBlock + 1 &&
+      this.files.offsetOf(first) === BLOCK_HEADER_SIZE;
+    if (first !== this.files.nextId && !startsNextBlock) {
+      throw new StorageInputError(
+        `replicated record ${first} does not follow the log end ${this.files.nextId}: refusing to leave a gap`,
+      );
+    }
+    let indexed = from;
+    try {
+      writeStaged(this.files, () => {
+        for (let i = from; i < ids.length; i++) {
+          const got = this.files.reserve(recordSize(msgs[i].body.length));
+          if (got !== ids[i]) {
+            throw new StorageInputError(
+              `replicated record ${ids[i]} would land at ${got}: the block sizes of master and slave differ`,
+            );
+          }
+          writeRecord(this.files.stagingBuffer, this.files.stagingOffsetOf(got), msgs[i]);
+        }
+      });
+    } finally {
+      const end = this.files.nextId;
+      for (; indexed < ids.length && ids[indexed] < end; indexed++)
+        this.applyRecord(ids[indexed], msgs[indexed]);
+    }
+    return indexed - from;
+  }
+
+  /**
    * A master sends v4 queue records to this v2 slave: its folder is new, or its master was upgraded.
    * The slave switches as `ims upgrade` would (its own v2 history stays readable), unless the setting
    * pins v2.
@@ -479,12 +529,15 @@ export class MessageStore {
     const blockEnd =
       block < files.writeBlock ? files.idOf(block, files.sealedBlockSize(block)) : files.nextId;
     const stop = Math.min(endId, blockEnd);
+    // One pread per run of records (at most 1 MiB), not one per record.
     while (id < stop && records.length < maxCount && bytes < maxBytes) {
-      const msg = files.read(id);
-      records.push({ id, msg });
-      const size = recordSize(msg.body.length);
-      bytes += size;
-      id += size;
+      for (const r of files.readRun(id, stop, Math.min(maxBytes - bytes, READ_RUN_BYTES))) {
+        records.push(r);
+        const size = recordSize(r.msg.body.length);
+        bytes += size;
+        id += size;
+        if (records.length >= maxCount || bytes >= maxBytes) break;
+      }
     }
     return { records, next: id };
   }

@@ -323,6 +323,13 @@ export class StorageService implements OnApplicationShutdown {
     return r;
   }
 
+  /** Writes consecutive records received from the master with one file write (slave side). */
+  applyReplicatedRecords(ids: readonly number[], msgs: readonly RawMessage[]): number {
+    const n = this.store.applyReplicatedRecords(ids, msgs);
+    if (n > 0) for (const l of this.writeListeners) l();
+    return n;
+  }
+
   syncMessage(appid: bigint, uid: bigint, lastMsgId: number): SyncResult {
     return this.store.syncMessage(appid, uid, lastMsgId);
   }

@@ -274,10 +274,10 @@ describe('Go replication bugs 17-22 are fixed', () => {
     const storage = new StorageService(cfg);
     storage.open();
     const seen: { id: number; durable: number }[] = [];
-    const apply = storage.applyReplicated.bind(storage);
-    storage.applyReplicated = (id, msg) => {
-      seen.push({ id, durable: storage.store.files.durableId });
-      return apply(id, msg);
+    const apply = storage.applyReplicatedRecords.bind(storage);
+    storage.applyReplicatedRecords = (ids, msgs) => {
+      for (const id of ids) seen.push({ id, durable: storage.store.files.durableId });
+      return apply(ids, msgs);
     };
     const slave = new SyncSlave(
       storage,

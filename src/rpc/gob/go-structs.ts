@@ -1,9 +1,9 @@
 /**
  * What the two Go transports (gorpc, net/rpc) share about Go ims's structs: how a struct type is
  * described to the encoder, how a decoded request struct becomes the payload the Nest handlers take, and
- * how the handlers' messages become Go `HistoryMessage` values. The structs themselves differ between the
- * two (Go ims 2.0's `main` package for gorpc, the newest `storage` package for net/rpc), so each
- * transport lists its own with these helpers.
+ * how the handlers' messages become Go `HistoryMessage` values. Go ims 2.0 (`main` package, gorpc) and
+ * the newest (`storage` package, net/rpc) declare the same request structs; their type ids, package and
+ * reply structs differ, so each transport lists its own types with these helpers.
  */
 import { GoBasic, GobError, GobStruct, type GobValue, type GoType } from './gob.js';
 
@@ -17,27 +17,68 @@ export const goStruct = (id: number, name: string, fields: [string, GoType][]): 
   fields: fields.map(([n, type]) => ({ name: n, type })),
 });
 
+/** A Go slice type with the id this side gives it (slices are user types in gob). */
+export const goSlice = (id: number, name: string, elem: GoType): GoType => ({
+  kind: 'slice',
+  id,
+  name,
+  elem,
+});
+
 /** How a request field is typed in Go. */
 export type FieldKind = 'int64' | 'int32' | 'bytes' | 'int64s';
 
-/** A Go request struct: the name Go reports it by, its encoder type, and each field's Go type. */
+/** Go ims's request structs, alike in 2.0 and the newest: each field's Go type, in Go's order. */
+const IMS_REQUESTS = {
+  PeerMessage: { AppID: 'int64', Uid: 'int64', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
+  PeerGroupMessage: { AppID: 'int64', Members: 'int64s', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
+  GroupMessage: { AppID: 'int64', GroupID: 'int64', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
+  SyncHistory: { AppID: 'int64', Uid: 'int64', DeviceID: 'int64', LastMsgID: 'int64' },
+  SyncGroupHistory: {
+    AppID: 'int64',
+    Uid: 'int64',
+    DeviceID: 'int64',
+    GroupID: 'int64',
+    LastMsgID: 'int64',
+    Timestamp: 'int32',
+  },
+  HistoryRequest: { AppID: 'int64', Uid: 'int64', Limit: 'int32' },
+} as const satisfies Record<string, Record<string, FieldKind>>;
+export type ImsRequestName = keyof typeof IMS_REQUESTS;
+
+/** The Nest payload key of each request field, whatever the struct. */
+const PAYLOAD_KEYS: Record<string, string> = {
+  AppID: 'appId',
+  Uid: 'uid',
+  DeviceID: 'deviceId',
+  GroupID: 'groupId',
+  Members: 'members',
+  Cmd: 'cmd',
+  Raw: 'raw',
+  LastMsgID: 'lastMsgId',
+  Timestamp: 'timestamp',
+  Limit: 'limit',
+};
+
+/** A Go request struct: the name Go reports it by, its encoder type, each field's Go type and payload key. */
 export interface RequestStruct {
   goName: string;
   type: StructType;
   fields: Record<string, FieldKind>;
+  payloadKeys: Record<string, string>;
 }
 
 /**
- * Describes a request struct. `int64s` is the `[]int64` type the sender gives an id of its own (slices
- * are user types in gob), needed only when a field is `int64s`.
+ * Describes Go ims's request struct `name`. `int64s` is the `[]int64` type the sender gives an id of its
+ * own, needed only when a field is `int64s`.
  */
 export function requestStruct(
   id: number,
-  name: string,
+  name: ImsRequestName,
   goName: string,
-  fields: Record<string, FieldKind>,
   int64s?: GoType,
 ): RequestStruct {
+  const fields: Record<string, FieldKind> = IMS_REQUESTS[name];
   const goType = (k: FieldKind): GoType =>
     k === 'bytes' ? GoBasic.bytes : k === 'int64s' ? int64s! : GoBasic.int;
   return {
@@ -48,6 +89,7 @@ export function requestStruct(
       Object.entries(fields).map(([f, k]) => [f, goType(k)]),
     ),
     fields,
+    payloadKeys: Object.fromEntries(Object.keys(fields).map((f) => [f, PAYLOAD_KEYS[f]])),
   };
 }
 
@@ -63,18 +105,13 @@ export const wireInt64 = (v: bigint): number | string => (v <= SAFE && v >= -SAF
 /**
  * The Nest payload for a decoded request struct, as Go's decoder would fill the struct: absent fields
  * are zero, unknown ones ignored, a field of the wrong kind or out of its range refused (GobError).
- * `payloadKeys` maps each Go field name to its payload key.
  */
-export function toPayload(
-  request: RequestStruct,
-  payloadKeys: Record<string, string>,
-  value: GobValue,
-): Payload {
+export function toPayload(request: RequestStruct, value: GobValue): Payload {
   if (!(value instanceof GobStruct)) throw new GobError(`${request.goName} is not a struct`);
   const out: Payload = {};
   for (const [field, kind] of Object.entries(request.fields)) {
     const v = value.fields.get(field);
-    const key = payloadKeys[field];
+    const key = request.payloadKeys[field];
     const bad = (what: string) => new GobError(`${request.goName}.${field}: ${what}`);
     switch (kind) {
       case 'int64':
@@ -104,9 +141,21 @@ export function toPayload(
   return out;
 }
 
-/** `"AppID=appId Uid=uid"` → `{AppID: 'appId', Uid: 'uid'}`: Go field name → payload key. */
-export const payloadKeys = (pairs: string): Record<string, string> =>
-  Object.fromEntries(pairs.split(' ').map((p) => p.split('=') as [string, string]));
+/**
+ * `[]*HistoryMessage` of Go package `pkg`: its element (a pointer) has no name, so Go sends that struct
+ * unnamed.
+ */
+export const historyMessageList = (id: number, elemId: number, pkg: string): GoType =>
+  goSlice(
+    id,
+    `[]*${pkg}.HistoryMessage`,
+    goStruct(elemId, '', [
+      ['MsgID', GoBasic.int],
+      ['DeviceID', GoBasic.int],
+      ['Cmd', GoBasic.int],
+      ['Raw', GoBasic.bytes],
+    ]),
+  );
 
 /** A message as the Nest handlers answer it (client/wire.ts WireHistoryMessage). */
 export interface WireMessageLike {

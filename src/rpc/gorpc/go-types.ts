@@ -4,14 +4,23 @@
  * The ids are those a Go process gives them when it first sends them in this order, so a fresh
  * connection's bytes match Go's.
  */
-import { GoBasic, GobError, GobStruct, type GobInterface, type GobValue, type GoType } from '../gob/gob.js';
 import {
+  GoBasic,
+  GobError,
+  GobStruct,
+  type GobInterface,
+  type GobValue,
+  type GoInterfaceValue,
+  type GoType,
+} from '../gob/gob.js';
+import {
+  goSlice,
   goStruct as struct,
   historyList,
-  payloadKeys as keys,
+  historyMessageList,
   requestStruct,
   toPayload as structPayload,
-  type FieldKind,
+  type ImsRequestName,
   type Payload,
   type RequestStruct,
   type WireMessageLike,
@@ -32,19 +41,7 @@ export const DispatcherResponse = struct(66, 'dispatcherResponse', [
   ['Response', GoBasic.interface],
   ['Error', GoBasic.string],
 ]);
-/** Reached only through `[]*HistoryMessage`, whose element (a pointer) has no name: Go sends it unnamed. */
-const HistoryMessage = struct(68, '', [
-  ['MsgID', int],
-  ['DeviceID', int],
-  ['Cmd', int],
-  ['Raw', GoBasic.bytes],
-]);
-export const HistoryMessageList: GoType = {
-  kind: 'slice',
-  id: 69,
-  name: '[]*main.HistoryMessage',
-  elem: HistoryMessage,
-};
+export const HistoryMessageList = historyMessageList(69, 68, 'main');
 export const PeerHistoryMessage = struct(67, 'PeerHistoryMessage', [
   ['Messages', HistoryMessageList],
   ['LastMsgID', int],
@@ -53,7 +50,7 @@ export const GroupHistoryMessage = struct(70, 'GroupHistoryMessage', [
   ['Messages', HistoryMessageList],
   ['LastMsgID', int],
 ]);
-export const Int64List: GoType = { kind: 'slice', id: 71, name: '[]int64', elem: int };
+export const Int64List = goSlice(71, '[]int64', int);
 
 /** Interface type names a client registers (what a server's replies may name). */
 export const REPLY_NAMES: ReadonlySet<string> = new Set([
@@ -79,58 +76,23 @@ export const DispatcherRequest = struct(66, 'dispatcherRequest', [
 type RequestType = RequestStruct;
 
 /** Go ims 2.0's request structs are in package main; Go registers a pointer to each. */
-const requestType = (
-  id: number,
-  name: string,
-  fields: Record<string, FieldKind>,
-  int64s?: GoType,
-): RequestType => requestStruct(id, name, `*main.${name}`, fields, int64s);
+const requestType = (id: number, name: ImsRequestName, int64s?: GoType): RequestType =>
+  requestStruct(id, name, `*main.${name}`, int64s);
 
-const PeerMessage = requestType(67, 'PeerMessage', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  Cmd: 'int32',
-  Raw: 'bytes',
-});
-const GroupMessage = requestType(68, 'GroupMessage', {
-  AppID: 'int64',
-  GroupID: 'int64',
-  DeviceID: 'int64',
-  Cmd: 'int32',
-  Raw: 'bytes',
-});
-const SyncHistory = requestType(69, 'SyncHistory', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  LastMsgID: 'int64',
-});
-const SyncGroupHistory = requestType(70, 'SyncGroupHistory', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  GroupID: 'int64',
-  LastMsgID: 'int64',
-  Timestamp: 'int32',
-});
-const HistoryRequest = requestType(71, 'HistoryRequest', { AppID: 'int64', Uid: 'int64', Limit: 'int32' });
-const PeerGroupMessage = requestType(
-  72,
-  'PeerGroupMessage',
-  { AppID: 'int64', Members: 'int64s', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
-  { kind: 'slice', id: 73, name: '[]int64', elem: int },
-);
+const PeerMessage = requestType(67, 'PeerMessage');
+const GroupMessage = requestType(68, 'GroupMessage');
+const SyncHistory = requestType(69, 'SyncHistory');
+const SyncGroupHistory = requestType(70, 'SyncGroupHistory');
+const HistoryRequest = requestType(71, 'HistoryRequest');
+const PeerGroupMessage = requestType(72, 'PeerGroupMessage', goSlice(73, '[]int64', int));
 
 /** A Nest handler's reply turned into the Go value the Go method returns. */
-type ReplyToGo = (reply: unknown) => { name: string; type: GoType; value: unknown };
+type ReplyToGo = (reply: unknown) => GoInterfaceValue;
 
 export interface GorpcMethod {
   /** The Nest pattern, also the Go function name (called as ".Name"). */
   pattern: string;
   request: RequestType;
-  /** Go field name → payload key. */
-  payloadKeys: Record<string, string>;
   reply: ReplyToGo;
 }
 
@@ -150,19 +112,16 @@ export const GORPC_METHODS: ReadonlyMap<string, GorpcMethod> = new Map(
       {
         pattern: 'SavePeerMessage',
         request: PeerMessage,
-        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId Cmd=cmd Raw=raw'),
         reply: (r) => int64Reply((r as { msgId: number }).msgId),
       },
       {
         pattern: 'SaveGroupMessage',
         request: GroupMessage,
-        payloadKeys: keys('AppID=appId GroupID=groupId DeviceID=deviceId Cmd=cmd Raw=raw'),
         reply: (r) => int64Reply((r as { msgId: number }).msgId),
       },
       {
         pattern: 'SavePeerGroupMessage',
         request: PeerGroupMessage,
-        payloadKeys: keys('AppID=appId Members=members DeviceID=deviceId Cmd=cmd Raw=raw'),
         // Go im expects msgid, prev_msgid for each member in turn.
         reply: (r) => ({
           name: '[]int64',
@@ -176,27 +135,21 @@ export const GORPC_METHODS: ReadonlyMap<string, GorpcMethod> = new Map(
       {
         pattern: 'SyncMessage',
         request: SyncHistory,
-        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
         reply: syncReply('*main.PeerHistoryMessage', PeerHistoryMessage),
       },
       {
         pattern: 'SyncGroupMessage',
         request: SyncGroupHistory,
-        payloadKeys: keys(
-          'AppID=appId Uid=uid DeviceID=deviceId GroupID=groupId LastMsgID=lastMsgId Timestamp=timestamp',
-        ),
         reply: syncReply('*main.GroupHistoryMessage', GroupHistoryMessage),
       },
       {
         pattern: 'GetNewCount',
         request: SyncHistory,
-        payloadKeys: keys('AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
         reply: (r) => int64Reply((r as { count: number }).count),
       },
       {
         pattern: 'GetLatestMessage',
         request: HistoryRequest,
-        payloadKeys: keys('AppID=appId Uid=uid Limit=limit'),
         reply: (r) => ({
           name: '[]*main.HistoryMessage',
           type: HistoryMessageList,
@@ -254,5 +207,5 @@ export function toGorpcCall(v: GobValue): GorpcCall {
  * absent fields are zero, unknown ones ignored, a field of the wrong kind or out of its range refused.
  */
 export function toPayload(method: GorpcMethod, value: GobValue): Payload {
-  return structPayload(method.request, method.payloadKeys, value);
+  return structPayload(method.request, value);
 }

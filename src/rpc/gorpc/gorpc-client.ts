@@ -5,13 +5,9 @@
  */
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import {
-  GobStreamDecoder,
-  GobStreamEncoder,
-  GobStruct,
-  type GobInterface,
-  type GobValue,
-} from '../gob/gob.js';
+import { GobStreamEncoder, GobStruct, type GobInterface, type GobValue } from '../gob/gob.js';
+import { GoCallClient } from '../go-client.js';
+import { WriteBatch } from '../write-batch.js';
 import { DispatcherRequest, REPLY_NAMES, REQUEST_TYPES, WireRequest } from './go-types.js';
 
 /** An error the server returned for one call (dispatcherResponse.Error or wireResponse.Error). */
@@ -53,45 +49,29 @@ export const REQUEST_NAME_OF: Record<string, string> = {
   GetLatestMessage: '*main.HistoryRequest',
 };
 
-interface Pending {
-  resolve: (v: GobValue) => void;
-  reject: (e: Error) => void;
-}
-
-export class GorpcClient {
-  private readonly enc = new GobStreamEncoder();
-  private readonly dec = new GobStreamDecoder({ maxMessage: 64 << 20, names: REPLY_NAMES });
-  private readonly pending = new Map<bigint, Pending>();
+export class GorpcClient extends GoCallClient {
   private nextId = 1n;
-  private out: Buffer[] = [];
-  private flushScheduled = false;
   private readonly deflate?: zlib.DeflateRaw;
-  private failure?: Error;
+  // Calls made in the same tick go out in one write (and one deflate flush), as gorpc batches them.
+  private readonly calls = new WriteBatch((data) => {
+    if (this.failure) return;
+    if (this.deflate) {
+      this.deflate.write(data);
+      this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
+    } else this.socket.write(data);
+  });
 
-  private constructor(
-    readonly socket: net.Socket,
-    compress: boolean,
-  ) {
-    socket.setNoDelay(true);
+  private constructor(socket: net.Socket, compress: boolean) {
+    super(socket, REPLY_NAMES);
     socket.write(Buffer.from([compress ? 1 : 0]));
-    const onData = (chunk: Buffer) => {
-      this.dec.push(chunk);
-      try {
-        for (let v = this.dec.next(); v !== undefined; v = this.dec.next()) this.settle(v);
-      } catch (err) {
-        this.fail(err as Error);
-      }
-    };
     if (compress) {
       this.deflate = zlib.createDeflateRaw({ level: 1 });
       this.deflate.pipe(socket);
       const inflate = zlib.createInflateRaw();
       socket.pipe(inflate);
-      inflate.on('data', onData);
+      inflate.on('data', (chunk: Buffer) => this.onBytes(chunk));
       inflate.on('error', (e) => this.fail(e));
-    } else socket.on('data', onData);
-    socket.on('error', (e) => this.fail(e));
-    socket.on('close', () => this.fail(new Error('connection closed')));
+    } else socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
   }
 
   static connect(host: string, port: number, options: { compress?: boolean } = {}): Promise<GorpcClient> {
@@ -114,34 +94,12 @@ export class GorpcClient {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const bytes = encodeCall(this.enc, id, method, requestName, request);
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.out.push(bytes);
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // Calls made in the same tick go out in one write (and one deflate flush), as gorpc batches them.
-        setImmediate(() => this.flush());
-      }
-    });
+    return this.expect(id, () => this.calls.push(bytes));
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    const data = Buffer.concat(this.out);
-    this.out = [];
-    if (this.failure) return;
-    if (this.deflate) {
-      this.deflate.write(data);
-      this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
-    } else this.socket.write(data);
-  }
-
-  private settle(v: GobValue): void {
+  protected onValue(v: GobValue): void {
     if (!(v instanceof GobStruct)) throw new Error('reply is not a wireResponse');
-    const id = v.fields.get('ID') as bigint | undefined;
-    const p = id === undefined ? undefined : this.pending.get(id);
-    if (!p || id === undefined) throw new Error(`reply for unknown call ${id}`);
-    this.pending.delete(id);
+    const p = this.answered(v.fields.get('ID') as bigint | undefined, 'reply');
     const wireErr = v.fields.get('Error') as string | undefined;
     if (wireErr) return p.reject(new GorpcCallError(wireErr));
     const resp = v.fields.get('Response') as GobInterface | null | undefined;
@@ -151,22 +109,5 @@ export class GorpcClient {
     if (err) return p.reject(new GorpcCallError(err));
     const r = inner.fields.get('Response') as GobInterface | null | undefined;
     p.resolve(r ? r.value : null);
-  }
-
-  private fail(err: Error): void {
-    if (!this.failure) this.failure = err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.socket.destroy();
-  }
-
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
-  close(): void {
-    this.failure ??= new Error('client closed');
-    this.socket.end();
-    this.socket.destroy();
   }
 }

@@ -5,8 +5,6 @@ import { GorpcConnection } from './gorpc-connection.js';
 export interface GorpcServerOptions extends GoListenerOptions {
   /** Largest gob message a client may send (default 4 MiB). */
   maxMessage?: number;
-  /** Calls in flight per connection before it stops reading (default 4096). */
-  maxInFlight?: number;
 }
 
 /**
@@ -21,14 +19,7 @@ export class GorpcServer extends GoListenerServer {
   protected accept(socket: net.Socket, closed: (c: GoConnection) => void): GoConnection {
     return new GorpcConnection(
       socket,
-      {
-        dispatch: (method, payload, remote) => this.dispatch(method.pattern, payload, remote),
-        log: (m) => this.log.warn(m),
-        maxMessage: this.gorpcOptions.maxMessage ?? 4 << 20,
-        maxInFlight: this.gorpcOptions.maxInFlight ?? 4096,
-        maxQueuedOutput: 8 << 20,
-        handshakeMs: 10_000,
-      },
+      this.connectionOptions(this.gorpcOptions.maxMessage ?? 4 << 20),
       closed,
     );
   }

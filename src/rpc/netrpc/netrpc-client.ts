@@ -6,7 +6,8 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { GobStreamDecoder, GobStreamEncoder, GobStruct, type GobValue, type GoType } from '../gob/gob.js';
+import { GobStreamEncoder, GobStruct, type GobValue, type GoType } from '../gob/gob.js';
+import { GoCallClient } from '../go-client.js';
 import { RPC_PATH } from './http-connect.js';
 import { NETRPC_METHODS, Request, SERVICE, argType } from './netrpc-types.js';
 
@@ -44,39 +45,17 @@ export interface CallOptions {
   argType?: GoType;
 }
 
-interface Pending {
-  resolve: (v: GobValue) => void;
-  reject: (e: Error) => void;
-}
-
-export class NetrpcClient {
-  private readonly enc = new GobStreamEncoder();
-  private readonly dec = new GobStreamDecoder({ maxMessage: 64 << 20, names: new Set() });
-  private readonly pending = new Map<bigint, Pending>();
+export class NetrpcClient extends GoCallClient {
   private nextSeq = 0n;
   /** The response header whose body comes next. */
   private header?: GobStruct;
-  private failure?: Error;
 
   /** `rest`: what arrived after the handshake's answer, already the start of the gob stream. */
-  private constructor(
-    readonly socket: net.Socket,
-    rest: Buffer,
-  ) {
-    socket.setNoDelay(true);
+  private constructor(socket: net.Socket, rest: Buffer) {
+    // net/rpc sends no interface values.
+    super(socket, new Set());
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
-    socket.on('error', (e) => this.fail(e));
-    socket.on('close', () => this.fail(new Error('connection closed')));
     if (rest.length > 0) this.onBytes(rest);
-  }
-
-  private onBytes(chunk: Buffer): void {
-    this.dec.push(chunk);
-    try {
-      for (let v = this.dec.next(); v !== undefined; v = this.dec.next()) this.onValue(v);
-    } catch (err) {
-      this.fail(err as Error);
-    }
   }
 
   /** Dials and makes the CONNECT handshake; rejects with the server's status line when it is not Go's. */
@@ -122,13 +101,10 @@ export class NetrpcClient {
     if (!type) throw new Error(`no Go type for the argument of ${method}`);
     const seq = this.nextSeq++;
     const bytes = encodeCall(this.enc, seq, options.serviceMethod ?? `${SERVICE}.${method}`, type, arg);
-    return new Promise((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
-      this.socket.write(bytes);
-    });
+    return this.expect(seq, () => this.socket.write(bytes));
   }
 
-  private onValue(v: GobValue): void {
+  protected onValue(v: GobValue): void {
     if (!this.header) {
       if (!(v instanceof GobStruct)) throw new Error('response header is not a struct');
       this.header = v;
@@ -137,28 +113,9 @@ export class NetrpcClient {
     const header = this.header;
     this.header = undefined;
     const seq = (header.fields.get('Seq') as bigint | undefined) ?? 0n;
-    const p = this.pending.get(seq);
-    if (!p) throw new Error(`response for unknown call ${seq}`);
-    this.pending.delete(seq);
+    const p = this.answered(seq, 'response');
     const error = header.fields.get('Error') as string | undefined;
     if (error) p.reject(new NetrpcCallError(error));
     else p.resolve(v);
-  }
-
-  private fail(err: Error): void {
-    if (!this.failure) this.failure = err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.socket.destroy();
-  }
-
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
-  close(): void {
-    this.failure ??= new Error('client closed');
-    this.socket.end();
-    this.socket.destroy();
   }
 }

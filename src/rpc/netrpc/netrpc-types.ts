@@ -12,10 +12,12 @@
  */
 import { GoBasic, GobStruct, TypeId, type GobValue, type GoType, type WireType } from '../gob/gob.js';
 import {
+  goSlice,
   goStruct,
   historyList,
-  payloadKeys,
+  historyMessageList,
   requestStruct,
+  type ImsRequestName,
   type RequestStruct,
   type WireMessageLike,
 } from '../gob/go-structs.js';
@@ -38,29 +40,12 @@ export const HistoryMessageID = goStruct(66, 'HistoryMessageID', [
   ['MsgID', int],
   ['PrevMsgID', int],
 ]);
-const HistoryMessageIDList: GoType = {
-  kind: 'slice',
-  id: 68,
-  name: '[]*storage.HistoryMessageID',
-  elem: HistoryMessageID,
-};
+const HistoryMessageIDList = goSlice(68, '[]*storage.HistoryMessageID', HistoryMessageID);
 /** The reply of SavePeerGroupMessage: one id pair per member, in Members order. */
 export const GroupHistoryMessageID = goStruct(67, 'GroupHistoryMessageID', [
   ['MessageIDs', HistoryMessageIDList],
 ]);
-/** Reached only through `[]*HistoryMessage`, whose element (a pointer) has no name: Go sends it unnamed. */
-const HistoryMessage = goStruct(70, '', [
-  ['MsgID', int],
-  ['DeviceID', int],
-  ['Cmd', int],
-  ['Raw', GoBasic.bytes],
-]);
-const HistoryMessageList: GoType = {
-  kind: 'slice',
-  id: 71,
-  name: '[]*storage.HistoryMessage',
-  elem: HistoryMessage,
-};
+const HistoryMessageList = historyMessageList(71, 70, 'storage');
 export const PeerHistoryMessage = goStruct(69, 'PeerHistoryMessage', [
   ['Messages', HistoryMessageList],
   ['LastMsgID', int],
@@ -89,50 +74,22 @@ export const Request = goStruct(65, 'Request', [
 ]);
 
 /** The newest Go ims's argument structs are in package storage (Go names them storage.X in errors). */
-const arg = (id: number, name: string, fields: RequestStruct['fields'], int64s?: GoType) =>
-  requestStruct(id, name, `storage.${name}`, fields, int64s);
+const arg = (id: number, name: ImsRequestName, int64s?: GoType): MethodArg => ({
+  kind: 'struct',
+  request: requestStruct(id, name, `storage.${name}`, int64s),
+});
 
-const PeerMessage = arg(66, 'PeerMessage', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  Cmd: 'int32',
-  Raw: 'bytes',
-});
-const PeerGroupMessage = arg(
-  67,
-  'PeerGroupMessage',
-  { AppID: 'int64', Members: 'int64s', DeviceID: 'int64', Cmd: 'int32', Raw: 'bytes' },
-  { kind: 'slice', id: 68, name: '[]int64', elem: int },
-);
-const GroupMessage = arg(69, 'GroupMessage', {
-  AppID: 'int64',
-  GroupID: 'int64',
-  DeviceID: 'int64',
-  Cmd: 'int32',
-  Raw: 'bytes',
-});
-const SyncHistory = arg(70, 'SyncHistory', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  LastMsgID: 'int64',
-});
-const SyncGroupHistory = arg(71, 'SyncGroupHistory', {
-  AppID: 'int64',
-  Uid: 'int64',
-  DeviceID: 'int64',
-  GroupID: 'int64',
-  LastMsgID: 'int64',
-  Timestamp: 'int32',
-});
-const HistoryRequest = arg(72, 'HistoryRequest', { AppID: 'int64', Uid: 'int64', Limit: 'int32' });
+const PeerMessage = arg(66, 'PeerMessage');
+const PeerGroupMessage = arg(67, 'PeerGroupMessage', goSlice(68, '[]int64', int));
+const GroupMessage = arg(69, 'GroupMessage');
+const SyncHistory = arg(70, 'SyncHistory');
+const SyncGroupHistory = arg(71, 'SyncGroupHistory');
+const HistoryRequest = arg(72, 'HistoryRequest');
 
 // --- the service ---------------------------------------------------------------------------------------
 
 /** A method's argument: one of the structs above, or Ping's plain `int`. */
-export type MethodArg =
-  { kind: 'struct'; request: RequestStruct; payloadKeys: Record<string, string> } | { kind: 'int' };
+export type MethodArg = { kind: 'struct'; request: RequestStruct } | { kind: 'int' };
 
 /** A reply body: its Go type and value. */
 export interface GoReply {
@@ -147,12 +104,6 @@ export interface NetrpcMethod {
   /** The Nest handler's reply as the Go reply struct. */
   reply: (reply: unknown) => GoReply;
 }
-
-const struct = (request: RequestStruct, keys: string): MethodArg => ({
-  kind: 'struct',
-  request,
-  payloadKeys: payloadKeys(keys),
-});
 
 interface SaveReply {
   msgId: number;
@@ -182,25 +133,22 @@ export const NETRPC_METHODS: ReadonlyMap<string, NetrpcMethod> = new Map(
     [
       {
         pattern: 'SyncMessage',
-        arg: struct(SyncHistory, 'AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
+        arg: SyncHistory,
         reply: syncReply(PeerHistoryMessage),
       },
       {
         pattern: 'SyncGroupMessage',
-        arg: struct(
-          SyncGroupHistory,
-          'AppID=appId Uid=uid DeviceID=deviceId GroupID=groupId LastMsgID=lastMsgId Timestamp=timestamp',
-        ),
+        arg: SyncGroupHistory,
         reply: syncReply(GroupHistoryMessage),
       },
       {
         pattern: 'SavePeerMessage',
-        arg: struct(PeerMessage, 'AppID=appId Uid=uid DeviceID=deviceId Cmd=cmd Raw=raw'),
+        arg: PeerMessage,
         reply: saveReply,
       },
       {
         pattern: 'SavePeerGroupMessage',
-        arg: struct(PeerGroupMessage, 'AppID=appId Members=members DeviceID=deviceId Cmd=cmd Raw=raw'),
+        arg: PeerGroupMessage,
         reply: (r) => ({
           type: GroupHistoryMessageID,
           value: { MessageIDs: (r as { messageIds: SaveReply[] }).messageIds.map(idPair) },
@@ -208,17 +156,17 @@ export const NETRPC_METHODS: ReadonlyMap<string, NetrpcMethod> = new Map(
       },
       {
         pattern: 'SaveGroupMessage',
-        arg: struct(GroupMessage, 'AppID=appId GroupID=groupId DeviceID=deviceId Cmd=cmd Raw=raw'),
+        arg: GroupMessage,
         reply: saveReply,
       },
       {
         pattern: 'GetNewCount',
-        arg: struct(SyncHistory, 'AppID=appId Uid=uid DeviceID=deviceId LastMsgID=lastMsgId'),
+        arg: SyncHistory,
         reply: (r) => ({ type: int, value: (r as { count: number }).count }),
       },
       {
         pattern: 'GetLatestMessage',
-        arg: struct(HistoryRequest, 'AppID=appId Uid=uid Limit=limit'),
+        arg: HistoryRequest,
         reply: (r) => ({
           type: LatestMessage,
           value: { Messages: historyList((r as { messages: WireMessageLike[] }).messages) },

@@ -9,8 +9,6 @@ export interface NetrpcServerOptions extends GoListenerOptions {
   stallMs: number;
   /** The process's input budget and drop counters (InputBounds). */
   bounds?: ConnectionBounds;
-  /** Calls in flight per connection before it stops reading (default 4096). */
-  maxInFlight?: number;
 }
 
 /**
@@ -28,12 +26,7 @@ export class NetrpcServer extends GoListenerServer {
     return new NetrpcConnection(
       socket,
       {
-        dispatch: (pattern, payload, remote) => this.dispatch(pattern, payload, remote),
-        log: (m) => this.log.warn(m),
-        maxMessage: o.maxMessage,
-        maxInFlight: o.maxInFlight ?? 4096,
-        maxQueuedOutput: 8 << 20,
-        handshakeMs: 10_000,
+        ...this.connectionOptions(o.maxMessage),
         // Go's http server takes heads up to 1 MB; a CONNECT needs a few dozen bytes.
         maxHead: 64 << 10,
         stallMs: o.stallMs,

@@ -61,7 +61,7 @@ for (const capture of captures) {
         assert.equal(call.request?.name, REQUEST_NAME_OF[method.pattern]);
         const payload = toPayload(method, call.request!.value);
         const req = capture.calls[i].req;
-        for (const [goField, key] of Object.entries(method.payloadKeys))
+        for (const [goField, key] of Object.entries(method.request.payloadKeys))
           assert.equal(payload[key], req[goField], `${method.pattern}.${goField}`);
       });
     });

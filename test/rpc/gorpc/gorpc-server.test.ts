@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Cmd } from '../../../src/format/constants.js';
-import { GorpcCallError, type GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
+import type { GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
 import { removeDir } from '../../support/fixtures.js';
-import { clientFor, freePortFor, imBody } from '../../support/rpc-client.js';
+import { imBody } from '../../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../../support/server-process.js';
 import {
+  assertCountedInSummary,
+  assertRefusalsAsNest,
+  describeListenTaken,
+  describeOnSlave,
+} from '../go-transport.js';
+import {
+  GORPC,
   asRecorded,
   expectedServerSide,
   gorpcClient,
@@ -17,11 +23,6 @@ import {
 } from './support.js';
 
 const APP = 9;
-
-async function summary(server: ServerProcess): Promise<Record<string, number>> {
-  const res = await fetch(`${server.httpBase}/summary`);
-  return (await res.json()) as Record<string, number>;
-}
 
 describe('gorpc transport against the real server', () => {
   let server: ServerProcess;
@@ -137,28 +138,7 @@ describe('gorpc transport against the real server', () => {
     });
 
     it('refusals carry the Nest transport sentence in the error a Go caller sees', async () => {
-      const nest = clientFor(server);
-      try {
-        const bad = { appId: APP, uid: 1, deviceId: 1, cmd: 99, raw: imBody(1, 2, 'x') };
-        const nestMessage = await nest.savePeerMessage(bad).then(
-          () => 'accepted',
-          (e: Error) => e.message,
-        );
-        await assert.rejects(
-          go.call('SavePeerMessage', { AppID: APP, Uid: 1, DeviceID: 1, Cmd: 99, Raw: imBody(1, 2, 'x') }),
-          (e: Error) =>
-            e instanceof GorpcCallError &&
-            e.message === nestMessage &&
-            /^SavePeerMessage: cmd must be one of/.test(e.message),
-        );
-        await assert.rejects(
-          go.call('GetLatestMessage', { AppID: APP, Uid: 1, Limit: 0 }),
-          (e: Error) =>
-            e instanceof GorpcCallError && /^GetLatestMessage: limit must be at least 1/.test(e.message),
-        );
-      } finally {
-        await nest.close();
-      }
+      await assertRefusalsAsNest(GORPC, server, go);
     });
 
     it("a request of the wrong type is answered with Go dispatcher's sentence, the connection stays", async () => {
@@ -176,80 +156,10 @@ describe('gorpc transport against the real server', () => {
     });
 
     it('gorpc calls count in /summary like Nest transport calls', async () => {
-      const before = await summary(server);
-      await go.call('SavePeerMessage', {
-        AppID: APP,
-        Uid: 3,
-        DeviceID: 1,
-        Cmd: Cmd.IM,
-        Raw: imBody(1, 3, 'c'),
-      });
-      await go.call('SyncMessage', { AppID: APP, Uid: 3, DeviceID: 1, LastMsgID: 0 });
-      const now = await summary(server);
-      assert.equal(now.request_count - before.request_count, 2);
-      assert.equal(now.peer_message_count - before.peer_message_count, 1);
+      await assertCountedInSummary(server, go);
     });
   });
 });
 
-describe('gorpc on a slave', () => {
-  let server: ServerProcess;
-  before(async () => {
-    server = await startServer({
-      masterAddress: `127.0.0.1:${await freePortFor()}`,
-      config: { gorpc_listen: '127.0.0.1:0' },
-      http: false,
-    });
-  });
-  after(async () => {
-    await server?.stop();
-    if (server) removeDir(path.dirname(server.dataDir));
-  });
-
-  it('refuses writes as a read-only replica and answers reads', async () => {
-    const go = await gorpcClient(server);
-    try {
-      await assert.rejects(
-        go.call('SavePeerMessage', { AppID: APP, Uid: 1, DeviceID: 1, Cmd: Cmd.IM, Raw: imBody(1, 2, 'x') }),
-        (e: Error) =>
-          e instanceof GorpcCallError &&
-          /^SavePeerMessage: read-only replica: this server replicates/.test(e.message),
-      );
-      assert.deepEqual(
-        asRecorded(await go.call('SyncMessage', { AppID: APP, Uid: 1, DeviceID: 1, LastMsgID: 0 })),
-        {
-          Messages: [],
-          LastMsgID: 0,
-        },
-      );
-    } finally {
-      go.close();
-    }
-  });
-});
-
-describe('gorpc_listen that cannot be used', () => {
-  it('stops start-up with one line naming the key, its value and the cause', async () => {
-    const taken = net.createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    const port = (taken.address() as net.AddressInfo).port;
-    const server = await startServer({
-      config: { gorpc_listen: `127.0.0.1:${port}` },
-      http: false,
-      waitReady: false,
-    });
-    try {
-      const { code } = await server.waitExit();
-      assert.equal(code, 1);
-      assert.ok(
-        server
-          .lines()
-          .some((l) => l.includes(`start-up failed: gorpc_listen=127.0.0.1:${port}: address already in use`)),
-        server.logText(),
-      );
-    } finally {
-      taken.close();
-      removeDir(path.dirname(server.dataDir));
-    }
-  });
-});
+describeOnSlave(GORPC);
+describeListenTaken(GORPC);

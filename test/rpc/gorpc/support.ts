@@ -4,9 +4,10 @@ import * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import { GobStreamDecoder, GobStruct, type GobInterface, type GobValue } from '../../../src/rpc/gob/gob.js';
 import { REPLY_NAMES, REQUEST_NAMES } from '../../../src/rpc/gorpc/go-types.js';
-import { GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
+import { GorpcCallError, GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
 import { fixturePath, type GoMessage } from '../../support/fixtures.js';
 import type { ServerProcess } from '../../support/server-process.js';
+import type { GoTransport, RecordedSync } from '../go-transport.js';
 
 export interface CapturedCall {
   method: string;
@@ -151,3 +152,13 @@ export type { GobInterface };
 export async function gorpcClient(server: ServerProcess, compress = false): Promise<GorpcClient> {
   return GorpcClient.connect('127.0.0.1', server.ports.gorpc, { compress });
 }
+
+export const GORPC: GoTransport = {
+  title: 'gorpc',
+  key: 'gorpc_listen',
+  connect: (server) => gorpcClient(server),
+  CallError: GorpcCallError,
+  savedId: (v) => Number(v),
+  sync: (v) => asRecorded(v) as RecordedSync,
+  emptySync: { Messages: [], LastMsgID: 0 },
+};

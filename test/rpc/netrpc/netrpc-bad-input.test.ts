@@ -10,6 +10,7 @@ import { removeDir } from '../../support/fixtures.js';
 import { imBody } from '../../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../../support/server-process.js';
 import { waitFor } from '../../support/wait.js';
+import { sendBad } from '../go-transport.js';
 import { RawNetrpc, asRecorded, callPieces, endOfValues, loadWire, netrpcClient } from './support.js';
 
 const wire = loadWire();
@@ -77,26 +78,6 @@ const cases: Case[] = [
     log: /bad gob data/,
   },
 ];
-
-/** Sends `bytes` on a new connection; resolves with what came back once the server closed it. */
-async function sendBad(port: number, bytes: Buffer): Promise<{ received: Buffer; localPort: number }> {
-  const s = net.connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-  const localPort = s.localPort!;
-  const chunks: Buffer[] = [];
-  s.on('data', (d: Buffer) => chunks.push(d));
-  s.on('error', () => {});
-  const closed = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not close the connection in 5 s')), 5000);
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  s.write(bytes);
-  await closed;
-  return { received: Buffer.concat(chunks), localPort };
-}
 
 describe('bad input on the netrpc port', () => {
   let server: ServerProcess;

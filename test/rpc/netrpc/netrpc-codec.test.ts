@@ -93,8 +93,8 @@ describe("net/rpc codec against Go's capture (go-ims-newest wire/)", () => {
         assert.equal(arg, BigInt(c.req as number));
         return;
       }
-      const payload = toPayload(spec.request, spec.payloadKeys, arg);
-      for (const [goField, key] of Object.entries(spec.payloadKeys))
+      const payload = toPayload(spec.request, arg);
+      for (const [goField, key] of Object.entries(spec.request.payloadKeys))
         assert.deepEqual(payload[key], (c.req as Record<string, unknown>)[goField], `${c.method}.${goField}`);
     });
   });

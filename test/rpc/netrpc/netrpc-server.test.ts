@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Cmd } from '../../../src/format/constants.js';
@@ -8,17 +7,20 @@ import { goStruct } from '../../../src/rpc/gob/go-structs.js';
 import { NetrpcCallError, encodeCall, type NetrpcClient } from '../../../src/rpc/netrpc/netrpc-client.js';
 import { NETRPC_METHODS, argType } from '../../../src/rpc/netrpc/netrpc-types.js';
 import { removeDir } from '../../support/fixtures.js';
-import { clientFor, freePortFor, imBody } from '../../support/rpc-client.js';
+import { clientFor, imBody } from '../../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../../support/server-process.js';
-import { RawNetrpc, asRecorded, callPieces, decodeAll, loadWire, netrpcClient } from './support.js';
+import {
+  assertConcurrentSaves,
+  assertCountedInSummary,
+  assertRefusalsAsNest,
+  describeListenTaken,
+  describeOnSlave,
+  summary,
+} from '../go-transport.js';
+import { NETRPC, RawNetrpc, asRecorded, callPieces, decodeAll, loadWire, netrpcClient } from './support.js';
 
 const APP = 9;
 const wire = loadWire();
-
-async function summary(server: ServerProcess): Promise<Record<string, unknown>> {
-  const res = await fetch(`${server.httpBase}/summary`);
-  return (await res.json()) as Record<string, unknown>;
-}
 
 const fields = (v: GobValue) => (v as GobStruct).fields;
 
@@ -198,30 +200,8 @@ describe('net/rpc transport against the real server', () => {
     });
 
     it('refusals carry the Nest transport sentence as the Go call error; the connection stays', async () => {
-      const nest = clientFor(server);
-      try {
-        const nestMessage = await nest
-          .savePeerMessage({ appId: APP, uid: 1, deviceId: 1, cmd: 99, raw: imBody(1, 2, 'x') })
-          .then(
-            () => 'accepted',
-            (e: Error) => e.message,
-          );
-        await assert.rejects(
-          go.call('SavePeerMessage', { AppID: APP, Uid: 1, DeviceID: 1, Cmd: 99, Raw: imBody(1, 2, 'x') }),
-          (e: Error) =>
-            e instanceof NetrpcCallError &&
-            e.message === nestMessage &&
-            /^SavePeerMessage: cmd must be one of/.test(e.message),
-        );
-        await assert.rejects(
-          go.call('GetLatestMessage', { AppID: APP, Uid: 1, Limit: 0 }),
-          (e: Error) =>
-            e instanceof NetrpcCallError && /^GetLatestMessage: limit must be at least 1/.test(e.message),
-        );
-        assert.equal(await go.call('Ping', 0), 0n);
-      } finally {
-        await nest.close();
-      }
+      await assertRefusalsAsNest(NETRPC, server, go);
+      assert.equal(await go.call('Ping', 0), 0n);
     });
 
     it("unknown service or method and a mistyped argument get Go's error strings; the connection stays", async () => {
@@ -266,18 +246,7 @@ describe('net/rpc transport against the real server', () => {
     });
 
     it('net/rpc calls count in /summary like Nest transport calls', async () => {
-      const before = (await summary(server)) as Record<string, number>;
-      await go.call('SavePeerMessage', {
-        AppID: APP,
-        Uid: 3,
-        DeviceID: 1,
-        Cmd: Cmd.IM,
-        Raw: imBody(1, 3, 'c'),
-      });
-      await go.call('SyncMessage', { AppID: APP, Uid: 3, DeviceID: 1, LastMsgID: 0 });
-      const now = (await summary(server)) as Record<string, number>;
-      assert.equal(now.request_count - before.request_count, 2);
-      assert.equal(now.peer_message_count - before.peer_message_count, 1);
+      await assertCountedInSummary(server, go);
     });
   });
 
@@ -285,31 +254,7 @@ describe('net/rpc transport against the real server', () => {
     it('1,000 calls in flight: every answer matched to its call by Seq, all stored', async () => {
       const go = await netrpcClient(server);
       try {
-        const app = 21;
-        const users = 50;
-        const saves = Array.from({ length: 1000 }, (_, i) =>
-          go.call('SavePeerMessage', {
-            AppID: app,
-            Uid: 1 + (i % users),
-            DeviceID: 1,
-            Cmd: Cmd.IM,
-            Raw: imBody(9, 1 + (i % users), `m${i}`),
-          }),
-        );
-        assert.ok(go.inFlight >= 1000);
-        const ids = (await Promise.all(saves)).map((v) => Number(fields(v).get('MsgID')));
-        assert.equal(new Set(ids).size, 1000, 'distinct msgids');
-        for (let u = 1; u <= users; u++) {
-          const sync = asRecorded(
-            'SyncMessage',
-            await go.call('SyncMessage', { AppID: app, Uid: u, DeviceID: 0, LastMsgID: 0 }),
-          ) as { Messages: { MsgID: number; Raw: string }[] };
-          const mine = ids.filter((_, i) => 1 + (i % users) === u);
-          assert.deepEqual(
-            sync.Messages.map((m) => m.MsgID).sort((a, b) => a - b),
-            mine.sort((a, b) => a - b),
-          );
-        }
+        await assertConcurrentSaves(NETRPC, go, 21);
       } finally {
         go.close();
       }
@@ -347,66 +292,5 @@ describe('net/rpc transport against the real server', () => {
   });
 });
 
-describe('net/rpc on a slave', () => {
-  let server: ServerProcess;
-  before(async () => {
-    server = await startServer({
-      masterAddress: `127.0.0.1:${await freePortFor()}`,
-      config: { netrpc_listen: '127.0.0.1:0' },
-      http: false,
-    });
-  });
-  after(async () => {
-    await server?.stop();
-    if (server) removeDir(path.dirname(server.dataDir));
-  });
-
-  it('refuses writes as a read-only replica and answers reads', async () => {
-    const go = await netrpcClient(server);
-    try {
-      await assert.rejects(
-        go.call('SavePeerMessage', { AppID: APP, Uid: 1, DeviceID: 1, Cmd: Cmd.IM, Raw: imBody(1, 2, 'x') }),
-        (e: Error) =>
-          e instanceof NetrpcCallError &&
-          /^SavePeerMessage: read-only replica: this server replicates/.test(e.message),
-      );
-      assert.deepEqual(
-        asRecorded(
-          'SyncMessage',
-          await go.call('SyncMessage', { AppID: APP, Uid: 1, DeviceID: 1, LastMsgID: 0 }),
-        ),
-        { Messages: [], LastMsgID: 0, HasMore: false },
-      );
-    } finally {
-      go.close();
-    }
-  });
-});
-
-describe('netrpc_listen that cannot be used', () => {
-  it('stops start-up with one line naming the key, its value and the cause', async () => {
-    const taken = net.createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    const port = (taken.address() as net.AddressInfo).port;
-    const server = await startServer({
-      config: { netrpc_listen: `127.0.0.1:${port}` },
-      http: false,
-      waitReady: false,
-    });
-    try {
-      const { code } = await server.waitExit();
-      assert.equal(code, 1);
-      assert.ok(
-        server
-          .lines()
-          .some((l) =>
-            l.includes(`start-up failed: netrpc_listen=127.0.0.1:${port}: address already in use`),
-          ),
-        server.logText(),
-      );
-    } finally {
-      taken.close();
-      removeDir(path.dirname(server.dataDir));
-    }
-  });
-});
+describeOnSlave(NETRPC);
+describeListenTaken(NETRPC);

@@ -7,9 +7,10 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { GobStreamDecoder, GobStruct, type GobValue } from '../../../src/rpc/gob/gob.js';
 import { CONNECTED } from '../../../src/rpc/netrpc/http-connect.js';
-import { CONNECT_REQUEST, NetrpcClient } from '../../../src/rpc/netrpc/netrpc-client.js';
+import { CONNECT_REQUEST, NetrpcCallError, NetrpcClient } from '../../../src/rpc/netrpc/netrpc-client.js';
 import { REPO_ROOT } from '../../support/fixtures.js';
 import type { ServerProcess } from '../../support/server-process.js';
+import type { GoTransport, RecordedSync } from '../go-transport.js';
 
 export const WIRE_DIR = path.join(REPO_ROOT, 'test/fixtures/go-ims-newest/small/wire');
 
@@ -234,3 +235,13 @@ export function endOfValues(b: Buffer, values: number): number {
 export async function netrpcClient(server: ServerProcess): Promise<NetrpcClient> {
   return NetrpcClient.connect('127.0.0.1', server.ports.netrpc);
 }
+
+export const NETRPC: GoTransport = {
+  title: 'net/rpc',
+  key: 'netrpc_listen',
+  connect: netrpcClient,
+  CallError: NetrpcCallError,
+  savedId: (v) => (asRecorded('SavePeerMessage', v) as GoId).MsgID,
+  sync: (v) => asRecorded('SyncMessage', v) as RecordedSync,
+  emptySync: { Messages: [], LastMsgID: 0, HasMore: false },
+};

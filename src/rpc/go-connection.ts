@@ -1,0 +1,220 @@
+/**
+ * What a server-side connection of either Go protocol (gorpc, net/rpc) does alike once its handshake is
+ * past: gob values read up to the in-flight limit, calls run through Nest concurrently and answered as
+ * they finish, the answers ready in one turn of the event loop packed into one write, reading paused
+ * while too many calls are in flight or too many reply bytes wait for the client, and the teardown.
+ * A subclass reads its handshake and turns gob values into calls and answers.
+ */
+import type * as net from 'node:net';
+import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from './gob/gob.js';
+import type { CallOutcome, GoConnection } from './go-listener.server.js';
+import { WriteBatch } from './write-batch.js';
+
+export interface GoConnectionOptions {
+  /** Runs one call through the Nest handler of `pattern`. */
+  dispatch: (pattern: string, payload: unknown, remote: string) => Promise<CallOutcome>;
+  log: (message: string) => void;
+  /** Largest gob message accepted. */
+  maxMessage: number;
+  /** Calls in flight on one connection before it stops reading. */
+  maxInFlight: number;
+  /** Bytes queued for the client before the connection stops reading. */
+  maxQueuedOutput: number;
+  /** How long a new connection may take to make its handshake. */
+  handshakeMs: number;
+}
+
+/** How a protocol's connections name themselves. */
+export interface GoProtocol {
+  /** In log lines (`gorpc`). */
+  label: string;
+  /** What a connection that never made its handshake failed to send (`no handshake byte`). */
+  handshake: string;
+  /** The interface type names a client may send. */
+  names: ReadonlySet<string>;
+}
+
+export abstract class GoCallConnection<
+  O extends GoConnectionOptions = GoConnectionOptions,
+> implements GoConnection {
+  readonly address: string;
+  protected readonly decoder: GobStreamDecoder;
+  protected readonly encoder = new GobStreamEncoder();
+  protected closed = false;
+  protected paused = false;
+  private inFlight = 0;
+  private handshakeTimer?: NodeJS.Timeout;
+  // Answers finishing in the same turn of the event loop join one write.
+  private readonly answers = new WriteBatch((data) => {
+    if (this.closed) return;
+    this.write(data);
+    this.updateFlow();
+  });
+
+  constructor(
+    readonly socket: net.Socket,
+    protected readonly options: O,
+    private readonly protocol: GoProtocol,
+    private readonly onClose: (c: GoConnection) => void,
+  ) {
+    this.decoder = new GobStreamDecoder({ maxMessage: options.maxMessage, names: protocol.names });
+    this.address = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
+    socket.on('error', () => this.teardown());
+    socket.on('close', () => this.teardown());
+    socket.on('drain', () => this.maybeResume());
+    this.handshakeTimer = setTimeout(
+      () => this.fail(`${protocol.handshake} within ${options.handshakeMs} ms`),
+      options.handshakeMs,
+    );
+    this.handshakeTimer.unref();
+  }
+
+  /** Bytes from the socket: the handshake, then the gob stream, handed to `readGob`. */
+  protected abstract onSocketData(chunk: Buffer): void;
+
+  /** One top-level gob value: (part of) a call to start. Throws GobError for one that is not. */
+  protected abstract onValue(value: GobValue): void;
+
+  protected handshakeDone(): void {
+    clearTimeout(this.handshakeTimer);
+  }
+
+  protected readGob(chunk: Buffer): void {
+    if (this.closed) return;
+    this.decoder.push(chunk);
+    this.drain();
+  }
+
+  /** Reads every complete value buffered, up to the in-flight limit. */
+  private drain(): void {
+    while (!this.closed && this.inFlight < this.options.maxInFlight) {
+      let value: GobValue | undefined;
+      try {
+        value = this.decoder.next();
+      } catch (err) {
+        if (err instanceof GobError) return this.badGob(err);
+        throw err;
+      }
+      if (value === undefined) {
+        // A value spread over several messages, each under the limit, still must not grow without end.
+        if (this.decoder.bufferedBytes > 2 * this.options.maxMessage) return this.tooLarge();
+        break;
+      }
+      try {
+        this.onValue(value);
+      } catch (err) {
+        if (err instanceof GobError) return this.fail(`bad request: ${err.message}`);
+        throw err;
+      }
+    }
+    this.afterRead();
+  }
+
+  protected badGob(err: GobError): void {
+    this.fail(`bad gob data: ${err.message}`);
+  }
+
+  protected tooLarge(): void {
+    this.fail(`request larger than ${2 * this.options.maxMessage} bytes`);
+  }
+
+  protected afterRead(): void {
+    this.updateFlow();
+  }
+
+  /**
+   * Runs a call through Nest; `answer` gets the outcome with the reply made a Go value by `method.reply`
+   * (one it cannot convert is an internal error). Reading goes on after each answer.
+   */
+  protected run<R>(
+    method: { pattern: string; reply: (reply: unknown) => R },
+    payload: unknown,
+    answer: (outcome: CallOutcome<R>) => void,
+  ): void {
+    const internal = (err: unknown) => `${method.pattern}: internal error: ${(err as Error)?.message}`;
+    this.inFlight++;
+    this.options.dispatch(method.pattern, payload, this.address).then(
+      (outcome) => {
+        this.inFlight--;
+        if (!outcome.ok) answer(outcome);
+        else {
+          let converted: CallOutcome<R>;
+          try {
+            converted = { ok: true, reply: method.reply(outcome.reply) };
+          } catch (err) {
+            converted = { ok: false, message: internal(err) };
+          }
+          answer(converted);
+        }
+        this.drain();
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        answer({ ok: false, message: internal(err) });
+        this.drain();
+      },
+    );
+  }
+
+  /** Queues an answer's bytes. */
+  protected send(...bytes: Buffer[]): void {
+    this.answers.push(...bytes);
+  }
+
+  protected write(data: Buffer): void {
+    this.socket.write(data);
+  }
+
+  private get busy(): boolean {
+    return (
+      this.inFlight >= this.options.maxInFlight || this.socket.writableLength > this.options.maxQueuedOutput
+    );
+  }
+
+  /** Stops reading while too many calls are in flight or too many reply bytes wait for the client. */
+  protected updateFlow(): void {
+    if (this.closed) return;
+    const busy = this.busy;
+    if (busy && !this.paused) {
+      this.paused = true;
+      this.pauseReading();
+    } else if (!busy && this.paused) this.maybeResume();
+  }
+
+  private maybeResume(): void {
+    if (this.closed || !this.paused || this.busy) return;
+    this.paused = false;
+    this.resumeReading();
+    this.drain();
+  }
+
+  protected pauseReading(): void {
+    this.socket.pause();
+  }
+
+  protected resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** Closes the connection for input it cannot serve, saying why (nothing more is written to it). */
+  fail(reason: string): void {
+    if (this.closed) return;
+    this.options.log(`${this.protocol.label} ${this.address}: ${reason}; connection closed`);
+    this.teardown();
+  }
+
+  teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.handshakeTimer);
+    this.answers.clear();
+    this.socket.destroy();
+    this.released();
+    this.onClose(this);
+  }
+
+  /** Frees what the protocol holds besides the socket. */
+  protected released(): void {}
+}
