@@ -4,28 +4,18 @@
  * including one a server is using.
  */
 import * as fs from 'node:fs';
-import { BLOCK_HEADER_SIZE, MAX_BODY_SIZE, RECORD_OVERHEAD } from '../format/constants.js';
+import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import { blockHeaderProblem, decodeRecord, type RawMessage } from '../format/record.js';
 import { blockFileName, checksumMismatch, listBlocks } from '../storage/block-files.js';
 import { recordChecksum } from '../format/checksum-file.js';
 import { BlockAddressing } from '../format/block-addressing.js';
-import { nextWholeRecord } from '../storage/block-reader.js';
+import { nextWholeRecord, scanBlock, type BlockScan } from '../storage/block-reader.js';
 import { readSidecar, type BlockChecksums } from '../storage/record-checksums.js';
 import { decidesQueueFormat } from '../storage/queues/folder-queue-format.js';
 
-const CHUNK = 1 << 20;
-/** The largest record there can be: a chunk read this much past a MAGIC holds the whole record. */
-const MAX_RECORD = RECORD_OVERHEAD + MAX_BODY_SIZE;
-
 export type ReadResult = { kind: 'ok'; message: RawMessage; size: number } | { kind: 'bad'; reason: string };
 
-export interface BlockScan {
-  /** Offset after the last whole record read. */
-  end: number;
-  fileSize: number;
-  /** Why the scan stopped before the end of the file, or null. */
-  problem: string | null;
-}
+export type { BlockScan } from '../storage/block-reader.js';
 
 export class FolderReader extends BlockAddressing {
   readonly blocks: number[];
@@ -141,41 +131,19 @@ export class FolderReader extends BlockAddressing {
     const fd = this.fd(blockNo);
     const fileSize = this.fileSize(blockNo);
     if (fd === null || fileSize < 0) return { end: fromOffset, fileSize: 0, problem: 'cannot open the file' };
-    const chunk = Buffer.allocUnsafe(CHUNK + MAX_RECORD);
-    let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
-    let bufStart = pos;
-    let bufEnd = pos;
-    for (;;) {
-      if (pos >= fileSize) return { end: pos, fileSize, problem: null };
-      // Keep at least one largest record ahead in the buffer, so only the file's end can cut one short.
-      if (bufEnd < fileSize && bufEnd - pos < MAX_RECORD) {
-        const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, fileSize - pos), pos);
-        bufStart = pos;
-        bufEnd = pos + n;
-        onProgress?.(pos);
-      }
-      const result = decodeRecord(chunk, pos - bufStart, bufEnd - bufStart);
-      if (result.kind === 'short') {
-        return {
-          end: pos,
-          fileSize,
-          problem: `partial record: ${fileSize - pos} bytes left where ${result.need} are needed`,
-        };
-      }
-      if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
-      if (sums) {
-        const want = sums.find(pos);
-        if (want !== -1) {
-          this.checked++;
-          const got = recordChecksum(chunk, pos - bufStart, pos - bufStart + result.size);
-          if (got !== want)
-            return { end: pos, fileSize, problem: checksumMismatch(this.idOf(blockNo, pos), got, want) };
-        } else this.unchecked++;
-      } else this.unchecked++;
-      const at = pos - bufStart;
-      onRecord(this.idOf(blockNo, pos), result.message, result.size, chunk.subarray(at, at + result.size));
-      pos += result.size;
-    }
+    const idOf = (offset: number) => this.idOf(blockNo, offset);
+    return scanBlock(
+      fd,
+      fileSize,
+      fromOffset,
+      sums,
+      idOf,
+      (offset, msg, bytes) => onRecord(idOf(offset), msg, bytes.length, bytes),
+      {
+        checked: (withChecksum) => (withChecksum ? this.checked++ : this.unchecked++),
+        progress: onProgress,
+      },
+    );
   }
 
   /**

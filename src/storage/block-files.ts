@@ -18,7 +18,7 @@ import { BlockAddressing, blockFileName } from '../format/block-addressing.js';
 import { storageProbes } from '../metrics/probes.js';
 import { recordChecksum } from '../format/checksum-file.js';
 import { ChecksumSidecars } from './record-checksums.js';
-import { nextWholeRecord } from './block-reader.js';
+import { checksumMismatch, nextWholeRecord, scanBlock, type BlockScan } from './block-reader.js';
 
 const BLOCK_NAME = /^message_(\d+)$/;
 /**
@@ -102,8 +102,6 @@ export function fsyncDirectory(dir: string): void {
   }
 }
 
-const hex = (v: number): string => `0x${v.toString(16).padStart(8, '0')}`;
-
 /** Runs a staged write on `files`: commits what `stage` staged, or drops it when anything throws. */
 export function writeStaged<T>(files: BlockFiles, stage: () => T): T {
   try {
@@ -116,9 +114,7 @@ export function writeStaged<T>(files: BlockFiles, stage: () => T): T {
   }
 }
 
-export function checksumMismatch(id: number, got: number, want: number): string {
-  return `checksum mismatch in message id ${id}: its bytes give ${hex(got)}, its sidecar says ${hex(want)}`;
-}
+export { checksumMismatch } from './block-reader.js';
 
 interface DurableWaiter {
   id: number;
@@ -884,58 +880,17 @@ export class BlockFiles extends BlockAddressing {
     fromOffset: number,
     onRecord: (id: number, msg: RawMessage, bytes: Buffer) => void,
     endOffset = Infinity,
-  ): { end: number; fileSize: number; problem: string | null } {
+  ): BlockScan {
     const fd = fs.openSync(this.filePath(blockNo), 'r');
-    const sums = this.sums.sumsOf(blockNo);
     try {
       const fileSize = Math.min(
         endOffset,
         blockNo === this.writeBlockNo ? this.writeSize : fs.fstatSync(fd).size,
       );
-      const chunk = Buffer.allocUnsafe(1 << 20);
-      let pos = Math.max(fromOffset, BLOCK_HEADER_SIZE);
-      let bufStart = pos;
-      let bufEnd = pos;
-      let buf = chunk;
-      for (;;) {
-        if (pos >= fileSize) return { end: pos, fileSize, problem: null };
-        let result = decodeRecord(buf, pos - bufStart, bufEnd - bufStart);
-        if (result.kind === 'short') {
-          if (bufEnd >= fileSize) {
-            return {
-              end: pos,
-              fileSize,
-              problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed`,
-            };
-          }
-          const want = Math.max(chunk.length, result.need);
-          buf = want > chunk.length ? Buffer.allocUnsafe(want) : chunk;
-          const n = fs.readSync(fd, buf, 0, Math.min(want, fileSize - pos), pos);
-          bufStart = pos;
-          bufEnd = pos + n;
-          result = decodeRecord(buf, 0, n);
-          if (result.kind === 'short') {
-            return {
-              end: pos,
-              fileSize,
-              problem: `partial record: ${fileSize - pos} bytes where ${result.need} are needed`,
-            };
-          }
-        }
-        if (result.kind === 'corrupt') return { end: pos, fileSize, problem: result.reason };
-        const at = pos - bufStart;
-        const bytes = buf.subarray(at, at + result.size);
-        if (sums) {
-          const want = sums.find(pos);
-          if (want !== -1) {
-            const got = recordChecksum(bytes, 0, bytes.length);
-            if (got !== want)
-              return { end: pos, fileSize, problem: checksumMismatch(this.idOf(blockNo, pos), got, want) };
-          }
-        }
-        onRecord(this.idOf(blockNo, pos), result.message, bytes);
-        pos += result.size;
-      }
+      const idOf = (offset: number) => this.idOf(blockNo, offset);
+      return scanBlock(fd, fileSize, fromOffset, this.sums.sumsOf(blockNo), idOf, (offset, msg, bytes) =>
+        onRecord(idOf(offset), msg, bytes),
+      );
     } finally {
       fs.closeSync(fd);
     }
