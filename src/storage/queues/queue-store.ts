@@ -4,8 +4,8 @@
  * their queue records and walks the queues to answer reads. One subclass per format (v2-queues.ts,
  * v4-queues.ts); the record and index codecs live in src/format.
  */
-import { Cmd, DEFAULT_MESSAGE_VERSION, MAGIC, cmdName } from '../../format/constants.js';
-import { decodeImBody, saveBodyProblem } from '../../format/bodies.js';
+import { Cmd, DEFAULT_MESSAGE_VERSION, GROUP_SYNC_LIMIT, MAGIC, cmdName } from '../../format/constants.js';
+import { decodeImBody, replyBody, saveBodyProblem } from '../../format/bodies.js';
 import type { QueueFormatName } from '../../format/index-file.js';
 import { int64Hi, int64Lo } from '../../format/int64.js';
 import { decodeQueueEntry, type QueueEntry, type QueueFamily } from '../../format/queue-entries.js';
@@ -185,6 +185,44 @@ export abstract class QueueStore {
       );
     }
     return entry;
+  }
+
+  /**
+   * A super group's messages newer than `sinceMsgId` from entry `headId`, newest first, at most 100 (Go's
+   * GROUP_OFFLINE_LIMIT); `hasMore` says a 101st exists. With sinceMsgId 0 the walk stops at the first
+   * group IM older than `joinedAt`. lastMsgId is the newest entry's message id.
+   */
+  protected walkGroup(
+    appid: bigint,
+    gid: bigint,
+    headId: number,
+    sinceMsgId: number,
+    joinedAt: number,
+  ): SyncResult {
+    const messages: HistoryMessage[] = [];
+    const firstId = this.files.firstId;
+    let lastMsgId = 0;
+    let hasMore = false;
+    for (let id = headId; id >= firstId && id > 0;) {
+      const entry = this.readEntry('group', appid, gid, id);
+      if (lastMsgId === 0) lastMsgId = entry.msgid;
+      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
+      const rec = this.files.read(entry.msgid);
+      id = entry.prevMsgid;
+      if (isFiller(rec)) continue; // a message repair filled: skipped
+      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, joinedAt)) break;
+      if (messages.length >= GROUP_SYNC_LIMIT) {
+        hasMore = true;
+        break;
+      }
+      messages.push(this.reply(entry.msgid, entry.deviceId, rec));
+    }
+    return { messages, lastMsgId, hasMore };
+  }
+
+  /** The message as a client receives it (an old version-0 IM body re-encoded, as Go does). */
+  protected reply(msgId: number, deviceId: bigint, rec: RawMessage): HistoryMessage {
+    return this.toHistory(msgId, deviceId, rec, replyBody(rec.cmd, rec.version, rec.body));
   }
 
   /** With no sync key, a group IM older than the member's join time ends a super group's walk. */

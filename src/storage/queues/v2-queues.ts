@@ -5,21 +5,12 @@
  * A user's index entry holds last_id (newest queue entry) and last_peer_id (newest entry that is not a
  * group message); a group's holds last_id. The message id of a head is cached in the table's aux slot.
  */
-import { isFiller } from '../../format/filler.js';
-import {
-  Cmd,
-  GROUP_SYNC_LIMIT,
-  LATEST_CMDS,
-  MESSAGE_FLAG_GROUP,
-  SYNC_CMDS,
-  cmdName,
-} from '../../format/constants.js';
+import { Cmd, LATEST_CMDS, MESSAGE_FLAG_GROUP, SYNC_CMDS, cmdName } from '../../format/constants.js';
 import {
   GROUP_ENTRY_BODY_SIZE,
   OFFLINE_V2_BODY_SIZE,
   decodeCustomerBody,
   decodeImBody,
-  replyBody,
   writeGroupEntryBody,
   writeOfflineV2Body,
 } from '../../format/bodies.js';
@@ -169,10 +160,6 @@ export class V2Queues extends QueueStore {
 
   // ---- reads ---------------------------------------------------------------------------------------
 
-  private history(msgId: number, deviceId: bigint, rec: RawMessage): HistoryMessage {
-    return this.toHistory(msgId, deviceId, rec, replyBody(rec.cmd, rec.version, rec.body));
-  }
-
   /**
    * Messages of a user newer than `sinceMsgId`, newest first, at most `limit`; after `groupLimit`
    * messages only one-to-one ones. lastMsgId in the answer is the user's newest message id.
@@ -196,7 +183,7 @@ export class V2Queues extends QueueStore {
           hasMore = true;
           break;
         }
-        messages.push(this.history(entry.msgid, entry.deviceId, rec));
+        messages.push(this.reply(entry.msgid, entry.deviceId, rec));
       } else if (messages.length >= limit && ++probe > HAS_MORE_PROBE) {
         hasMore = true;
         break;
@@ -211,29 +198,7 @@ export class V2Queues extends QueueStore {
    * walk stops at the first group IM older than `timestamp` (the member's join time).
    */
   syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
-    const messages: HistoryMessage[] = [];
-    let lastMsgId = 0;
-    let hasMore = false;
-    let id = this.groupHead(appid, gid);
-    const firstId = this.files.firstId;
-    while (id >= firstId) {
-      const entry = this.readEntry('group', appid, gid, id);
-      if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
-      const rec = this.files.read(entry.msgid);
-      if (isFiller(rec)) {
-        id = entry.prevMsgid; // a message repair filled: skipped
-        continue;
-      }
-      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
-      if (messages.length >= GROUP_SYNC_LIMIT) {
-        hasMore = true;
-        break;
-      }
-      messages.push(this.history(entry.msgid, entry.deviceId, rec));
-      id = entry.prevMsgid;
-    }
-    return { messages, lastMsgId, hasMore };
+    return this.walkGroup(appid, gid, this.groupHead(appid, gid), sinceMsgId, timestamp);
   }
 
   /** The newest `limit` messages of a user (not MSG_SYSTEM), newest first. */
@@ -247,7 +212,7 @@ export class V2Queues extends QueueStore {
       const entry = this.readEntry('peer', appid, uid, id);
       if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
-      if (LATEST_CMDS.has(rec.cmd)) messages.push(this.history(entry.msgid, entry.deviceId, rec));
+      if (LATEST_CMDS.has(rec.cmd)) messages.push(this.reply(entry.msgid, entry.deviceId, rec));
       id = entry.prevMsgid;
     }
     return messages;

@@ -11,12 +11,9 @@
  * A folder upgraded from v2 (`ims upgrade`) also holds v2 entries below its switch point: they count in
  * the sequence (replay counts them), v4 chains link back into them, and the walks below read both.
  */
-import { isFiller } from '../../format/filler.js';
-import { replyBody } from '../../format/bodies.js';
 import {
   BLOCK_HEADER_SIZE,
   Cmd,
-  GROUP_SYNC_LIMIT,
   LATEST_CMDS,
   MESSAGE_FLAG_GROUP,
   SYNC_CMDS,
@@ -25,12 +22,7 @@ import {
   V4_MESSAGE_VERSION,
   V4_SYNC_CMDS,
 } from '../../format/constants.js';
-import {
-  V4_QUEUE_BODY_SIZE,
-  decodeQueueEntry,
-  writeV4QueueBody,
-  type QueueEntry,
-} from '../../format/queue-entries.js';
+import { V4_QUEUE_BODY_SIZE, decodeQueueEntry, writeV4QueueBody } from '../../format/queue-entries.js';
 import { recordSize, type RawMessage } from '../../format/record.js';
 import { V4_GROUP, V4_PEER } from '../queue-replay.js';
 import { CorruptRecordError } from '../storage-errors.js';
@@ -181,10 +173,6 @@ export class V4Queues extends QueueStore {
     return msgId < this.settings.v2Below && (latest ? LATEST_CMDS : SYNC_CMDS).has(cmd);
   }
 
-  private history(entry: QueueEntry, rec: RawMessage): HistoryMessage {
-    return this.toHistory(entry.msgid, entry.deviceId, rec, replyBody(rec.cmd, rec.version, rec.body));
-  }
-
   /**
    * One page of a user's messages newer than `sinceMsgId`, newest first, oldest page first (Go's
    * LoadHistoryMessagesV3): with at least limit/1000 batch marks above the sync key the walk starts at
@@ -255,7 +243,7 @@ export class V4Queues extends QueueStore {
       const rec = this.files.read(entry.msgid);
       id = peerOnly ? entry.prevPeerMsgid : entry.prevMsgid;
       if (this.syncable(entry.msgid, rec.cmd, false)) {
-        messages.push(this.history(entry, rec));
+        messages.push(this.reply(entry.msgid, entry.deviceId, rec));
         if (messages.length >= this.settings.limit) {
           const more = id >= firstId && id > 0 && this.readEntry('peer', appid, uid, id).msgid > sinceMsgId;
           return { messages, lastMsgId, firstEntry, more };
@@ -287,7 +275,7 @@ export class V4Queues extends QueueStore {
       if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
       if (this.syncable(entry.msgid, rec.cmd, true)) {
-        messages.push(this.history(entry, rec));
+        messages.push(this.reply(entry.msgid, entry.deviceId, rec));
         if (messages.length >= limit) break;
       }
       id = entry.prevMsgid;
@@ -300,24 +288,8 @@ export class V4Queues extends QueueStore {
    * With sinceMsgId 0 the walk stops at the first group IM older than `timestamp` (the join time).
    */
   syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
-    const messages: HistoryMessage[] = [];
-    const firstId = this.files.firstId;
-    let lastMsgId = 0;
-    for (let id = this.groupHead(appid, gid).lastId; id >= firstId && id > 0;) {
-      const entry = this.readEntry('group', appid, gid, id);
-      if (lastMsgId === 0) lastMsgId = entry.msgid;
-      if (entry.msgid === 0 || entry.msgid <= sinceMsgId || entry.msgid < firstId) break;
-      const rec = this.files.read(entry.msgid);
-      if (isFiller(rec)) {
-        id = entry.prevMsgid; // a message repair filled: skipped
-        continue;
-      }
-      if (this.beforeJoin(entry.msgid, rec, sinceMsgId, timestamp)) break;
-      messages.push(this.history(entry, rec));
-      if (messages.length >= GROUP_SYNC_LIMIT) break;
-      id = entry.prevMsgid;
-    }
-    return { messages, lastMsgId, hasMore: false };
+    const page = this.walkGroup(appid, gid, this.groupHead(appid, gid).lastId, sinceMsgId, timestamp);
+    return { ...page, hasMore: false };
   }
 
   /**
