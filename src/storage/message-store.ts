@@ -24,7 +24,6 @@ import { truncateLog, type LogTruncation } from './log-truncation.js';
 import { queueIndexLayout, type QueueIndexLayout } from './queue-replay.js';
 import {
   folderQueueFormat,
-  readQueueFormatFile,
   resolveQueueFormat,
   writeQueueFormatFile,
   type FolderQueueFormat,
@@ -91,6 +90,8 @@ export class MessageStore {
   private readonly tables: QueueTables;
   private layout: QueueIndexLayout = queueIndexLayout('v2');
   private queues!: QueueStore;
+  /** Where the folder switched format (its `queue_format` file, read once at open). */
+  private formatSwitch: { since: number; from: QueueFormatName } | null = null;
   /** False while an empty folder's format only comes from the default: a slave adopts its master's. */
   private formatDecided = false;
   private readonly logger: StorageLogger;
@@ -200,6 +201,8 @@ export class MessageStore {
 
   private decideFormat(held: FolderQueueFormat): void {
     const format = resolveQueueFormat(this.options.root, held, this.options.queueFormat);
+    const r = held.record;
+    this.formatSwitch = r?.from ? { since: r.since, from: r.from } : null;
     this.useFormat(format);
     this.formatDecided = held.format !== null || this.options.queueFormat !== undefined;
     // An empty folder set to v4 records it, so a restart without the setting still serves v4.
@@ -449,6 +452,7 @@ export class MessageStore {
     if (this.layout.format === 'v4') throw new StorageInputError('the folder already serves queue_format v4');
     const root = this.options.root;
     writeQueueFormatFile(root, { format: 'v4', since, from: 'v2', switchedAt: new Date().toISOString() });
+    this.formatSwitch = { since, from: 'v2' };
     const v2Specs = this.layout.specs;
     this.useFormat('v4');
     this.formatDecided = true;
@@ -459,8 +463,7 @@ export class MessageStore {
 
   /** Where the folder switched to its format (`ims upgrade`), or null when it always was. */
   get queueFormatSwitch(): { since: number; from: QueueFormatName } | null {
-    const r = readQueueFormatFile(this.options.root);
-    return r?.from ? { since: r.since, from: r.from } : null;
+    return this.formatSwitch;
   }
 
   /**

@@ -180,8 +180,9 @@ export class V4Queues extends QueueStore {
    * messages. lastMsgId is the first entry walked; hasMore says the walk did not start at the newest.
    */
   syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult {
-    if (this.findPeer(appid, uid) < 0) return { messages: [], lastMsgId: 0, hasMore: false };
     const head = this.peerHead(appid, uid);
+    // An unknown user (or one whose queue retention deleted) has no entry to walk.
+    if (head.lastId === 0) return { messages: [], lastMsgId: 0, hasMore: false };
     const { limit, hardLimit } = this.settings;
     const firstId = this.files.firstId;
     const batchCount = Math.max(1, Math.floor(limit / QUEUE_BATCH_SIZE));
