@@ -22,7 +22,12 @@ import {
   V4_MESSAGE_VERSION,
   V4_SYNC_CMDS,
 } from '../../format/constants.js';
-import { V4_QUEUE_BODY_SIZE, decodeQueueEntry, writeV4QueueBody } from '../../format/queue-entries.js';
+import {
+  V4_QUEUE_BODY_SIZE,
+  decodeQueueEntry,
+  writeV4QueueBody,
+  type QueueEntry,
+} from '../../format/queue-entries.js';
 import { recordSize, type RawMessage } from '../../format/record.js';
 import { V4_GROUP, V4_PEER } from '../queue-replay.js';
 import { CorruptRecordError } from '../storage-errors.js';
@@ -302,19 +307,23 @@ export class V4Queues extends QueueStore {
     const head = this.peerHead(appid, uid);
     if (sinceMsgId === 0) return head.lastSeq;
     if (head.lastId === 0) return 0;
-    const entryId = this.entryOfMessage(appid, uid, sinceMsgId);
-    if (entryId === null) return 0;
-    const entry = this.readEntry('peer', appid, uid, entryId);
-    const seq = entry.seq > 0 ? entry.seq : this.seqOfUncountedEntry(appid, uid, head, entryId);
+    const found = this.entryOfMessage(appid, uid, sinceMsgId);
+    if (found === null) return 0;
+    const { id, entry } = found;
+    const seq = entry.seq > 0 ? entry.seq : this.seqOfUncountedEntry(appid, uid, head, id);
     return seq > 0 && seq <= head.lastSeq ? head.lastSeq - seq : 0;
   }
 
   /**
-   * The id of the user's queue entry for message `msgId`: a v4 save writes it right after the message
+   * The user's queue entry (and its id) for message `msgId`: a v4 save writes it right after the message
    * (the first record of the next block when the message ends one). A v2 fan-out wrote one entry per
    * member after its message, so those are searched too. Null when `msgId` is not this user's message.
    */
-  private entryOfMessage(appid: bigint, uid: bigint, msgId: number): number | null {
+  private entryOfMessage(
+    appid: bigint,
+    uid: bigint,
+    msgId: number,
+  ): { id: number; entry: QueueEntry } | null {
     const files = this.files;
     if (!Number.isSafeInteger(msgId) || msgId < files.firstId || msgId >= files.nextId) return null;
     let id: number | null = msgId;
@@ -325,7 +334,7 @@ export class V4Queues extends QueueStore {
       rec = this.probe(id);
       const entry = rec ? decodeQueueEntry(rec.cmd, rec.flag, rec.body) : null;
       if (!entry || entry.msgid !== msgId || entry.family !== 'peer') return null;
-      if (entry.appid === appid && entry.owner === uid) return id;
+      if (entry.appid === appid && entry.owner === uid) return { id, entry };
       // Only a v2 fan-out puts several entries after one message.
       if (rec!.cmd === Cmd.OFFLINE_V4 || entries > 100_000) return null;
     }
