@@ -8,13 +8,9 @@
  */
 import type { AckGate } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
+import { NotEnoughReplicasError, ReplicasShrankError, ShutdownBeforeAckError } from './ack-errors.js';
 
-export class NotEnoughReplicasError extends Error {
-  constructor(inSync: number, required: number) {
-    super(`not enough in-sync replicas (${inSync} of ${required} required)`);
-    this.name = 'NotEnoughReplicasError';
-  }
-}
+export { NotEnoughReplicasError };
 
 export interface ReplicaState {
   /** The end of what the replica has on disk, by its last acknowledgement. */
@@ -75,7 +71,7 @@ export class InSyncReplicas implements AckGate {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const err = new Error('the server is shutting down');
+    const err = new ShutdownBeforeAckError();
     for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
@@ -208,8 +204,8 @@ export class InSyncReplicas implements AckGate {
       return Promise.resolve();
     }
     const n = this.inSyncCount;
-    if (n < this.options.minInsync)
-      return Promise.reject(new NotEnoughReplicasError(n, this.options.minInsync));
+    // Already written (this runs after the write): the may-be-stored kind, not "nothing written".
+    if (n < this.options.minInsync) return Promise.reject(new ReplicasShrankError(n, this.options.minInsync));
     return new Promise((resolve, reject) => this.waiters.push({ end, resolve, reject }));
   }
 
@@ -284,7 +280,7 @@ export class InSyncReplicas implements AckGate {
       if (this.acknowledged(w.end)) {
         this.committedEnd = Math.max(this.committedEnd, w.end);
         w.resolve();
-      } else if (inSync < required && !leaving) w.reject(new NotEnoughReplicasError(inSync, required));
+      } else if (inSync < required && !leaving) w.reject(new ReplicasShrankError(inSync, required));
       else still.push(w);
     }
     this.waiters = still;
