@@ -220,6 +220,12 @@ export function splitFrames(
  * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
  */
 export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
+/**
+ * With the extensions flag: a reader that wants the master's durable end (`ims backup`), not its log
+ * end, in the hello's log_end, so that it copies only records on the master's disk. Such a reader
+ * never acknowledges. A master that does not know the flag (Go, older ims) ignores it.
+ */
+export const SYNC_FLAG_DURABLE_END = 0x40;
 export const SYNC_ACK_BODY_SIZE = 16;
 export const SYNC_HEARTBEAT_BODY_SIZE = 24;
 const HELLO_HEAD_SIZE = 20;
@@ -249,10 +255,11 @@ export interface SyncHeartbeat {
 }
 
 /** MSG_STORAGE_SYNC_BEGIN asking for the ims extensions. */
-export function encodeExtendedSyncBegin(cursor: number, seq = 1): Buffer {
+export function encodeExtendedSyncBegin(cursor: number, seq = 1, durableEnd = false): Buffer {
   const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
   writeId(body, cursor, 0);
-  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, SYNC_FLAG_IMS_EXTENSIONS);
+  const flag = SYNC_FLAG_IMS_EXTENSIONS | (durableEnd ? SYNC_FLAG_DURABLE_END : 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, flag);
 }
 
 export function encodeHelloFrame(seq: number, hello: SyncHello): Buffer {

@@ -18,6 +18,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
+  SYNC_FLAG_DURABLE_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
   decodeIdentBody,
@@ -107,6 +108,8 @@ class SlaveSession {
   private readonly handshakeTimer: NodeJS.Timeout;
   /** The slave asked for the ims extensions (an ims slave). */
   private extended = false;
+  /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
+  private wantsDurableEnd = false;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -161,6 +164,7 @@ class SlaveSession {
     }
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
+    this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
     if (this.extended) {
       // From now on an ims slave sends only acknowledgements, each checked whole before it counts.
       this.reader = new FrameReader(MAX_NODE_NAME_BYTES, (h) =>
@@ -218,7 +222,11 @@ class SlaveSession {
       // own log diverged (and cut its tail back) before it applies anything.
       const { epoch, history } = this.master.options.epoch();
       this.socket.write(
-        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(this.extended), history }),
+        encodeHelloFrame(this.nextSeq(), {
+          epoch,
+          logEnd: this.wantsDurableEnd ? storage.durableEnd : this.master.sendableEnd(this.extended),
+          history,
+        }),
       );
       this.lastFrameAt = Date.now();
       if (cursor > logEnd) {
