@@ -13,6 +13,7 @@ import { SettingError } from '../config/setting-error.js';
 import { ReplicationService } from '../replication/replication.service.js';
 import { StorageService } from '../storage/storage.service.js';
 import { claimDataFolder } from './cluster-identity.js';
+import { FailureStreak } from './failure-streak.js';
 import {
   clusterKeys,
   etcdHosts,
@@ -46,6 +47,9 @@ export interface ClusterStatus {
 @Injectable()
 export class ClusterService implements OnApplicationShutdown {
   private readonly logger = new Logger('Cluster');
+  /** Repeated failures (etcd unreachable) are logged once, with back-off between tries. */
+  private readonly registration = new FailureStreak(this.logger, 'node registration in etcd');
+  private readonly campaigning = new FailureStreak(this.logger, 'leadership campaign');
   private client: Etcd3 | null = null;
   private nodeLease: Lease | null = null;
   private election: Election | null = null;
@@ -142,12 +146,13 @@ export class ClusterService implements OnApplicationShutdown {
     this.nodeLease = lease;
     lease.on('lost', (err) => {
       if (this.stopped || this.nodeLease !== lease) return;
-      this.logger.warn(`node registration lease lost: ${err.message}; registering again`);
+      const pause = this.registration.failed(`lease lost (${err.message})`, 'registering again');
       setTimeout(() => {
-        this.register().catch((e: Error) => this.logger.warn(`registering again failed: ${e.message}`));
-      }, 200).unref();
+        this.register().catch((e: Error) => this.registration.failed(e.message));
+      }, pause).unref();
     });
     await lease.put(this.keys.node(this.config.shard, this.info!.node)).value(JSON.stringify(this.info));
+    this.registration.succeeded('registered again');
   }
 
   /** One role change at a time, in order. */
@@ -193,8 +198,8 @@ export class ClusterService implements OnApplicationShutdown {
         else setTimeout(() => this.runCampaign(), 300).unref();
       },
       (err: Error) => {
-        this.logger.warn(`cannot read the in-sync set: ${err.message}`);
-        setTimeout(() => this.runCampaign(), 500).unref();
+        const pause = this.campaigning.failed(`cannot read the in-sync set (${err.message})`);
+        setTimeout(() => this.runCampaign(), pause).unref();
       },
     );
   }
@@ -232,8 +237,8 @@ export class ClusterService implements OnApplicationShutdown {
         this.campaign = null;
         this.leading = false;
         this.replication.stepDown();
-        this.logger.warn(`leadership campaign ended: ${err.message}; campaigning again`);
-        if (!this.stopped) setTimeout(() => this.runCampaign(), 200).unref();
+        const pause = this.campaigning.failed(`campaign ended (${err.message})`, 'campaigning again');
+        if (!this.stopped) setTimeout(() => this.runCampaign(), pause).unref();
       }),
     );
   }

@@ -257,4 +257,38 @@ describe('cluster errors a client can act on', () => {
     assert.equal(after.cluster?.role, 'master', 'the same node still leads');
     assert.equal(after.cluster?.epoch, epoch, 'no failover: the same epoch');
   });
+
+  it('an etcd outage is logged once per state change, not once per retry', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'eo', '--shards', '1']).code, 0);
+    const nodes = [await node('eo', 'o1'), await node('eo', 'o2')];
+    const master = await masterOf(nodes);
+    await save(direct(master), 1);
+    const from = nodes.map((n) => n.lines().length);
+    const outageMs = 8000;
+    await etcd.halt();
+    try {
+      await new Promise((r) => setTimeout(r, outageMs)); // the fault itself: an 8 s etcd outage
+    } finally {
+      await etcd.resume();
+    }
+    const during = nodes.map((n, k) => n.lines().slice(from[k]));
+    for (const lines of during) {
+      const noisy = lines.filter((l) => /WARN|ERROR/.test(l));
+      // Each node says that etcd went away once per kind of loss (registration, leadership), not every
+      // 200 ms: a handful of lines, where a retry loop would write about 20.
+      assert.ok(noisy.length <= 6, `${noisy.length} warning lines in ${outageMs} ms:\n${noisy.join('\n')}`);
+    }
+    // And once etcd is back, one master takes writes again.
+    await waitFor(
+      async () => {
+        for (const n of nodes) {
+          if ((await summary(n)).cluster?.role !== 'master') continue;
+          await save(direct(n), 2);
+          return true;
+        }
+        return false;
+      },
+      { what: 'writes acknowledged again once etcd is back', timeoutMs: 30000, intervalMs: 200 },
+    );
+  });
 });
