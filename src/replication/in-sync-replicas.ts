@@ -45,7 +45,10 @@ export interface RecordedMembership {
 }
 
 export class InSyncReplicas implements AckGate {
-  private readonly replicas = new Map<object, ReplicaState & { name: string; leaving: boolean }>();
+  private readonly replicas = new Map<
+    object,
+    ReplicaState & { name: string; leaving: boolean; disconnected?: boolean }
+  >();
   private membership: RecordedMembership | null = null;
   private recording: Promise<void> = Promise.resolve();
   /** The highest end a save was acknowledged at: a replica must hold it to join (cluster mode). */
@@ -73,6 +76,10 @@ export class InSyncReplicas implements AckGate {
     this.timer = null;
     const err = new ShutdownBeforeAckError();
     for (const w of this.waiters.splice(0)) w.reject(err);
+    // A stopping master records nothing more: its replicas disconnect because it stops, and a set
+    // recorded without them would leave no node eligible to take over.
+    this.membership = null;
+    this.replicas.clear();
   }
 
   /** Cluster mode on (with how the set is recorded) or off (null). Records the current set at once. */
@@ -117,6 +124,7 @@ export class InSyncReplicas implements AckGate {
       },
       (err: Error) => {
         r.leaving = false;
+        if (!this.membership) return; // stopped or stepped down meanwhile: nothing is required any more
         this.logger.error(
           `could not record the in-sync set without ${r.name}: ${err.message}; it stays required`,
         );
@@ -152,6 +160,8 @@ export class InSyncReplicas implements AckGate {
   removeReplica(key: object): void {
     const r = this.replicas.get(key);
     if (!r) return;
+    // Gone for good: it must not be counted as joining again while its removal is recorded.
+    r.disconnected = true;
     if (r.inSync && this.membership) {
       // Still required (its position frozen) until the set without it is recorded.
       this.leave(key, r, 'disconnected');
@@ -262,7 +272,7 @@ export class InSyncReplicas implements AckGate {
           `it has not acknowledged a record written ${r.lagMs} ms ago ` +
             `(replica_lag_timeout_ms ${timeout}; acknowledged up to ${r.ackedEnd})`,
         );
-      } else if (!r.inSync && !lagging && r.ackedEnd >= this.committedEnd) {
+      } else if (!r.inSync && !lagging && !r.disconnected && r.ackedEnd >= this.committedEnd) {
         r.inSync = true;
         this.logger.log(`replica ${r.name} joined the in-sync set (acknowledged up to ${r.ackedEnd})`);
         void this.recordMembers().catch((err: Error) =>

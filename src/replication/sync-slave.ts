@@ -368,6 +368,14 @@ export class SyncSlave {
         throw new SyncProtocolError(`frame seq ${frame.seq}: MSG_STORAGE_SYNC_HEARTBEAT before any hello`);
       const d = decodeHeartbeatBody(frame.body);
       if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
+      if (this.masterEpoch !== null && d.value.epoch > this.masterEpoch) {
+        // The same master leads again, in a new epoch (it lost and regained leadership while this link
+        // stayed up): read its new history from a fresh hello rather than treat it as a protocol error.
+        this.logger.log(
+          `master ${this.masterAddress} began epoch ${d.value.epoch} (this link was opened in epoch ${this.masterEpoch}); reconnecting to read its epoch history`,
+        );
+        return 'reconnect';
+      }
       if (d.value.epoch !== this.masterEpoch) {
         throw new SyncProtocolError(
           `frame seq ${frame.seq}: heartbeat of epoch ${d.value.epoch} on a link of epoch ${this.masterEpoch}`,

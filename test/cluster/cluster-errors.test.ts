@@ -258,16 +258,21 @@ describe('cluster errors a client can act on', () => {
     assert.equal(after.cluster?.epoch, epoch, 'no failover: the same epoch');
   });
 
-  it('an etcd outage is logged once per state change, not once per retry', async () => {
+  it('an etcd outage is logged once per state change, not once per retry; the same master leading again is followed without a protocol error', async () => {
     assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'eo', '--shards', '1']).code, 0);
     const nodes = [await node('eo', 'o1'), await node('eo', 'o2')];
     const master = await masterOf(nodes);
+    const follower = nodes.find((n) => n !== master)!;
+    const epoch = (await summary(master)).cluster!.epoch;
     await save(direct(master), 1);
     const from = nodes.map((n) => n.lines().length);
     const outageMs = 8000;
     await etcd.halt();
     try {
       await new Promise((r) => setTimeout(r, outageMs)); // the fault itself: an 8 s etcd outage
+      // The follower sleeps through etcd's return, so that the same master is elected again while the
+      // follower's replication link to it stays open.
+      process.kill(follower.proc.pid!, 'SIGSTOP');
     } finally {
       await etcd.resume();
     }
@@ -278,17 +283,71 @@ describe('cluster errors a client can act on', () => {
       // 200 ms: a handful of lines, where a retry loop would write about 20.
       assert.ok(noisy.length <= 6, `${noisy.length} warning lines in ${outageMs} ms:\n${noisy.join('\n')}`);
     }
-    // And once etcd is back, one master takes writes again.
+    try {
+      await waitFor(
+        async () => {
+          const c = (await summary(master)).cluster!;
+          return c.role === 'master' && c.epoch > epoch;
+        },
+        { what: 'the same master leading a new epoch', timeoutMs: 30000, intervalMs: 200 },
+      );
+    } finally {
+      process.kill(follower.proc.pid!, 'SIGCONT');
+    }
+    const newEpoch = (await summary(master)).cluster!.epoch;
+    await save(direct(master), 2);
     await waitFor(
-      async () => {
-        for (const n of nodes) {
-          if ((await summary(n)).cluster?.role !== 'master') continue;
-          await save(direct(n), 2);
-          return true;
-        }
-        return false;
-      },
-      { what: 'writes acknowledged again once etcd is back', timeoutMs: 30000, intervalMs: 200 },
+      async () =>
+        ((await httpJson(`${follower.httpBase}/summary`)).replication as { slave: { masterEpoch: number } })
+          .slave?.masterEpoch === newEpoch,
+      { what: `the follower on the master's epoch ${newEpoch}` },
     );
+    assert.doesNotMatch(follower.logText(), /heartbeat of epoch \d+ on a link of epoch/);
+    assert.doesNotMatch(follower.logText(), /ERROR/);
+  });
+
+  it('the in-sync set on clean stops: a stopped replica leaves once (not joined again); a stopped master records nothing, logs no error, and a replica takes over', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'cs', '--shards', '1']).code, 0);
+    const cfg = { min_insync_replicas: 1 };
+    const nodes = [
+      await node('cs', 's1', { config: cfg }),
+      await node('cs', 's2', { config: cfg }),
+      await node('cs', 's3', { config: cfg }),
+    ];
+    const master = await masterOf(nodes);
+    const [gone, stays] = nodes.filter((n) => n !== master);
+    const recorded = () => {
+      const r = cli(['status', '--etcd', etcd.endpoint, '--cluster', 'cs', '--json']);
+      return (JSON.parse(r.out) as { shards: { inSync: string[] }[] }).shards[0].inSync;
+    };
+    await waitFor(() => recorded().length === 3, { what: () => `all three in sync (${recorded().join()})` });
+    await save(direct(master), 1);
+    const goneName = nodes[0] === gone ? 's1' : nodes[1] === gone ? 's2' : 's3';
+    await gone.stop();
+    await waitFor(() => !recorded().includes(goneName), {
+      what: () => `the set recorded without ${goneName} (${recorded().join()})`,
+    });
+    await save(direct(master), 2);
+    const about = master.lines().filter((l) => l.includes(`replica ${goneName} `));
+    const left = about.findIndex((l) => /left the in-sync set: disconnected/.test(l));
+    assert.ok(left >= 0, `it left:\n${about.join('\n')}`);
+    assert.deepEqual(
+      about.slice(left + 1).filter((l) => /joined the in-sync set/.test(l)),
+      [],
+      'a disconnected replica does not join again',
+    );
+
+    await master.stop();
+    assert.deepEqual(
+      master.lines().filter((l) => /ERROR/.test(l)),
+      [],
+      'a clean stop logs no error',
+    );
+    // The set the stopped master left behind still holds the replica, so it may (and does) win.
+    await waitFor(async () => (await summary(stays)).cluster?.role === 'master', {
+      what: () => `the remaining in-sync replica elected (recorded set ${recorded().join()})`,
+      timeoutMs: 20000,
+      intervalMs: 100,
+    });
   });
 });
