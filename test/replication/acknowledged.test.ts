@@ -235,12 +235,8 @@ describe('acknowledged replication (ims extensions of the sync link)', () => {
     const ids = async (on: ImsClient) =>
       (await on.syncMessage({ appId: APP, uid, deviceId: 1, lastMsgId: 0 })).messages
         .map((m) => m.msgId)
-        .sort();
-    assert.deepEqual(
-      await ids(c),
-      [first.msgId, second.msgId].sort(),
-      'visible on the master once acknowledged',
-    );
+        .sort((x, y) => x - y);
+    assert.deepEqual(await ids(c), [first.msgId, second.msgId], 'visible on the master once acknowledged');
     await waitFor(async () => (await ids(onC)).length === 2, {
       what: 'visible on the replica once acknowledged',
     });
