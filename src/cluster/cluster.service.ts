@@ -51,6 +51,8 @@ export interface ClusterStatus {
   leaseProvenForMs: number | null;
   /** The in-sync set as recorded in etcd (the master's view; null when it has not been read). */
   inSync: string[] | null;
+  /** What the settings give up, when they do (min_insync_replicas=0). */
+  warning: string | null;
 }
 
 @Injectable()
@@ -173,12 +175,8 @@ export class ClusterService implements OnApplicationShutdown {
       `joined cluster "${c.cluster_name}" shard ${c.shard} as ${node} (lease ttl ${LEASE_TTL_S} s, ` +
         `min_insync_replicas ${c.min_insync_replicas})`,
     );
-    if (c.min_insync_replicas === 0) {
-      this.logger.warn(
-        'min_insync_replicas=0: saves are acknowledged after the local fsync alone and any node may be ' +
-          'elected, so acknowledged saves can be lost on failover',
-      );
-    }
+    const warning = this.warning();
+    if (warning) this.logger.warn(warning);
     this.runCampaign();
   }
 
@@ -394,6 +392,13 @@ export class ClusterService implements OnApplicationShutdown {
     return `not the master of shard ${this.config.shard} (${where})`;
   }
 
+  private warning(): string | null {
+    return this.config.min_insync_replicas === 0
+      ? 'min_insync_replicas=0: saves are acknowledged after the local fsync alone and any node may be ' +
+          'elected, so acknowledged saves can be lost on failover'
+      : null;
+  }
+
   status(): ClusterStatus | null {
     if (!this.enabled) return null;
     return {
@@ -405,6 +410,7 @@ export class ClusterService implements OnApplicationShutdown {
       master: this.leader,
       leaseProvenForMs: this.leading ? (this.campaign?.fence.remainingMs() ?? 0) : null,
       inSync: this.leading ? [this.info!.node, ...this.replication.inSyncMembers()] : null,
+      warning: this.warning(),
     };
   }
 

@@ -4,6 +4,9 @@
  * its lease acknowledging nothing and rejoining as a follower.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { ImsClient } from '../../src/client/index.js';
@@ -149,6 +152,56 @@ describe('cluster mode on etcd', () => {
       foreign.logText(),
       /storage_root=.*: the data folder belongs to cluster "one" shard 0, not cluster "two" shard 0/,
     );
+  });
+
+  it('one name per node: the default is recorded in the data folder and kept; another name for that folder, or a second live node with the same name, is refused', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'nm', '--shards', '1']).code, 0);
+    const dir = tempDir('ims-cl-name-');
+    dirs.push(dir);
+    const unnamed = await startServer({
+      dataDir: dir,
+      config: { etcd_endpoints: etcd.endpoint, cluster_name: 'nm', shard: 0, min_insync_replicas: 0 },
+    });
+    servers.push(unnamed);
+    const expected = `${os.hostname()}:${unnamed.ports.rpc}`;
+    await waitFor(async () => (await role(unnamed))?.role === 'master', { what: 'the one-node shard led' });
+    const summary = (await httpJson(`${unnamed.httpBase}/summary`)) as unknown as {
+      cluster: { node: string; inSync: string[]; warning: string | null };
+    };
+    assert.equal(summary.cluster.node, expected, 'hostname and the bound rpc port, not 127.0.0.1:0');
+    assert.deepEqual(summary.cluster.inSync, [expected]);
+    assert.match(summary.cluster.warning ?? '', /min_insync_replicas=0: .*can be lost on failover/);
+    assert.match(unnamed.logText(), /min_insync_replicas=0: .*can be lost on failover/);
+    const identity = JSON.parse(fs.readFileSync(path.join(dir, 'cluster_identity'), 'utf8')) as {
+      node: string;
+    };
+    assert.equal(identity.node, expected);
+    await unnamed.stop();
+    // Restarted on another port with no node_name: the same name, from the folder.
+    const again = await startServer({
+      dataDir: dir,
+      config: { etcd_endpoints: etcd.endpoint, cluster_name: 'nm', shard: 0, min_insync_replicas: 0 },
+    });
+    servers.push(again);
+    await waitFor(async () => (await role(again))?.role === 'master', { what: 'led again' });
+    assert.equal(
+      ((await httpJson(`${again.httpBase}/summary`)) as unknown as { cluster: { node: string } }).cluster
+        .node,
+      expected,
+    );
+    await again.stop();
+    const renamed = await node('nm', 'other', { dataDir: dir, waitReady: false });
+    assert.equal((await renamed.waitExit()).code, 1);
+    assert.match(renamed.logText(), /node_name=other: the data folder .* joined shard 0 as "[^"]+"/);
+
+    const a = await node('nm', 'twin', { config: { min_insync_replicas: 0 } });
+    const twin = await node('nm', 'twin', { waitReady: false, config: { min_insync_replicas: 0 } });
+    assert.equal((await twin.waitExit()).code, 1);
+    assert.match(
+      twin.logText(),
+      /node_name=twin: another live node of shard 0 is registered under this name .*every node of a shard needs its own name/,
+    );
+    assert.equal((await role(a))?.role, 'master', 'the first keeps leading');
   });
 
   it('elects one master; followers refuse writes naming it; SIGKILL of the master elects another, and the old one rejoins as a follower', async () => {
