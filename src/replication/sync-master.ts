@@ -18,6 +18,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
+  SYNC_FLAG_ACKNOWLEDGED_END,
   SYNC_FLAG_DURABLE_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
@@ -56,6 +57,10 @@ export interface SyncMasterOptions {
   tls?: tls.TlsOptions;
   /** Applies max_connections to the listener. */
   limitConnections?: (server: net.Server) => void;
+  /** The end below which saves are acknowledged (told to ims slaves; default: the log end). */
+  acknowledgedEnd?: () => number;
+  /** Why this node serves no slaves now (cluster mode: it does not lead), or null. */
+  slaveRefusal?: () => string | null;
 }
 
 export interface SlaveStatus {
@@ -110,6 +115,9 @@ class SlaveSession {
   private extended = false;
   /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
   private wantsDurableEnd = false;
+  /** The slave asked for the acknowledged end in heartbeats; the last one it was told. */
+  private wantsAcknowledgedEnd = false;
+  private toldAcknowledgedEnd = -1;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -165,6 +173,12 @@ class SlaveSession {
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
     this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
+    this.wantsAcknowledgedEnd = this.extended && (frame.flag & SYNC_FLAG_ACKNOWLEDGED_END) !== 0;
+    const refusal = this.master.options.slaveRefusal?.() ?? null;
+    if (refusal) {
+      this.drop(`refused: ${refusal}`, 'log');
+      return;
+    }
     if (this.extended) {
       // From now on an ims slave sends only acknowledgements, each checked whole before it counts.
       this.reader = new FrameReader(MAX_NODE_NAME_BYTES, (h) =>
@@ -206,6 +220,7 @@ class SlaveSession {
         }
         this.acknowledged = true;
         this.master.replicas.ack(this, ack.value.durableEnd);
+        this.master.acknowledgedEndMoved();
       }
     } catch (err) {
       this.drop(`refused a malformed extension frame: ${(err as Error).message}; link dropped`, 'error');
@@ -224,7 +239,10 @@ class SlaveSession {
       this.socket.write(
         encodeHelloFrame(this.nextSeq(), {
           epoch,
-          logEnd: this.wantsDurableEnd ? storage.durableEnd : this.master.sendableEnd(this.extended),
+          // A backup copies what can never be cut: on disk here and, in cluster mode, acknowledged.
+          logEnd: this.wantsDurableEnd
+            ? Math.min(storage.durableEnd, this.master.acknowledgedEnd())
+            : this.master.sendableEnd(this.extended),
           history,
         }),
       );
@@ -309,18 +327,28 @@ class SlaveSession {
     return this.seq;
   }
 
-  /** Tells an ims slave the log end (after each batch, and when idle every heartbeatMs). */
-  private heartbeat(): void {
-    if (!this.extended || this.closed) return;
+  /**
+   * Tells an ims slave the log end (after each batch, and when idle every heartbeatMs), and the
+   * acknowledged end when it asked for it (also as soon as that moves: its readers wait for it).
+   */
+  heartbeat(): void {
+    if (!this.extended || this.closed || !this.started) return;
     const { epoch } = this.master.options.epoch();
+    const logEnd = this.master.sendableEnd(this.extended);
+    let acknowledgedEnd: number | undefined;
+    if (this.wantsAcknowledgedEnd) {
+      acknowledgedEnd = Math.min(this.master.acknowledgedEnd(), logEnd);
+      this.toldAcknowledgedEnd = acknowledgedEnd;
+    }
     this.socket.write(
-      encodeHeartbeatFrame(this.nextSeq(), {
-        epoch,
-        logEnd: this.master.sendableEnd(this.extended),
-        sentAt: Date.now(),
-      }),
+      encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd, sentAt: Date.now(), acknowledgedEnd }),
     );
     this.lastFrameAt = Date.now();
+  }
+
+  /** Whether the slave's last heartbeat told it less than the acknowledged end `end`. */
+  behindOnAcknowledgedEnd(end: number): boolean {
+    return this.wantsAcknowledgedEnd && this.started && !this.closed && end > this.toldAcknowledgedEnd;
   }
 
   private async run(): Promise<void> {
@@ -541,6 +569,32 @@ export class SyncMaster {
         this.durableWaiter = false;
       },
     );
+  }
+
+  private heartbeatQueued = false;
+
+  /** The master's acknowledged end (its readers' limit), told to ims slaves that asked for it. */
+  acknowledgedEnd(): number {
+    return this.options.acknowledgedEnd?.() ?? this.storage.logEnd;
+  }
+
+  /**
+   * An acknowledgement may have moved the acknowledged end: slaves that asked for it hear it in the
+   * same turn of the event loop (one heartbeat each, however many acknowledgements arrived).
+   */
+  acknowledgedEndMoved(): void {
+    if (this.heartbeatQueued) return;
+    this.heartbeatQueued = true;
+    setImmediate(() => {
+      this.heartbeatQueued = false;
+      const end = this.acknowledgedEnd();
+      for (const s of this.sessions) if (s.behindOnAcknowledgedEnd(end)) s.heartbeat();
+    });
+  }
+
+  /** Closes every slave's link (this node stopped leading: its followers find the new master). */
+  dropSlaves(reason: string): void {
+    for (const s of [...this.sessions]) s.drop(reason, 'log');
   }
 
   private wakeAll(): void {

@@ -132,6 +132,11 @@ export class SyncSlave {
   private extended = false;
   private masterEpoch: number | null = null;
   private masterLogEnd: number | null = null;
+  /**
+   * The acknowledged end the master last reported (null: it never did: a Go master, or an ims master
+   * of a version that does not). Kept across links: a master elected next holds everything below it.
+   */
+  private masterAcknowledgedEnd: number | null = null;
   private socketSeq = 0;
   private lastAckedEnd = -1;
   private readonly host: string;
@@ -265,8 +270,13 @@ export class SyncSlave {
         this.connected = false;
         this.socket = null;
         if (wasConnected && !failed && !this.stopped) {
-          this.lastError = 'the master closed the link';
-          this.logger.warn(`link to master ${this.masterAddress} closed by the master`);
+          // Said once while it repeats (a deposed master refuses every reconnect until etcd names another).
+          const problem = 'the master closed the link';
+          if (problem !== this.streakProblem)
+            this.logger.warn(`link to master ${this.masterAddress} closed by the master`);
+          else this.repeats++;
+          this.streakProblem = problem;
+          this.lastError = problem;
         }
         void Promise.resolve(pumping).then(() => resolve(progressed));
       });
@@ -382,6 +392,7 @@ export class SyncSlave {
         );
       }
       this.masterLogEnd = d.value.logEnd;
+      if (d.value.acknowledgedEnd !== undefined) this.masterAcknowledgedEnd = d.value.acknowledgedEnd;
       this.updateLevel();
       this.ack(socket);
       return 'ok';
@@ -454,6 +465,11 @@ export class SyncSlave {
     await this.storage.whenDurable();
     this.recordsApplied += written;
     this.lastBatchAt = new Date();
+  }
+
+  /** Reads on this slave answer below this (see masterAcknowledgedEnd); null: no limit is known. */
+  get acknowledgedEnd(): number | null {
+    return this.masterAcknowledgedEnd;
   }
 
   status(): SlaveLinkStatus {
