@@ -19,6 +19,7 @@ import {
   MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
   SYNC_FLAG_ACKNOWLEDGED_END,
+  SYNC_FLAG_DURABLE_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
   decodeIdentBody,
@@ -115,6 +116,8 @@ class SlaveSession {
   /** The slave asked for the acknowledged end in heartbeats; the last one it was told. */
   private wantsAcknowledgedEnd = false;
   private toldAcknowledgedEnd = -1;
+  /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
+  private wantsDurableEnd = false;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -170,6 +173,7 @@ class SlaveSession {
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
     this.wantsAcknowledgedEnd = this.extended && (frame.flag & SYNC_FLAG_ACKNOWLEDGED_END) !== 0;
+    this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
     const refusal = this.master.options.slaveRefusal?.() ?? null;
     if (refusal) {
       this.drop(`refused: ${refusal}`, 'log');
@@ -233,7 +237,11 @@ class SlaveSession {
       // own log diverged (and cut its tail back) before it applies anything.
       const { epoch, history } = this.master.options.epoch();
       this.socket.write(
-        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(this.extended), history }),
+        encodeHelloFrame(this.nextSeq(), {
+          epoch,
+          logEnd: this.wantsDurableEnd ? storage.durableEnd : this.master.sendableEnd(this.extended),
+          history,
+        }),
       );
       this.lastFrameAt = Date.now();
       if (cursor > logEnd) {
