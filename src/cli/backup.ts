@@ -184,7 +184,7 @@ function session(store: MessageStore, options: BackupOptions): Promise<Outcome> 
       }
     };
     // Asks for the durable end: a record the master has not fsynced may still be lost (and its id reused).
-    socket.on('connect', () => socket.write(encodeExtendedSyncBegin(store.nextId, 1, false, true)));
+    socket.on('connect', () => socket.write(encodeExtendedSyncBegin(store.nextId, 1, true)));
     socket.on('data', (chunk: Buffer) => {
       reader.push(chunk);
       pumping = pumping.then(pump);

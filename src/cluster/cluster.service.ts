@@ -208,11 +208,12 @@ export class ClusterService implements OnApplicationShutdown {
         .then(client.put(key).value(JSON.stringify(this.info)).lease(leaseId))
         .else(client.get(key))
         .commit();
-      const held = r.succeeded ? null : r.responses[0]?.response_range?.kvs[0];
-      if (r.succeeded || (held && held.lease === leaseId)) {
+      if (r.succeeded) {
         this.registration.succeeded('registered again');
         return;
       }
+      const held = r.responses[0]?.response_range?.kvs[0];
+      if (held && held.lease === leaseId) return;
       if (!atStart || monotonicNow() > deadline || this.stopped) {
         await lease.revoke().catch(() => undefined);
         throw new SettingError(
@@ -258,7 +259,6 @@ export class ClusterService implements OnApplicationShutdown {
         } else setTimeout(() => this.runCampaign(), ELIGIBILITY_POLL_MS).unref();
       },
       (err: Error) => {
-        // Said once per streak, retried with back-off (etcd may be down for a while).
         const pause = this.campaigning.failed(`cannot read the in-sync set (${err.message})`);
         setTimeout(() => this.runCampaign(), pause).unref();
       },

@@ -263,18 +263,11 @@ export interface SyncHeartbeat {
 }
 
 /** MSG_STORAGE_SYNC_BEGIN asking for the ims extensions. */
-export function encodeExtendedSyncBegin(
-  cursor: number,
-  seq = 1,
-  wantsAcknowledgedEnd = true,
-  durableEnd = false,
-): Buffer {
+export function encodeExtendedSyncBegin(cursor: number, seq = 1, durableEnd = false): Buffer {
   const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
   writeId(body, cursor, 0);
-  const flag =
-    SYNC_FLAG_IMS_EXTENSIONS |
-    (wantsAcknowledgedEnd ? SYNC_FLAG_ACKNOWLEDGED_END : 0) |
-    (durableEnd ? SYNC_FLAG_DURABLE_END : 0);
+  // A replica asks for the acknowledged end (its reads stop there); a backup for the durable end.
+  const flag = SYNC_FLAG_IMS_EXTENSIONS | (durableEnd ? SYNC_FLAG_DURABLE_END : SYNC_FLAG_ACKNOWLEDGED_END);
   return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, flag);
 }
 

@@ -113,11 +113,11 @@ class SlaveSession {
   private readonly handshakeTimer: NodeJS.Timeout;
   /** The slave asked for the ims extensions (an ims slave). */
   private extended = false;
-  /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
-  private wantsDurableEnd = false;
   /** The slave asked for the acknowledged end in heartbeats; the last one it was told. */
   private wantsAcknowledgedEnd = false;
   private toldAcknowledgedEnd = -1;
+  /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
+  private wantsDurableEnd = false;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -172,8 +172,8 @@ class SlaveSession {
     }
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
-    this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
     this.wantsAcknowledgedEnd = this.extended && (frame.flag & SYNC_FLAG_ACKNOWLEDGED_END) !== 0;
+    this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
     const refusal = this.master.options.slaveRefusal?.() ?? null;
     if (refusal) {
       this.drop(`refused: ${refusal}`, 'log');

@@ -270,13 +270,13 @@ export class SyncSlave {
         this.connected = false;
         this.socket = null;
         if (wasConnected && !failed && !this.stopped) {
-          // Said once while it repeats (a deposed master refuses every reconnect until etcd names another).
-          const problem = 'the master closed the link';
-          if (problem !== this.streakProblem)
+          // A master that refuses followers (it no longer leads) closes every reconnect: said once.
+          const problem = 'closed by the master';
+          if (progressed || problem !== this.streakProblem)
             this.logger.warn(`link to master ${this.masterAddress} closed by the master`);
           else this.repeats++;
           this.streakProblem = problem;
-          this.lastError = problem;
+          this.lastError = 'the master closed the link';
         }
         void Promise.resolve(pumping).then(() => resolve(progressed));
       });
