@@ -408,7 +408,8 @@ class SlaveSession {
           );
         }
         if (behind) continue;
-        let wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - performance.now() : 1000;
+        let wait =
+          this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - performance.now() : 1000;
         if (this.extended) {
           const sinceFrame = performance.now() - this.lastFrameAt;
           if (sinceFrame >= opts.heartbeatMs) this.heartbeat();
