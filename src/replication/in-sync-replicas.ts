@@ -6,6 +6,7 @@
  * hold it; with fewer than N in sync it fails at once, and a save that is waiting fails as soon as the set
  * shrinks below N: a save never hangs and is never acknowledged without its copies.
  */
+import { performance } from 'node:perf_hooks';
 import type { AckGate } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
 import { NotEnoughReplicasError, ReplicasShrankError, ShutdownBeforeAckError } from './ack-errors.js';
@@ -58,7 +59,10 @@ export class InSyncReplicas implements AckGate {
    * replica that holds less must not be counted in sync.
    */
   private acknowledgedEnd = 0;
-  /** When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond. */
+  /**
+   * When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond.
+   * Times are monotonic (a wall-clock step must not make every replica lag, or none).
+   */
   private writes: { end: number; at: number }[] = [];
   private waiters: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -183,7 +187,7 @@ export class InSyncReplicas implements AckGate {
 
   /** The log grew to `end` (called on every write). */
   noteWrite(end: number): void {
-    const now = Date.now();
+    const now = Math.floor(performance.now());
     const last = this.writes[this.writes.length - 1];
     if (last && last.at === now) last.end = end;
     else this.writes.push({ end, at: now });
@@ -294,7 +298,7 @@ export class InSyncReplicas implements AckGate {
   }
 
   private evaluate(): void {
-    const now = Date.now();
+    const now = performance.now();
     const timeout = this.options.lagTimeoutMs;
     // Writes older than twice the timeout no longer decide anything once every replica is past them.
     let minAcked = Infinity;

@@ -9,6 +9,7 @@
  * reconnects and resumes from its own cursor.
  */
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
 import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
@@ -246,7 +247,7 @@ class SlaveSession {
           history,
         }),
       );
-      this.lastFrameAt = Date.now();
+      this.lastFrameAt = performance.now();
       if (cursor > logEnd) {
         this.log.warn(
           `slave ${this.address} is past the end of this log (cursor ${requested}, log end ${logEnd}): its log ` +
@@ -343,7 +344,7 @@ class SlaveSession {
     this.socket.write(
       encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd, sentAt: Date.now(), acknowledgedEnd }),
     );
-    this.lastFrameAt = Date.now();
+    this.lastFrameAt = performance.now();
   }
 
   /** Whether the slave's last heartbeat told it less than the acknowledged end `end`. */
@@ -383,7 +384,7 @@ class SlaveSession {
             await this.sendPending();
             if (this.closed) return;
           }
-          if (r.records.length > 0 && this.pending.length === 0) this.pendingSince = Date.now();
+          if (r.records.length > 0 && this.pending.length === 0) this.pendingSince = performance.now();
           for (const rec of r.records) {
             this.pending.push(rec);
             this.pendingBytes += 12 + rec.msg.body.length;
@@ -397,7 +398,7 @@ class SlaveSession {
         const behind = this.readTo < end;
         if (this.pending.length > 0) {
           // An ims slave gets every record at once: saves may be waiting for its acknowledgement.
-          const due = this.extended || Date.now() - this.pendingSince >= opts.liveBatchDelayMs;
+          const due = this.extended || performance.now() - this.pendingSince >= opts.liveBatchDelayMs;
           // Catching up, send at once; a live Go slave waits for 1000 messages or the batch delay (Go's rule).
           if (full || behind || !this.caughtUp || due) {
             await this.sendPending();
@@ -410,9 +411,10 @@ class SlaveSession {
           );
         }
         if (behind) continue;
-        let wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - Date.now() : 1000;
+        let wait =
+          this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - performance.now() : 1000;
         if (this.extended) {
-          const sinceFrame = Date.now() - this.lastFrameAt;
+          const sinceFrame = performance.now() - this.lastFrameAt;
           if (sinceFrame >= opts.heartbeatMs) this.heartbeat();
           wait = Math.min(
             wait,
