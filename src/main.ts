@@ -6,7 +6,7 @@
 import 'reflect-metadata';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
-import { Logger } from '@nestjs/common';
+import { Logger, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module.js';
@@ -29,14 +29,22 @@ import { StorageService } from './storage/storage.service.js';
 import { versionBanner } from './version.js';
 
 export const DEFAULT_CONFIG = 'config/ims.cfg';
+/** How long a failed start may spend closing what it opened before it exits anyway. */
+const FAILED_START_CLOSE_MS = 5000;
 
-async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
+/** What start-up has created so far, so that a failed start can close it. */
+interface Started {
+  app?: INestApplication;
+}
+
+async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started): Promise<void> {
   const app = await NestFactory.create(AppModule.forConfig(config), {
     logger,
     abortOnError: false,
     // A half-sent HTTP request must not hold up shutdown (storage closes after the HTTP server).
     forceCloseConnections: true,
   });
+  started.app = app;
   const log = new Logger('ims');
   log.log(
     `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
@@ -143,6 +151,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   bound.rpc = rpcServer.boundAddress();
   const security = !tls ? '' : tls.ca ? ' (TLS, client certificates required)' : ' (TLS)';
   log.log(`rpc listening on ${bound.rpc}${security}`);
+  bound.allBound = true;
   // 10. Cluster mode: register, then campaign for the shard; until elected this node follows or waits.
   if (cluster.enabled) await cluster.join({ rpc: bound.rpc!, sync: bound.sync!, http: bound.http });
 }
@@ -195,12 +204,33 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (logger) logger.log(versionBanner().split('\n').join('; '), 'Version');
   else console.log(versionBanner());
+  const started: Started = {};
   try {
-    await bootstrap(config, logger ?? new ImsLogger(flags));
+    await bootstrap(config, logger ?? new ImsLogger(flags), started);
   } catch (err) {
     // One line: a SettingError names the key, its value and the cause.
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
+    await closeAfterFailedStart(started.app);
     process.exit(1);
+  }
+}
+
+/**
+ * Closes what a failed start had opened: storage fsyncs, saves its index and releases the folder's
+ * lock (removing ims.lock), so the next start finds no stale lock. Bounded: a failed start must end.
+ */
+async function closeAfterFailedStart(app: INestApplication | undefined): Promise<void> {
+  if (!app) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      app.close(),
+      new Promise((resolve) => (timer = setTimeout(resolve, FAILED_START_CLOSE_MS))),
+    ]);
+  } catch (err) {
+    new Logger('ims').warn(`closing after the failed start: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

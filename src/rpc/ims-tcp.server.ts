@@ -55,6 +55,21 @@ export class ImsTcpServer extends ServerTCP {
     return super.getRouteFromPattern(pattern);
   }
 
+  /**
+   * Stock listen() hands only EADDRINUSE and ECONNREFUSED to the callback: any other failure
+   * (EADDRNOTAVAIL for a host this machine does not have, EACCES for a privileged port) left start-up
+   * waiting for ever with the other listeners up. Every failure before the socket listens is reported.
+   */
+  override listen(callback: (err?: unknown) => void): void {
+    const server = this.server;
+    const onError = (err: Error) => callback(err);
+    server.once('error', onError);
+    server.listen(this.port, this.host, () => {
+      server.off('error', onError);
+      callback();
+    });
+  }
+
   /** The address the listener is bound to (the real port when the config asked for port 0). */
   boundAddress(): string | null {
     const a = (this.server as unknown as { address?: () => AddressInfo | string | null })?.address?.();
