@@ -10,7 +10,7 @@ import { Logger, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module.js';
-import { CLI_COMMANDS, runCli } from './cli/cli.js';
+import { CLI_COMMANDS, runCli, TOOLS_USAGE } from './cli/cli.js';
 import { ClusterService } from './cluster/cluster.service.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
@@ -47,7 +47,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started)
   started.app = app;
   const log = new Logger('ims');
   log.log(
-    `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
+    `rpc ${config.rpc_listen}, storage ${config.storage_root}${relativeNote(config)}, sync ${config.sync_listen}, ` +
       `master ${config.master_address ?? '-'}, http ${config.http_listen_address ?? '-'}, ` +
       `limit ${config.limit}, group_limit ${config.group_limit}, durability ${config.durability}`,
   );
@@ -156,13 +156,37 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started)
   if (cluster.enabled) await cluster.join({ rpc: bound.rpc!, sync: bound.sync!, http: bound.http });
 }
 
+/** How a relative storage_root was read, so the log says which folder a relative setting meant. */
+function relativeNote(config: ImsConfig): string {
+  const setting = config.storageRootSetting;
+  return setting === undefined ? '' : ` (storage_root=${setting}, relative to the config file's folder)`;
+}
+
 function addressOf(a: net.AddressInfo | string | null): string | null {
   return a === null || typeof a === 'string' ? a : `${a.address}:${a.port}`;
 }
 
+/** `ims --help`: the server's usage, its flags and the operator tools. */
+function programUsage(): string {
+  return [
+    'usage: ims [flags] [CONFIG]',
+    `      run the server on CONFIG (default ${DEFAULT_CONFIG}); see README.md "Configuration"`,
+    LOG_FLAGS_USAGE,
+    'operator tools (ims COMMAND --help shows one):',
+    TOOLS_USAGE.replace(/^usage:\n/, ''),
+  ].join('\n');
+}
+
+const HELP = /^--?(h|help)$/;
+
 export async function main(argv: string[]): Promise<void> {
   if ((CLI_COMMANDS as readonly string[]).includes(argv[0])) {
     process.exitCode = await runCli(argv);
+    return;
+  }
+  // Before the flags are parsed: Go's flag package would call -help an undefined flag.
+  if (argv[0] === 'help' || argv.some((a) => HELP.test(a))) {
+    console.log(programUsage());
     return;
   }
   let flags: LogFlags;
@@ -172,7 +196,7 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (!(err instanceof FlagError)) throw err;
     console.error(`ims: ${err.message}`);
-    console.error(`usage: ims [flags] config\n${LOG_FLAGS_USAGE}`);
+    console.error(`usage: ims [flags] config\n${LOG_FLAGS_USAGE}\n(ims --help lists the operator tools too)`);
     process.exitCode = 2;
     return;
   }

@@ -23,7 +23,8 @@ export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
 export const EXIT_USAGE = 2;
 
-const USAGE = `usage:
+/** The operator tools' usage (also part of `ims --help`). */
+export const TOOLS_USAGE = `usage:
   ims verify DATA_DIR [--json] [--block-size N]
       check every block, the index files and every queue chain; exit 0 clean, 1 problems found
   ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
@@ -75,11 +76,11 @@ export async function runCli(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof HelpRequested) {
-      print(USAGE);
+      print(TOOLS_USAGE);
       return EXIT_OK;
     }
     if (err instanceof UsageError || isParseArgsError(err)) {
-      process.stderr.write(`ims ${command ?? ''}: ${(err as Error).message}\n${USAGE}\n`);
+      process.stderr.write(`ims ${command ?? ''}: ${(err as Error).message}\n${TOOLS_USAGE}\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`ims ${command}: ${(err as Error).message}\n`);
