@@ -219,13 +219,15 @@ function verifyCommand(args: string[]): number {
   const holder = lockHolder(dataDir);
   if (holder) {
     process.stderr.write(
-      `note: ${describeOwner(holder.owner)} is using this folder; a record being written may show as a torn tail\n`,
+      `note: ${describeOwner(holder.owner)} is using this folder: index files it has not saved yet and ` +
+        `a record it is writing are reported as information, not problems\n`,
     );
   }
   const bar = new ProgressBar();
   if (!json) print(`ims verify ${dataDir} (block size ${sizes.blockSize}, from ${sizes.blockSizeSource})`);
   const report = verifyFolder(dataDir, {
     ...sizes,
+    live: holder !== null,
     onProgress: (done, total, file) => bar.update(done, total, file),
     onBlock: (b) => {
       bar.clear();
@@ -270,8 +272,9 @@ function printVerify(r: VerifyReport): void {
         (r.firstId > 32 ? ' (seqs after retention are not checked against the count)' : ''),
     );
   }
+  for (const note of r.notes) print(`note: ${note}`);
   if (r.clean) {
-    print('clean');
+    print(r.live ? 'clean (a server is running on this folder)' : 'clean');
     return;
   }
   print(`problems (${r.problems.length}):`);
