@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type * as tls from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { ServerTCP, type TcpSocket } from '@nestjs/microservices';
+import { reportTlsFailures } from '../config/tls-options.js';
 import { BoundedJsonSocket } from './bounded-json-socket.js';
 import type { InputBounds } from './input-bounds.js';
 
@@ -39,8 +40,8 @@ export class ImsTcpServer extends ServerTCP {
     if (tcp.tlsOptions) {
       const logger = new Logger('Rpc');
       // A refused client (no certificate, another CA) is worth a line: it is either misconfigured or probing.
-      server.on('tlsClientError', (err: Error, socket: net.Socket) =>
-        logger.warn(`rpc: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+      reportTlsFailures(server as tls.Server, (peer, cause) =>
+        logger.warn(`rpc: TLS handshake with ${peer} failed: ${cause}`),
       );
     }
   }
