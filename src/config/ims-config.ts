@@ -19,6 +19,9 @@ export class ImsConfig {
   /** Path of the file this came from (for messages). */
   source = '';
 
+  /** storage_root as the file wrote it, when it was relative (resolved against the file's folder). */
+  storageRootSetting?: string;
+
   @Matches(HOST_PORT, { message: 'rpc_listen must be host:port' })
   rpc_listen: string;
 

@@ -11,6 +11,7 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
+import { reportTlsFailures } from '../config/tls-options.js';
 import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
 import {
@@ -623,8 +624,8 @@ export class SyncMaster {
       const tlsOptions = this.options.tls;
       const server = tlsOptions ? tls.createServer(tlsOptions, accept) : net.createServer(accept);
       if (tlsOptions)
-        server.on('tlsClientError', (err, socket) =>
-          this.logger.warn(`sync: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+        reportTlsFailures(server as tls.Server, (peer, cause) =>
+          this.logger.warn(`sync: TLS handshake with ${peer} failed: ${cause}`),
         );
       this.options.limitConnections?.(server);
       server.once('error', reject);

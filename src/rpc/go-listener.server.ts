@@ -9,6 +9,7 @@ import {
 } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { listenError } from '../config/setting-error.js';
+import { reportTlsFailures } from '../config/tls-options.js';
 import type { GoConnectionOptions } from './go-connection.js';
 
 /**
@@ -83,10 +84,8 @@ export abstract class GoListenerServer extends Server implements CustomTransport
       ? tls.createServer(this.options.tlsOptions, onSocket)
       : net.createServer(onSocket);
     if (this.options.tlsOptions) {
-      server.on('tlsClientError', (err, socket) =>
-        this.log.warn(
-          `refused a TLS connection from ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`,
-        ),
+      reportTlsFailures(server as tls.Server, (peer, cause) =>
+        this.log.warn(`refused a TLS connection from ${peer}: ${cause}`),
       );
     }
     this.options.limitConnections?.(server);
