@@ -6,7 +6,14 @@
  * A subclass reads its handshake and turns gob values into calls and answers.
  */
 import type * as net from 'node:net';
-import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from './gob/gob.js';
+import {
+  GobError,
+  GobStreamDecoder,
+  GobStreamEncoder,
+  SKIPPED,
+  type Decoded,
+  type DecodePlan,
+} from './gob/gob.js';
 import type { CallOutcome, GoConnection } from './go-listener.server.js';
 import { WriteBatch } from './write-batch.js';
 
@@ -23,6 +30,18 @@ export interface GoConnectionOptions {
   /** How long a new connection may take to make its handshake. */
   handshakeMs: number;
 }
+
+/**
+ * Most list elements one request may hold. ims's largest request (SavePeerGroupMessage) carries at most
+ * MAX_MEMBERS (10,000) members; a value asking for more is refused before any of it is built.
+ */
+export const MAX_REQUEST_ELEMENTS = 1 << 16;
+
+/**
+ * Gob bytes one connection decodes in one turn of the event loop before it lets the others (and the
+ * health check) run: decoding costs at most a few operations per byte, so this bounds each stall.
+ */
+const BYTES_PER_TURN = 1 << 20;
 
 /** How a protocol's connections name themselves. */
 export interface GoProtocol {
@@ -43,6 +62,8 @@ export abstract class GoCallConnection<
   protected closed = false;
   protected paused = false;
   private inFlight = 0;
+  /** The rest of the buffered input waits for the next turn of the event loop. */
+  private yielded = false;
   private handshakeTimer?: NodeJS.Timeout;
   // Answers finishing in the same turn of the event loop join one write.
   private readonly answers = new WriteBatch((data) => {
@@ -57,7 +78,11 @@ export abstract class GoCallConnection<
     private readonly protocol: GoProtocol,
     private readonly onClose: (c: GoConnection) => void,
   ) {
-    this.decoder = new GobStreamDecoder({ maxMessage: options.maxMessage, names: protocol.names });
+    this.decoder = new GobStreamDecoder({
+      maxMessage: options.maxMessage,
+      names: protocol.names,
+      maxElements: MAX_REQUEST_ELEMENTS,
+    });
     this.address = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
@@ -74,8 +99,14 @@ export abstract class GoCallConnection<
   /** Bytes from the socket: the handshake, then the gob stream, handed to `readGob`. */
   protected abstract onSocketData(chunk: Buffer): void;
 
-  /** One top-level gob value: (part of) a call to start. Throws GobError for one that is not. */
-  protected abstract onValue(value: GobValue): void;
+  /** What the next top-level value is decoded into (null: read and dropped). */
+  protected abstract plan: DecodePlan;
+
+  /**
+   * One top-level gob value, decoded as `plan` said (SKIPPED: dropped): (part of) a call to start.
+   * Throws GobError for one that is not.
+   */
+  protected abstract onValue(value: Decoded | typeof SKIPPED): void;
 
   protected handshakeDone(): void {
     clearTimeout(this.handshakeTimer);
@@ -87,12 +118,23 @@ export abstract class GoCallConnection<
     this.drain();
   }
 
-  /** Reads every complete value buffered, up to the in-flight limit. */
+  /** Reads every complete value buffered, up to the in-flight limit and this turn's share of work. */
   private drain(): void {
+    if (this.yielded) return;
+    const start = this.decoder.consumed;
     while (!this.closed && this.inFlight < this.options.maxInFlight) {
-      let value: GobValue | undefined;
+      if (this.decoder.consumed - start >= BYTES_PER_TURN) {
+        // The rest waits for the next turn, after every other connection's.
+        this.yielded = true;
+        setImmediate(() => {
+          this.yielded = false;
+          this.drain();
+        });
+        break;
+      }
+      let value: Decoded | typeof SKIPPED | undefined;
       try {
-        value = this.decoder.next();
+        value = this.decoder.nextAs(this.plan);
       } catch (err) {
         if (err instanceof GobError) return this.badGob(err);
         throw err;

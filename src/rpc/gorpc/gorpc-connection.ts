@@ -6,13 +6,14 @@
  */
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { GobError, type GobValue, type GoInterfaceValue } from '../gob/gob.js';
+import { GobError, type Decoded, type DecodePlan, type GoInterfaceValue } from '../gob/gob.js';
 import { GoCallConnection, type GoConnectionOptions } from '../go-connection.js';
 import type { CallOutcome, GoConnection } from '../go-listener.server.js';
 import {
   DispatcherResponse,
   GORPC_METHODS,
   REQUEST_NAMES,
+  WIRE_REQUEST_LOCAL,
   WireResponse,
   toGorpcCall,
   toPayload,
@@ -54,7 +55,10 @@ export class GorpcConnection extends GoCallConnection {
     this.deflate = deflate;
   }
 
-  protected onValue(value: GobValue): void {
+  /** Every top-level value on a gorpc stream is a wireRequest. */
+  protected plan: DecodePlan = () => WIRE_REQUEST_LOCAL;
+
+  protected onValue(value: Decoded): void {
     const call = toGorpcCall(value);
     // Go's dispatcher is given functions, not services: their call names are ".Name".
     const method = call.name.startsWith('.') ? GORPC_METHODS.get(call.name.slice(1)) : undefined;
@@ -73,9 +77,9 @@ export class GorpcConnection extends GoCallConnection {
     this.run(method, payload, (outcome) => this.reply(id, outcome));
   }
 
-  private reply(id: bigint, outcome: CallOutcome<GoInterfaceValue>): void {
+  private reply(id: number | bigint, outcome: CallOutcome<GoInterfaceValue>): void {
     // gorpc's ID 0 is a one-way call: run, never answered.
-    if (this.closed || id === 0n) return;
+    if (this.closed || id === 0 || id === 0n) return;
     const inner = outcome.ok ? { Response: outcome.reply } : { Error: outcome.message };
     let bytes: Buffer;
     try {

@@ -11,16 +11,20 @@
  * budget, incomplete_frame_timeout_ms.
  */
 import type * as net from 'node:net';
-import { GobLimitError, type GobError, type GobValue } from '../gob/gob.js';
-import { toPayload } from '../gob/go-structs.js';
+import { GobLimitError, SKIPPED, type Decoded, type DecodePlan, type GobError } from '../gob/gob.js';
 import { GoCallConnection, type GoConnectionOptions } from '../go-connection.js';
 import type { CallOutcome, GoConnection } from '../go-listener.server.js';
 import type { DropReason, PendingHolder } from '../input-bounds.js';
 import { CONNECTED, readConnectRequest } from './http-connect.js';
 import {
   InvalidRequest,
+  REQUEST_HEADER_LOCAL,
   Response,
-  argDecodeError,
+  argLocal,
+  argPayload,
+  argTypeError,
+  argValueError,
+  headerTypeError,
   lookupMethod,
   toRequestHeader,
   type GoReply,
@@ -104,28 +108,42 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     );
   }
 
-  /** A call is a header, then its argument. */
-  protected onValue(value: GobValue): void {
+  /** Go's reason for refusing the value just read (read and dropped, SKIPPED), if it was refused. */
+  private refusal: string | null = null;
+
+  /**
+   * A call is a header, then its argument: each decoded straight into the type Go's server reads it
+   * into, or, when Go's decoder would refuse the sender's type, read and dropped with Go's reason kept.
+   */
+  protected plan: DecodePlan = (id) => {
+    this.refusal = null;
+    const call = this.call;
+    if (!call) {
+      this.refusal = headerTypeError(id, this.defs);
+      return this.refusal ? null : REQUEST_HEADER_LOCAL;
+    }
+    // Unknown service or method: Go reads the argument and drops it.
+    if (typeof call.target === 'string') return null;
+    this.refusal = argTypeError(call.target, id, this.defs);
+    return this.refusal ? null : argLocal(call.target);
+  };
+
+  protected onValue(value: Decoded | typeof SKIPPED): void {
     if (!this.call) {
-      const header = toRequestHeader(value, this.decoder.lastType, this.defs);
       // Go's server stops serving a connection whose header it cannot decode.
-      if (typeof header === 'string') return this.fail(header);
+      if (value === SKIPPED) return this.fail(this.refusal ?? 'rpc: server cannot decode request');
+      const header = toRequestHeader(value);
       this.call = { ...header, target: lookupMethod(header.serviceMethod) };
       return;
     }
     const call = this.call;
     this.call = undefined;
-    this.start(call, value);
-  }
-
-  private start(call: PendingCall, arg: GobValue): void {
     const method = call.target;
-    // Unknown service or method: Go reads the argument, drops it, and answers the error.
     if (typeof method === 'string') return this.answer(call, { ok: false, message: method });
-    const refusal = argDecodeError(method, this.decoder.lastType, this.defs, arg);
-    if (refusal) return this.answer(call, { ok: false, message: refusal });
-    const payload = method.arg.kind === 'int' ? {} : toPayload(method.arg.request, arg);
-    this.run(method, payload, (answer) => this.answer(call, answer));
+    const refusal = value === SKIPPED ? this.refusal : argValueError(method, value);
+    if (refusal !== null || value === SKIPPED)
+      return this.answer(call, { ok: false, message: refusal ?? 'gob: cannot decode argument' });
+    this.run(method, argPayload(method, value), (answer) => this.answer(call, answer));
   }
 
   private answer(call: PendingCall, answer: CallOutcome<GoReply>): void {
