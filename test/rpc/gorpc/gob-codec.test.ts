@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  GoBasic,
   GobError,
   GobStreamDecoder,
   GobStreamEncoder,
+  SKIPPED,
   type Decoded,
   type GobValue,
+  type LocalType,
 } from '../../../src/rpc/gob/gob.js';
+import { goSlice, goStruct } from '../../../src/rpc/gob/go-structs.js';
 import {
   DispatcherResponse,
   GORPC_METHODS,
@@ -189,5 +193,101 @@ describe('gob stream decoder', () => {
     assert.equal(d.next(), undefined);
     d.push(first.subarray(first.length - 1));
     assert.ok(d.next() !== undefined);
+  });
+});
+
+describe('type-directed decoding', () => {
+  const Empty = goStruct(90, 'Empty', []);
+  const PM = goStruct(91, 'PeerMessage', [
+    ['AppID', GoBasic.int],
+    ['Extra', goSlice(92, '[]Empty', Empty)],
+    ['Uid', GoBasic.int],
+  ]);
+  const Local: LocalType = {
+    kind: 'struct',
+    name: 'PeerMessage',
+    fields: new Map<string, LocalType>([
+      ['AppID', { kind: 'int' }],
+      ['Uid', { kind: 'int' }],
+    ]),
+  };
+  const decodeOne = (bytes: Buffer, maxElements?: number) => {
+    const d = new GobStreamDecoder({
+      maxMessage: 1 << 20,
+      names: new Set(),
+      ...(maxElements ? { maxElements } : {}),
+    });
+    d.push(bytes);
+    return d.nextAs(() => Local);
+  };
+
+  it('fills the fields it knows, skips the ones it does not, and leaves out what was not sent', () => {
+    const bytes = new GobStreamEncoder().encode(PM, { AppID: 7, Extra: [{}, {}, {}], Uid: -(2n ** 60n) });
+    assert.deepEqual(decodeOne(bytes), { AppID: 7, Uid: -(2n ** 60n) });
+    assert.deepEqual(decodeOne(new GobStreamEncoder().encode(PM, {})), {});
+  });
+
+  it('refuses more list elements than the cap, skipped ones included, before reading them', () => {
+    const bytes = new GobStreamEncoder().encode(PM, { AppID: 1, Extra: new Array(100).fill({}) });
+    assert.deepEqual(decodeOne(bytes, 100), { AppID: 1 });
+    assert.throws(
+      () => decodeOne(bytes, 99),
+      (e: unknown) => e instanceof GobError && /more than 99 list elements in one value/.test(e.message),
+    );
+  });
+
+  it('refuses a count the bytes left cannot hold at the element size of its type', () => {
+    // An array of 1000 ints is at least 1001 bytes: 3 such arrays cannot fit in a message of ~50 bytes.
+    const Ints = { kind: 'array', id: 93, name: '[1000]int', elem: GoBasic.int, len: 1000 } as const;
+    const Arrs = goSlice(94, '[][1000]int', Ints);
+    const T = goStruct(95, 'PeerMessage', [
+      ['AppID', GoBasic.int],
+      ['Junk', Arrs],
+    ]);
+    const ok = new GobStreamEncoder().encode(T, { AppID: 1, Junk: [] });
+    // Patch the value: Junk (delta 1) with a count of 3 and nothing after it.
+    const value = Buffer.from([0xff, 0xbe, 0x01, 0x02, 0x01, 0x03, 0x00]);
+    const prefix = ok.subarray(0, ok.lastIndexOf(Buffer.from([0xff, 0xbe, 0x01, 0x02])) - 1);
+    const bytes = Buffer.concat([prefix, Buffer.from([value.length]), value]);
+    assert.throws(
+      () => decodeOne(bytes),
+      (e: unknown) => e instanceof GobError && /list of 3 elements runs past its gob message/.test(e.message),
+    );
+  });
+
+  it("refuses a field of a type the local one cannot take, in Go's words", () => {
+    const Bad = goStruct(96, 'PeerMessage', [['Uid', GoBasic.string]]);
+    assert.throws(
+      () => decodeOne(new GobStreamEncoder().encode(Bad, {})),
+      (e: unknown) =>
+        e instanceof GobError && /wrong type \(int64\) for received field PeerMessage\.Uid/.test(e.message),
+    );
+    const Other = goStruct(97, 'Other', [['Name', GoBasic.string]]);
+    assert.throws(
+      () => decodeOne(new GobStreamEncoder().encode(Other, { Name: 'x' })),
+      (e: unknown) =>
+        e instanceof GobError && /no fields matched compiling decoder for PeerMessage/.test(e.message),
+    );
+    assert.throws(
+      () => decodeOne(new GobStreamEncoder().encode(GoBasic.string, 'x')),
+      (e: unknown) =>
+        e instanceof GobError &&
+        /a PeerMessage cannot be decoded from a value sent as string/.test(e.message),
+    );
+  });
+
+  it('a value its plan drops is read to its end and reported as SKIPPED', () => {
+    const d = new GobStreamDecoder({ maxMessage: 1 << 20, names: new Set() });
+    const enc = new GobStreamEncoder();
+    d.push(Buffer.concat([enc.encode(PM, { AppID: 1, Extra: [{}] }), enc.encode(PM, { AppID: 2 })]));
+    assert.equal(
+      d.nextAs(() => null),
+      SKIPPED,
+    );
+    assert.deepEqual(
+      d.nextAs(() => Local),
+      { AppID: 2 },
+    );
+    assert.equal(d.bufferedBytes, 0);
   });
 });
