@@ -8,6 +8,7 @@
 import type * as net from 'node:net';
 import {
   GobError,
+  GobLimitError,
   GobStreamDecoder,
   GobStreamEncoder,
   SKIPPED,
@@ -15,6 +16,7 @@ import {
   type DecodePlan,
 } from './gob/gob.js';
 import type { CallOutcome, GoConnection } from './go-listener.server.js';
+import type { DropReason, PendingHolder } from './input-bounds.js';
 import { WriteBatch } from './write-batch.js';
 
 export interface GoConnectionOptions {
@@ -29,6 +31,16 @@ export interface GoConnectionOptions {
   maxQueuedOutput: number;
   /** How long a new connection may take to make its handshake. */
   handshakeMs: number;
+  /** An unfinished gob message that receives nothing this long is dropped (incomplete_frame_timeout_ms). */
+  stallMs?: number;
+  /** The process's input budget (max_pending_bytes) and drop counters; none in unit tests. */
+  bounds?: ConnectionBounds;
+}
+
+/** The parts of InputBounds a connection uses (the shared budget and the drop log/counter). */
+export interface ConnectionBounds {
+  hold(holder: PendingHolder, bytes: number): void;
+  noteDrop(what: string, address: string, reason: DropReason, detail: string): void;
 }
 
 /**
@@ -53,9 +65,14 @@ export interface GoProtocol {
   names: ReadonlySet<string>;
 }
 
-export abstract class GoCallConnection<
-  O extends GoConnectionOptions = GoConnectionOptions,
-> implements GoConnection {
+/**
+ * The input bounds are those of the Nest transport: max_frame_bytes per gob message (refused as soon as
+ * its length is read), the bytes of unfinished messages counted against max_pending_bytes with all other
+ * connections', and an unfinished message that stops moving dropped after incomplete_frame_timeout_ms.
+ */
+export abstract class GoCallConnection<O extends GoConnectionOptions = GoConnectionOptions>
+  implements GoConnection, PendingHolder
+{
   readonly address: string;
   protected readonly decoder: GobStreamDecoder;
   protected readonly encoder = new GobStreamEncoder();
@@ -65,6 +82,7 @@ export abstract class GoCallConnection<
   /** The rest of the buffered input waits for the next turn of the event loop. */
   private yielded = false;
   private handshakeTimer?: NodeJS.Timeout;
+  private stallTimer?: NodeJS.Timeout;
   // Answers finishing in the same turn of the event loop join one write.
   private readonly answers = new WriteBatch((data) => {
     if (this.closed) return;
@@ -155,15 +173,49 @@ export abstract class GoCallConnection<
   }
 
   protected badGob(err: GobError): void {
-    this.fail(`bad gob data: ${err.message}`);
+    if (!(err instanceof GobLimitError)) return this.fail(`bad gob data: ${err.message}`);
+    this.drop(
+      'frame_too_large',
+      `it announced a gob message of ${err.length} bytes; max_frame_bytes is ${err.limit}`,
+    );
   }
 
   protected tooLarge(): void {
-    this.fail(`request larger than ${2 * this.options.maxMessage} bytes`);
+    this.drop(
+      'frame_too_large',
+      `it sent a value of more than ${2 * this.options.maxMessage} bytes; max_frame_bytes is ${this.options.maxMessage}`,
+    );
   }
 
+  /** After a read: report the bytes held to the budget, watch an unfinished message, apply flow control. */
   protected afterRead(): void {
+    if (this.closed) return;
+    this.options.bounds?.hold(this, this.decoder.bufferedBytes);
+    // Over the budget, the connection dropped may be this one.
+    if (this.closed) return;
     this.updateFlow();
+    clearTimeout(this.stallTimer);
+    const stallMs = this.options.stallMs;
+    if (stallMs !== undefined && !this.paused && this.decoder.bufferedBytes > 0) {
+      this.stallTimer = setTimeout(
+        () =>
+          this.drop(
+            'stalled',
+            `its unfinished gob message (${this.decoder.bufferedBytes} bytes held) received nothing for ${stallMs} ms (incomplete_frame_timeout_ms)`,
+          ),
+        stallMs,
+      );
+      this.stallTimer.unref();
+    }
+  }
+
+  /** Closes the connection for one of the input bounds (counted and logged as the Nest transport's). */
+  drop(reason: DropReason, detail: string): void {
+    if (this.closed) return;
+    const label = this.protocol.label;
+    if (this.options.bounds) this.options.bounds.noteDrop(label, this.address, reason, detail);
+    else this.options.log(`${label} connection from ${this.address} closed: ${detail}`);
+    this.teardown();
   }
 
   /**
@@ -233,6 +285,8 @@ export abstract class GoCallConnection<
   }
 
   protected pauseReading(): void {
+    // A connection that is not read from is not stalling.
+    clearTimeout(this.stallTimer);
     this.socket.pause();
   }
 
@@ -251,6 +305,8 @@ export abstract class GoCallConnection<
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.stallTimer);
+    this.options.bounds?.hold(this, 0);
     this.answers.clear();
     this.socket.destroy();
     this.released();
