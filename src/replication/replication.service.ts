@@ -73,6 +73,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         epoch: () => ({ epoch: this.storage.latestEpoch, history: this.storage.epochHistory() }),
         tls: this.tls.material ? serverTlsOptions(this.tls.material) : undefined,
         limitConnections: (server) => this.bounds.limitConnections(server, 'sync'),
+        incompleteFrameMs: c.incomplete_frame_timeout_ms,
+        bounds: this.bounds,
       };
       this.replicas = new InSyncReplicas(
         {
@@ -95,6 +97,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         this.logger,
         this.nodeName,
         this.slaveTlsOptions(),
+        this.config.incomplete_frame_timeout_ms,
       );
       this.slave.start();
       this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
@@ -144,7 +147,14 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.stepDown();
     if (this.slave?.masterAddress === syncAddress) return;
     await this.slave?.stop();
-    this.slave = new SyncSlave(this.storage, syncAddress, this.logger, this.nodeName, this.slaveTlsOptions());
+    this.slave = new SyncSlave(
+      this.storage,
+      syncAddress,
+      this.logger,
+      this.nodeName,
+      this.slaveTlsOptions(),
+      this.config.incomplete_frame_timeout_ms,
+    );
     this.slave.start();
     this.logger.log(`following master ${syncAddress}, cursor ${this.storage.logEnd}`);
   }
