@@ -1202,7 +1202,8 @@ async function main() {
     }
   }
 
-  if (want('gowire')) {
+  // Too slow for the quick smoke run's budget unless asked for by name (--only gowire).
+  if (want('gowire') && (!QUICK || ONLY)) {
     log('Go wires (gorpc, net/rpc) beside the Nest transport, 64 in flight');
     res.goWire = await goWireBench();
   }
