@@ -346,11 +346,11 @@ export class GobStreamDecoder {
     return u & 1n ? ~(u >> 1n) : u >> 1n;
   }
 
+  /** A signed integer used as a type id: must be a safe JS number. */
   private readInt(): number {
-    const v = this.readIntBig();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER))
-      throw new GobError('type id out of range');
-    return Number(v);
+    const v = this.readIntNumber();
+    if (typeof v !== 'number') throw new GobError('type id out of range');
+    return v;
   }
 
   private remaining(): number {
@@ -1007,8 +1007,17 @@ class Out {
   }
 
   uint(v: number | bigint): void {
-    if (typeof v === 'number' && v < 0x80) {
+    if (typeof v === 'number' && v < 0x80 && v >= 0) {
       this.byte(v);
+      return;
+    }
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) {
+      // Big-endian without leading zeros, after a byte holding the negated count (no BigInt needed).
+      let n = 0;
+      for (let x = v; x > 0; x = Math.floor(x / 256)) n++;
+      this.room(n + 1);
+      this.buf[this.len++] = 256 - n;
+      for (let i = n - 1; i >= 0; i--) this.buf[this.len++] = Math.floor(v / 256 ** i) % 256;
       return;
     }
     let big = BigInt(v);
@@ -1030,6 +1039,11 @@ class Out {
   int(v: number | bigint): void {
     if (typeof v === 'number' && v >= 0 && v < 0x40) {
       this.byte(v * 2);
+      return;
+    }
+    // Zig-zag in doubles while it stays exact.
+    if (typeof v === 'number' && Number.isSafeInteger(v) && Math.abs(v) < 2 ** 52) {
+      this.uint(v < 0 ? -2 * v - 1 : 2 * v);
       return;
     }
     const big = BigInt(v);

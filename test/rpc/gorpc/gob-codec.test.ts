@@ -291,3 +291,41 @@ describe('type-directed decoding', () => {
     assert.equal(d.bufferedBytes, 0);
   });
 });
+
+describe('gob integers', () => {
+  const edges = [
+    0,
+    1,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    2 ** 31,
+    2 ** 32 + 5,
+    2 ** 52 - 1,
+    2 ** 52,
+    2 ** 53 - 1,
+  ];
+  it('numbers encode to the bytes their bigints do, and decode back as numbers when safe', () => {
+    for (const [type, values] of [
+      [GoBasic.int, [...edges, ...edges.map((v) => -v)]],
+      [GoBasic.uint, edges],
+    ] as const) {
+      for (const v of values) {
+        const fromNumber = new GobStreamEncoder().encode(type, v);
+        const fromBig = new GobStreamEncoder().encode(type, BigInt(v));
+        assert.equal(fromNumber.toString('hex'), fromBig.toString('hex'), `${type.kind} ${v}`);
+        const d = new GobStreamDecoder({ maxMessage: 1 << 20, names: new Set() });
+        d.push(fromNumber);
+        assert.equal(
+          d.nextAs(() => ({ kind: type.kind })),
+          v === 0 ? 0 : v,
+          `${type.kind} ${v} back`,
+        );
+      }
+    }
+  });
+});
