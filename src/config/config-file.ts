@@ -48,6 +48,7 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   max_frame_bytes: { kind: 'int', required: false },
   max_pending_bytes: { kind: 'int', required: false },
   incomplete_frame_timeout_ms: { kind: 'int', required: false },
+  checksum_recheck_s: { kind: 'int', required: false },
   max_connections: { kind: 'int', required: false },
   tls_cert: { kind: 'string', required: false },
   tls_key: { kind: 'string', required: false },

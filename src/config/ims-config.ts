@@ -187,6 +187,14 @@ export class ImsConfig {
   @Min(100, { message: 'incomplete_frame_timeout_ms must be at least 100' })
   incomplete_frame_timeout_ms = 30_000;
 
+  /**
+   * Checked reads: a record a read verified within the last `checksum_recheck_s` to twice that many
+   * seconds is served without computing its CRC again; 0 checks every read (README "Checked reads").
+   */
+  @IsInt()
+  @Min(0, { message: 'checksum_recheck_s must be 0 (every read checked) or more' })
+  checksum_recheck_s = 30;
+
   /** Connections each listener (RPC, sync, gorpc, netrpc) accepts at once; beyond it new ones are refused. */
   @IsInt()
   @Min(1, { message: 'max_connections must be at least 1' })

@@ -41,7 +41,12 @@ describe('config file', () => {
     assert.equal(c.max_frame_bytes, 48 * 1024 * 1024);
     assert.equal(c.max_pending_bytes, 256 * 1024 * 1024);
     assert.equal(c.max_connections, 10000);
+    assert.equal(c.checksum_recheck_s, 30);
     assert.equal(c.tls_cert, undefined);
+    assert.equal(
+      parseConfigText([...GOOD, 'checksum_recheck_s=0'].join('\n'), 'x.cfg').checksum_recheck_s,
+      0,
+    );
   });
 
   const bad: [string, string[], RegExp][] = [
@@ -61,6 +66,11 @@ describe('config file', () => {
       /x\.cfg:5: key "netrpc_listen": netrpc_listen must be host:port/,
     ],
     ['range', [...GOOD, 'limit=0'], /x\.cfg:5: key "limit": limit must be at least 1/],
+    [
+      'negative recheck window',
+      [...GOOD, 'checksum_recheck_s=-1'],
+      /x\.cfg:5: key "checksum_recheck_s": checksum_recheck_s must be 0 \(every read checked\) or more/,
+    ],
     [
       'enum',
       [...GOOD, 'durability=maybe'],
