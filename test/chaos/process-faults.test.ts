@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { EtcdProcess } from '../support/etcd.js';
 import { waitFor } from '../support/wait.js';
-import { assertClean, runScenario, waitAcks } from './support/chaos-cluster.js';
+import { CASE_TIMEOUT_MS, assertClean, runScenario, waitAcks } from './support/chaos-cluster.js';
 
-const CASE = { timeout: 300_000 };
+const CASE = { timeout: CASE_TIMEOUT_MS };
 
 describe('chaos: process faults', () => {
   let etcd: EtcdProcess;
@@ -110,7 +110,7 @@ describe('chaos: process faults', () => {
         const m = await cluster.waitMaster();
         const [r] = cluster.names.filter((n) => n !== m);
         // Its link to the master slowed to a trickle: it falls behind and leaves the in-sync set.
-        cluster.sync.get(`${r}>${m}`)!.bytesPerSecond = 20_000;
+        cluster.sync.get(`${r}>${m}`)!.bytesPerSecond = 2_000;
         await cluster.waitInSync((s) => !s.includes(r), `${r} recorded out of the in-sync set`);
         await waitAcks(workload, 200, 'saves acknowledged while the replica lags');
         await cluster.kill(m);

@@ -11,6 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Logger } from '@nestjs/common';
 import { Etcd3 } from 'etcd3';
 import { ImsClusterClient } from '../../../src/client/index.js';
 import { clusterKeys, parseInSync } from '../../../src/cluster/cluster-keys.js';
@@ -21,6 +22,9 @@ import { waitFor } from '../../support/wait.js';
 import { blockDifference as blockDifferenceOf } from '../../replication/support.js';
 import { LinkProxy } from './link-proxy.js';
 import { checkHistory, describeReport, Workload, type HistoryReport } from './history.js';
+
+// The client's transport logs every reset connection with a stack; the checker counts failures instead.
+Logger.overrideLogger(false);
 
 export const BLOCK_SIZE = 1048576;
 export const NAMES = ['a', 'b', 'c'] as const;
@@ -244,8 +248,9 @@ export class ChaosCluster {
   }
 
   async waitInSync(cond: (members: string[]) => boolean, what: string, timeoutMs = 20000): Promise<string[]> {
-    return waitFor(async () => ((m) => (cond(m) ? m : null))(await this.inSync()), {
-      what: () => `${what}`,
+    let last: string[] = [];
+    return waitFor(async () => ((m) => (cond(m) ? m : null))((last = await this.inSync())), {
+      what: () => `${what} (recorded: ${last.join(',') || 'none'})`,
       timeoutMs,
       intervalMs: 50,
     });
@@ -347,6 +352,8 @@ export interface ScenarioOptions extends Omit<ChaosOptions, 'cluster'> {
 /** Cycles of a scenario in this run: 1 in npm test, IMS_CHAOS_CYCLES in the soak. */
 export const CYCLES = Number(process.env.IMS_CHAOS_CYCLES ?? 1);
 export const BUSY = process.env.IMS_CHAOS_BUSY === '1';
+/** A case's time limit: start-up and the final check, plus each cycle's fault and healing. */
+export const CASE_TIMEOUT_MS = 120_000 + CYCLES * 120_000;
 
 let clusters = 0;
 
@@ -383,7 +390,7 @@ export async function runScenario(
     const report = await cluster.finish(workload);
     const line = `${describeReport(name, report)} [seed ${seed}, ${cycles} cycle(s)]`;
     console.log(line);
-    recordResult(name, cycles, report);
+    recordResult(name, cycles, report, options.busy ?? BUSY);
     if (report.examples.length > 0) console.log(report.examples.join('\n'));
     return { report, logs: cluster.logs() };
   } catch (err) {
@@ -422,7 +429,7 @@ export function assertClean(report: HistoryReport, logs = ''): void {
 }
 
 /** The soak's table: one JSON line per scenario run, appended to IMS_CHAOS_RESULTS when set. */
-function recordResult(name: string, cycles: number, r: HistoryReport): void {
+function recordResult(name: string, cycles: number, r: HistoryReport, busy: boolean): void {
   const file = process.env.IMS_CHAOS_RESULTS;
   if (!file) return;
   fs.appendFileSync(
@@ -430,6 +437,7 @@ function recordResult(name: string, cycles: number, r: HistoryReport): void {
     JSON.stringify({
       fault: name,
       cycles,
+      busy,
       acknowledged: r.acknowledged,
       lost: r.lost,
       twoBodies: r.twoBodies,
