@@ -98,6 +98,7 @@ describe('chaos: partitions', () => {
   });
 
   it('a replica rejoining over a slow link, then the new master killed (KAFKA-7128)', CASE, async () => {
+    const wrong: string[] = [];
     const { report, logs } = await runScenario(
       etcd,
       'replica rejoining over a slow link, then the new master killed',
@@ -111,7 +112,12 @@ describe('chaos: partitions', () => {
         // Far behind: everything acknowledged from here on is missing on r.
         await waitAcks(workload, 1500, 'saves acknowledged while the replica is cut off');
         await cluster.kill(m1);
-        assert.equal(await cluster.waitNewMaster(m1), m2, `the in-sync replica ${m2} takes over`);
+        const next = await cluster.waitNewMaster(m1);
+        if (next !== m2) {
+          // The rule this case is about cannot be reached: the history check shows what it cost.
+          wrong.push(`the cut-off replica ${r} was elected instead of the in-sync ${m2}`);
+          return;
+        }
         const slow = cluster.sync.get(`${r}>${m2}`)!;
         slow.heal();
         slow.bytesPerSecond = 40_000;
@@ -126,6 +132,7 @@ describe('chaos: partitions', () => {
         });
       },
     );
-    assertClean(report, logs);
+    assertClean(report, `${wrong.join('\n')}\n${logs}`);
+    assert.deepEqual(wrong, []);
   });
 });

@@ -13,7 +13,7 @@ export type LinkMode = 'open' | 'reset' | 'blackhole';
 /** Above this many queued bytes a direction stops reading its source (backpressure through the proxy). */
 const HIGH_WATER = 4 * 1024 * 1024;
 /** Throttled data goes out in pieces of this size, so the rate is smooth. */
-const PIECE = 16 * 1024;
+const PIECE = 4 * 1024;
 
 interface Item {
   chunk: Buffer | null; // null: the source ended (FIN), delayed like data
@@ -66,9 +66,10 @@ class Pipe {
           const rate = this.link.bytesPerSecond;
           const piece = rate > 0 ? chunk.subarray(off, off + PIECE) : chunk.subarray(off);
           off += piece.length;
-          const ok = this.to.write(piece);
+          // A slow link: the piece arrives only after the time it takes to cross at that rate.
           if (rate > 0) await sleep((piece.length / rate) * 1000);
-          if (!ok && !this.to.destroyed) await drained(this.to);
+          if (this.conn.swallowing || this.to.destroyed) break;
+          if (!this.to.write(piece)) await drained(this.to);
         }
         if (this.queued <= HIGH_WATER / 2 && this.from.isPaused()) this.from.resume();
       }
@@ -80,6 +81,7 @@ class Pipe {
 
 function drained(s: net.Socket): Promise<void> {
   return new Promise((resolve) => {
+    if (s.destroyed || !s.writable) return resolve();
     const done = () => {
       s.off('drain', done);
       s.off('close', done);
