@@ -130,6 +130,9 @@ export function parseConfigText(text: string, source: string): ImsConfig {
   }
   const config = plainToInstance(ImsConfig, values, { enableImplicitConversion: false });
   config.kefu_appid = values.kefu_appid as bigint;
+  // Cluster mode promises that any in-sync replica may win an election without losing an acknowledged
+  // save; that needs at least one replica's copy before an acknowledgement. A one-node shard says 0.
+  if (config.clusterMode && !('min_insync_replicas' in values)) config.min_insync_replicas = 1;
   config.source = source;
   const errors = validateSync(config, { forbidUnknownValues: false });
   if (errors.length > 0) {

@@ -105,7 +105,8 @@ export class ImsConfig {
 
   /**
    * A save is acknowledged once it is durable here and on at least this many in-sync replicas (ims
-   * slaves that acknowledge). 0: acknowledged after the local fsync alone, as Go does.
+   * slaves that acknowledge). 0: acknowledged after the local fsync alone, as Go does. Cluster mode
+   * defaults to 1 (a one-node shard must say 0, and then acknowledged saves can be lost on failover).
    */
   @IsInt()
   @Min(0, { message: 'min_insync_replicas must not be negative' })
@@ -153,7 +154,11 @@ export class ImsConfig {
   @Min(0, { message: 'shard must not be negative' })
   shard = 0;
 
-  /** Unique within the shard (cluster mode); default the rpc_listen address. */
+  /**
+   * This node's one identity in its shard (registration, in-sync set, slave identification). Default:
+   * the name the data folder was first joined under, else `<hostname>:<rpc port>`; recorded in the
+   * folder, so that the in-sync set names data, not a process.
+   */
   @IsOptional()
   @Matches(/^[A-Za-z0-9_.:-]+$/, { message: 'node_name must be letters, digits, _ . : -' })
   node_name?: string;

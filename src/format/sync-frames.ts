@@ -210,6 +210,9 @@ export function splitFrames(
  *   MSG_STORAGE_SYNC_HELLO (230)      body = epoch int64, log_end int64, count int32, count × (epoch int64, start_id int64)
  * and later sends, after each batch and when idle,
  *   MSG_STORAGE_SYNC_HEARTBEAT (232)  body = epoch int64, log_end int64, sent_at_ms int64
+ *                                     [, acknowledged_end int64]
+ * (acknowledged_end, the master's high watermark, only to a slave that also set
+ * SYNC_FLAG_ACKNOWLEDGED_END: a slave answers reads below it; an older ims slave gets 24 bytes)
  * The slave names itself once, after the hello, with
  *   MSG_STORAGE_SYNC_IDENT (233)      body = the node's name, UTF-8, 1 to 255 bytes
  * and reports what is durable on its disk with
@@ -220,8 +223,11 @@ export function splitFrames(
  * A Go slave (flag clear) gets exactly Go's stream; a Go master never sees an extension frame.
  */
 export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
+/** The slave wants the master's acknowledged end in heartbeats (with SYNC_FLAG_IMS_EXTENSIONS). */
+export const SYNC_FLAG_ACKNOWLEDGED_END = 0x40;
 export const SYNC_ACK_BODY_SIZE = 16;
 export const SYNC_HEARTBEAT_BODY_SIZE = 24;
+export const SYNC_HEARTBEAT_WITH_END_BODY_SIZE = 32;
 const HELLO_HEAD_SIZE = 20;
 /** More epochs than any real history holds: a bigger count is a corrupt frame. */
 export const MAX_HELLO_EPOCHS = 100_000;
@@ -246,13 +252,16 @@ export interface SyncHeartbeat {
   epoch: number;
   logEnd: number;
   sentAt: number;
+  /** The master's acknowledged end, when the slave asked for it. */
+  acknowledgedEnd?: number;
 }
 
 /** MSG_STORAGE_SYNC_BEGIN asking for the ims extensions. */
-export function encodeExtendedSyncBegin(cursor: number, seq = 1): Buffer {
+export function encodeExtendedSyncBegin(cursor: number, seq = 1, wantsAcknowledgedEnd = true): Buffer {
   const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
   writeId(body, cursor, 0);
-  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, SYNC_FLAG_IMS_EXTENSIONS);
+  const flag = SYNC_FLAG_IMS_EXTENSIONS | (wantsAcknowledgedEnd ? SYNC_FLAG_ACKNOWLEDGED_END : 0);
+  return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, flag);
 }
 
 export function encodeHelloFrame(seq: number, hello: SyncHello): Buffer {
@@ -326,24 +335,33 @@ export function decodeAckBody(body: Buffer): Decoded<SyncAck> {
 }
 
 export function encodeHeartbeatFrame(seq: number, hb: SyncHeartbeat): Buffer {
-  const body = Buffer.alloc(SYNC_HEARTBEAT_BODY_SIZE);
+  const withEnd = hb.acknowledgedEnd !== undefined;
+  const body = Buffer.alloc(withEnd ? SYNC_HEARTBEAT_WITH_END_BODY_SIZE : SYNC_HEARTBEAT_BODY_SIZE);
   writeId(body, hb.epoch, 0);
   writeId(body, hb.logEnd, 8);
   writeId(body, hb.sentAt, 16);
+  if (withEnd) writeId(body, hb.acknowledgedEnd!, 24);
   return encodeFrame(seq, Cmd.STORAGE_SYNC_HEARTBEAT, body);
 }
 
 export function decodeHeartbeatBody(body: Buffer): Decoded<SyncHeartbeat> {
   const what = 'MSG_STORAGE_SYNC_HEARTBEAT';
-  if (body.length !== SYNC_HEARTBEAT_BODY_SIZE) {
-    return bad(`${what} body is ${body.length} bytes, expected ${SYNC_HEARTBEAT_BODY_SIZE}`);
+  if (body.length !== SYNC_HEARTBEAT_BODY_SIZE && body.length !== SYNC_HEARTBEAT_WITH_END_BODY_SIZE) {
+    return bad(
+      `${what} body is ${body.length} bytes, expected ${SYNC_HEARTBEAT_BODY_SIZE} or ${SYNC_HEARTBEAT_WITH_END_BODY_SIZE}`,
+    );
   }
-  const hb = { epoch: readId(body, 0), logEnd: readId(body, 8), sentAt: readId(body, 16) };
+  const hb: SyncHeartbeat = { epoch: readId(body, 0), logEnd: readId(body, 8), sentAt: readId(body, 16) };
+  if (body.length === SYNC_HEARTBEAT_WITH_END_BODY_SIZE) hb.acknowledgedEnd = readId(body, 24);
   const p =
     nonNegative(`${what} epoch`, hb.epoch) ??
     nonNegative(`${what} log_end`, hb.logEnd) ??
-    nonNegative(`${what} sent_at`, hb.sentAt);
-  return p ? bad(p) : { ok: true, value: hb };
+    nonNegative(`${what} sent_at`, hb.sentAt) ??
+    (hb.acknowledgedEnd === undefined ? null : nonNegative(`${what} acknowledged_end`, hb.acknowledgedEnd));
+  if (p) return bad(p);
+  if (hb.acknowledgedEnd !== undefined && hb.acknowledgedEnd > hb.logEnd)
+    return bad(`${what} acknowledged_end ${hb.acknowledgedEnd} is past its log_end ${hb.logEnd}`);
+  return { ok: true, value: hb };
 }
 
 export const MAX_NODE_NAME_BYTES = 255;

@@ -52,8 +52,13 @@ export class InSyncReplicas implements AckGate {
   private readonly replicas = new Map<object, ReplicaState & { name: string; leaving: boolean }>();
   private membership: RecordedMembership | null = null;
   private recording: Promise<void> = Promise.resolve();
-  /** The highest end a save was acknowledged at: a replica must hold it to join (cluster mode). */
-  private committedEnd = 0;
+  /**
+   * The acknowledged end (Kafka's high watermark): every record below it is held by the master and by
+   * every in-sync replica. A replica joins only once it holds it. A master's term starts it at the
+   * master's log end (KAFKA-7128): what the previous master acknowledged lies somewhere below, and a
+   * replica that holds less must not be counted in sync.
+   */
+  private acknowledgedEnd = 0;
   /** When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond. */
   private writes: { end: number; at: number }[] = [];
   private waiters: Waiter[] = [];
@@ -77,6 +82,45 @@ export class InSyncReplicas implements AckGate {
     this.timer = null;
     const err = new Error('the server is shutting down');
     for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /**
+   * A master's term begins with its log ending at `logEnd`: replicas of an earlier term are forgotten
+   * (their sessions were closed), and none joins before it holds `logEnd`.
+   */
+  beginTerm(logEnd: number): void {
+    this.acknowledgedEnd = logEnd;
+    this.replicas.clear();
+    this.writes = [];
+  }
+
+  /**
+   * The end below which reads may answer: acknowledged saves only. `localEnd` is what the master's own
+   * acknowledgement needs (its durable end with durability=sync, its log end otherwise).
+   */
+  highWatermark(localEnd: number): number {
+    const min = this.options.minInsync;
+    let end = localEnd;
+    if (min === 0) {
+      // Acknowledged after the local write alone: nothing to wait for.
+    } else if (this.membership) {
+      // Cluster mode: every member holds it (leaving ones too, until recorded without them).
+      let members = 0;
+      for (const r of this.replicas.values()) {
+        if (!r.inSync) continue;
+        end = Math.min(end, r.ackedEnd);
+        if (!r.leaving) members++;
+      }
+      if (members < min) end = 0;
+    } else if (min > 0) {
+      // min_insync_replicas of them hold it.
+      const held: number[] = [];
+      for (const r of this.replicas.values()) if (r.inSync) held.push(r.ackedEnd);
+      held.sort((a, b) => b - a);
+      end = held.length >= min ? Math.min(end, held[min - 1]) : 0;
+    }
+    if (end > this.acknowledgedEnd) this.acknowledgedEnd = end;
+    return Math.min(this.acknowledgedEnd, localEnd);
   }
 
   /** Cluster mode on (with how the set is recorded) or off (null). Records the current set at once. */
@@ -204,7 +248,7 @@ export class InSyncReplicas implements AckGate {
 
   whenAcknowledged(end: number): Promise<void> {
     if (this.acknowledged(end)) {
-      this.committedEnd = Math.max(this.committedEnd, end);
+      this.acknowledgedEnd = Math.max(this.acknowledgedEnd, end);
       return Promise.resolve();
     }
     const n = this.inSyncCount;
@@ -266,7 +310,7 @@ export class InSyncReplicas implements AckGate {
           `it has not acknowledged a record written ${r.lagMs} ms ago ` +
             `(replica_lag_timeout_ms ${timeout}; acknowledged up to ${r.ackedEnd})`,
         );
-      } else if (!r.inSync && !lagging && r.ackedEnd >= this.committedEnd) {
+      } else if (!r.inSync && !lagging && r.ackedEnd >= this.acknowledgedEnd) {
         r.inSync = true;
         this.logger.log(`replica ${r.name} joined the in-sync set (acknowledged up to ${r.ackedEnd})`);
         void this.recordMembers().catch((err: Error) =>
@@ -282,7 +326,7 @@ export class InSyncReplicas implements AckGate {
     for (const r of this.replicas.values()) if (r.leaving) leaving = true;
     for (const w of this.waiters) {
       if (this.acknowledged(w.end)) {
-        this.committedEnd = Math.max(this.committedEnd, w.end);
+        this.acknowledgedEnd = Math.max(this.acknowledgedEnd, w.end);
         w.resolve();
       } else if (inSync < required && !leaving) w.reject(new NotEnoughReplicasError(inSync, required));
       else still.push(w);

@@ -41,6 +41,11 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
    */
   private authority: (() => string | null) | null = null;
   private leading = false;
+  /**
+   * The acknowledged end last known (as master or from the master): reads below it stay safe while
+   * this node neither leads nor follows (between roles, or etcd down), since no rule ever cuts it.
+   */
+  private knownAcknowledgedEnd = 0;
   /** This node's name in the in-sync set: node_name, or the rpc address (cluster mode sets it). */
   nodeName: string;
 
@@ -73,6 +78,10 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         epoch: () => ({ epoch: this.storage.latestEpoch, history: this.storage.epochHistory() }),
         tls: this.tls.material ? serverTlsOptions(this.tls.material) : undefined,
         limitConnections: (server) => this.bounds.limitConnections(server, 'sync'),
+        acknowledgedEnd: () => this.readEnd(),
+        // Cluster mode: only the leader serves followers (a deposed one may cut its own log back).
+        slaveRefusal: () =>
+          c.clusterMode && !this.leading ? (this.authority?.() ?? 'not the master') : null,
       };
       this.replicas = new InSyncReplicas(
         {
@@ -83,8 +92,13 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         this.logger,
       );
       this.replicas.start();
-      if (c.min_insync_replicas > 0 && !c.master_address && !c.clusterMode)
+      if (c.min_insync_replicas > 0 && !c.master_address && !c.clusterMode) {
+        this.replicas.beginTerm(this.storage.logEnd);
         this.storage.setAckGate(this.replicas);
+      }
+      // Reads answer acknowledged saves only (a master with replicas to wait for, a cluster node, an
+      // ims slave whose master reports its acknowledged end); otherwise everything written, as Go.
+      this.storage.setReadEnd(() => this.readEnd());
       this.master = new SyncMaster(this.storage, this.logger, options, this.replicas);
       this.master.prepare();
     }
@@ -109,6 +123,30 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     const bound = this.master!.address!;
     this.logger.log(`sync listening on ${bound}`);
     return bound;
+  }
+
+  /**
+   * The end below which reads answer: the acknowledged end (Kafka's high watermark). A master computes
+   * it from its replicas' acknowledgements; a slave has it from its master; a cluster node between
+   * roles keeps the last one it knew.
+   */
+  readEnd(): number {
+    const c = this.config;
+    let end: number;
+    if (this.slave) {
+      const told = this.slave.acknowledgedEnd;
+      if (told === null) return c.clusterMode ? this.knownAcknowledgedEnd : Infinity;
+      end = told;
+    } else if (this.leading || (!c.clusterMode && c.min_insync_replicas > 0)) {
+      const local = c.durability === 'sync' ? this.storage.durableEnd : this.storage.logEnd;
+      end = this.replicas!.highWatermark(local);
+    } else if (c.clusterMode) {
+      return this.knownAcknowledgedEnd;
+    } else {
+      return Infinity;
+    }
+    if (end > this.knownAcknowledgedEnd) this.knownAcknowledgedEnd = end;
+    return end;
   }
 
   /** A slave presents this server's certificate to its master when TLS is configured. */
@@ -162,6 +200,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       ),
     );
     void this.replicas?.setMembership(null);
+    // Its followers find the new master; a deposed master's stream could cross a cut of its own log.
+    this.master?.dropSlaves('closed: this node is no longer the master');
     this.logger.warn('stepped down: no longer the master');
   }
 
@@ -174,6 +214,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.slave = null;
     const begun = this.storage.beginEpoch(epoch);
     const replicas = this.replicas!;
+    // Acknowledged, from here on, starts at this log end: a replica joins once it holds it.
+    replicas.beginTerm(this.storage.logEnd);
     // The in-sync set is recorded (this node alone at first) before anything is acknowledged.
     await replicas.setMembership(membership(begun));
     const authority = this.authority;

@@ -18,6 +18,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
+  SYNC_FLAG_ACKNOWLEDGED_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
   decodeIdentBody,
@@ -55,6 +56,10 @@ export interface SyncMasterOptions {
   tls?: tls.TlsOptions;
   /** Applies max_connections to the listener. */
   limitConnections?: (server: net.Server) => void;
+  /** The end below which saves are acknowledged (told to ims slaves; default: the log end). */
+  acknowledgedEnd?: () => number;
+  /** Why this node serves no slaves now (cluster mode: it does not lead), or null. */
+  slaveRefusal?: () => string | null;
 }
 
 export interface SlaveStatus {
@@ -107,6 +112,9 @@ class SlaveSession {
   private readonly handshakeTimer: NodeJS.Timeout;
   /** The slave asked for the ims extensions (an ims slave). */
   private extended = false;
+  /** The slave asked for the acknowledged end in heartbeats; the last one it was told. */
+  private wantsAcknowledgedEnd = false;
+  private toldAcknowledgedEnd = -1;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -161,6 +169,12 @@ class SlaveSession {
     }
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
+    this.wantsAcknowledgedEnd = this.extended && (frame.flag & SYNC_FLAG_ACKNOWLEDGED_END) !== 0;
+    const refusal = this.master.options.slaveRefusal?.() ?? null;
+    if (refusal) {
+      this.drop(`refused: ${refusal}`, 'log');
+      return;
+    }
     if (this.extended) {
       // From now on an ims slave sends only acknowledgements, each checked whole before it counts.
       this.reader = new FrameReader(MAX_NODE_NAME_BYTES, (h) =>
@@ -202,6 +216,7 @@ class SlaveSession {
         }
         this.acknowledged = true;
         this.master.replicas.ack(this, ack.value.durableEnd);
+        this.master.acknowledgedEndMoved();
       }
     } catch (err) {
       this.drop(`refused a malformed extension frame: ${(err as Error).message}; link dropped`, 'error');
@@ -301,18 +316,28 @@ class SlaveSession {
     return this.seq;
   }
 
-  /** Tells an ims slave the log end (after each batch, and when idle every heartbeatMs). */
-  private heartbeat(): void {
-    if (!this.extended || this.closed) return;
+  /**
+   * Tells an ims slave the log end (after each batch, and when idle every heartbeatMs), and the
+   * acknowledged end when it asked for it (also as soon as that moves: its readers wait for it).
+   */
+  heartbeat(): void {
+    if (!this.extended || this.closed || !this.started) return;
     const { epoch } = this.master.options.epoch();
+    const logEnd = this.master.sendableEnd(this.extended);
+    let acknowledgedEnd: number | undefined;
+    if (this.wantsAcknowledgedEnd) {
+      acknowledgedEnd = Math.min(this.master.acknowledgedEnd(), logEnd);
+      this.toldAcknowledgedEnd = acknowledgedEnd;
+    }
     this.socket.write(
-      encodeHeartbeatFrame(this.nextSeq(), {
-        epoch,
-        logEnd: this.master.sendableEnd(this.extended),
-        sentAt: Date.now(),
-      }),
+      encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd, sentAt: Date.now(), acknowledgedEnd }),
     );
     this.lastFrameAt = Date.now();
+  }
+
+  /** Whether the slave's last heartbeat told it less than the acknowledged end `end`. */
+  behindOnAcknowledgedEnd(end: number): boolean {
+    return this.wantsAcknowledgedEnd && this.started && !this.closed && end > this.toldAcknowledgedEnd;
   }
 
   private async run(): Promise<void> {
@@ -533,6 +558,32 @@ export class SyncMaster {
         this.durableWaiter = false;
       },
     );
+  }
+
+  private heartbeatQueued = false;
+
+  /** The master's acknowledged end (its readers' limit), told to ims slaves that asked for it. */
+  acknowledgedEnd(): number {
+    return this.options.acknowledgedEnd?.() ?? this.storage.logEnd;
+  }
+
+  /**
+   * An acknowledgement may have moved the acknowledged end: slaves that asked for it hear it in the
+   * same turn of the event loop (one heartbeat each, however many acknowledgements arrived).
+   */
+  acknowledgedEndMoved(): void {
+    if (this.heartbeatQueued) return;
+    this.heartbeatQueued = true;
+    setImmediate(() => {
+      this.heartbeatQueued = false;
+      const end = this.acknowledgedEnd();
+      for (const s of this.sessions) if (s.behindOnAcknowledgedEnd(end)) s.heartbeat();
+    });
+  }
+
+  /** Closes every slave's link (this node stopped leading: its followers find the new master). */
+  dropSlaves(reason: string): void {
+    for (const s of [...this.sessions]) s.drop(reason, 'log');
   }
 
   private wakeAll(): void {

@@ -129,6 +129,11 @@ export class SyncSlave {
   private extended = false;
   private masterEpoch: number | null = null;
   private masterLogEnd: number | null = null;
+  /**
+   * The acknowledged end the master last reported (null: it never did: a Go master, or an ims master
+   * of a version that does not). Kept across links: a master elected next holds everything below it.
+   */
+  private masterAcknowledgedEnd: number | null = null;
   private socketSeq = 0;
   private lastAckedEnd = -1;
   private readonly host: string;
@@ -359,6 +364,7 @@ export class SyncSlave {
         );
       }
       this.masterLogEnd = d.value.logEnd;
+      if (d.value.acknowledgedEnd !== undefined) this.masterAcknowledgedEnd = d.value.acknowledgedEnd;
       this.updateLevel();
       this.ack(socket);
       return 'ok';
@@ -431,6 +437,11 @@ export class SyncSlave {
     await this.storage.whenDurable();
     this.recordsApplied += written;
     this.lastBatchAt = new Date();
+  }
+
+  /** Reads on this slave answer below this (see masterAcknowledgedEnd); null: no limit is known. */
+  get acknowledgedEnd(): number | null {
+    return this.masterAcknowledgedEnd;
   }
 
   status(): SlaveLinkStatus {

@@ -90,6 +90,7 @@ export class MessageStore {
   private readonly tables: QueueTables;
   private layout: QueueIndexLayout = queueIndexLayout('v2');
   private queues!: QueueStore;
+  private readEnd: () => number = () => Infinity;
   /** Where the folder switched format (its `queue_format` file, read once at open). */
   private formatSwitch: { since: number; from: QueueFormatName } | null = null;
   /** False while an empty folder's format only comes from the default: a slave adopts its master's. */
@@ -134,6 +135,13 @@ export class MessageStore {
       format === 'v4'
         ? new V4Queues(this.files, this.tables, settings)
         : new V2Queues(this.files, this.tables, settings);
+    this.queues.readEnd = this.readEnd;
+  }
+
+  /** Reads answer only below this position from now on (the acknowledged end; see QueueStore.readEnd). */
+  setReadEnd(end: () => number): void {
+    this.readEnd = end;
+    this.queues.readEnd = end;
   }
 
   /** The folder's queue format (v2: Go ims 2.0; v4: the newest GoBelieve store). */

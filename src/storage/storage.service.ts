@@ -217,6 +217,14 @@ export class StorageService implements OnApplicationShutdown {
 
   // ---- the surface replication uses ---------------------------------------------------------------
 
+  /**
+   * Reads (sync, counts, latest) answer only below `end()`, the acknowledged end replication knows
+   * (Kafka's high watermark); null: everything written, as Go does.
+   */
+  setReadEnd(end: (() => number) | null): void {
+    this.store.setReadEnd(end ?? (() => Infinity));
+  }
+
   /** Replication's acknowledgement rule for saves (min_insync_replicas); null to remove it. */
   setAckGate(gate: AckGate | null): void {
     this.ackGate = gate;

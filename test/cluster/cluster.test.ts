@@ -4,6 +4,9 @@
  * its lease acknowledging nothing and rejoining as a follower.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { ImsClient } from '../../src/client/index.js';
@@ -76,6 +79,23 @@ describe('cluster mode on etcd', () => {
     });
   };
 
+  /**
+   * The first save of a new master: with min_insync_replicas=1 (cluster mode's default) it is refused,
+   * unwritten, until a follower holding the master's log end has joined the in-sync set.
+   */
+  const firstSave = (s: ServerProcess, i: number) =>
+    waitFor(
+      async () => {
+        try {
+          return await save(s, i);
+        } catch (err) {
+          if (/not enough in-sync replicas \(0 of 1 required\)/.test((err as Error).message)) return null;
+          throw err;
+        }
+      },
+      { what: 'a follower in the in-sync set', timeoutMs: 15000, intervalMs: 50 },
+    );
+
   it('ims cluster init writes the shard map once; status shows it', () => {
     const init = cli(['init', '--etcd', etcd.endpoint, '--cluster', 'tc', '--shards', '2']);
     assert.equal(init.code, 0, init.err);
@@ -134,6 +154,56 @@ describe('cluster mode on etcd', () => {
     );
   });
 
+  it('one name per node: the default is recorded in the data folder and kept; another name for that folder, or a second live node with the same name, is refused', async () => {
+    assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'nm', '--shards', '1']).code, 0);
+    const dir = tempDir('ims-cl-name-');
+    dirs.push(dir);
+    const unnamed = await startServer({
+      dataDir: dir,
+      config: { etcd_endpoints: etcd.endpoint, cluster_name: 'nm', shard: 0, min_insync_replicas: 0 },
+    });
+    servers.push(unnamed);
+    const expected = `${os.hostname()}:${unnamed.ports.rpc}`;
+    await waitFor(async () => (await role(unnamed))?.role === 'master', { what: 'the one-node shard led' });
+    const summary = (await httpJson(`${unnamed.httpBase}/summary`)) as unknown as {
+      cluster: { node: string; inSync: string[]; warning: string | null };
+    };
+    assert.equal(summary.cluster.node, expected, 'hostname and the bound rpc port, not 127.0.0.1:0');
+    assert.deepEqual(summary.cluster.inSync, [expected]);
+    assert.match(summary.cluster.warning ?? '', /min_insync_replicas=0: .*can be lost on failover/);
+    assert.match(unnamed.logText(), /min_insync_replicas=0: .*can be lost on failover/);
+    const identity = JSON.parse(fs.readFileSync(path.join(dir, 'cluster_identity'), 'utf8')) as {
+      node: string;
+    };
+    assert.equal(identity.node, expected);
+    await unnamed.stop();
+    // Restarted on another port with no node_name: the same name, from the folder.
+    const again = await startServer({
+      dataDir: dir,
+      config: { etcd_endpoints: etcd.endpoint, cluster_name: 'nm', shard: 0, min_insync_replicas: 0 },
+    });
+    servers.push(again);
+    await waitFor(async () => (await role(again))?.role === 'master', { what: 'led again' });
+    assert.equal(
+      ((await httpJson(`${again.httpBase}/summary`)) as unknown as { cluster: { node: string } }).cluster
+        .node,
+      expected,
+    );
+    await again.stop();
+    const renamed = await node('nm', 'other', { dataDir: dir, waitReady: false });
+    assert.equal((await renamed.waitExit()).code, 1);
+    assert.match(renamed.logText(), /node_name=other: the data folder .* joined shard 0 as "[^"]+"/);
+
+    const a = await node('nm', 'twin', { config: { min_insync_replicas: 0 } });
+    const twin = await node('nm', 'twin', { waitReady: false, config: { min_insync_replicas: 0 } });
+    assert.equal((await twin.waitExit()).code, 1);
+    assert.match(
+      twin.logText(),
+      /node_name=twin: another live node of shard 0 is registered under this name .*every node of a shard needs its own name/,
+    );
+    assert.equal((await role(a))?.role, 'master', 'the first keeps leading');
+  });
+
   it('elects one master; followers refuse writes naming it; SIGKILL of the master elects another, and the old one rejoins as a follower', async () => {
     assert.equal(cli(['init', '--etcd', etcd.endpoint, '--cluster', 'fo', '--shards', '1']).code, 0);
     const nodes = [await node('fo', 'n1'), await node('fo', 'n2'), await node('fo', 'n3')];
@@ -146,7 +216,8 @@ describe('cluster mode on etcd', () => {
       return masters[0]?.[0] ?? null;
     };
     const master = await waitFor(masterOf, { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 });
-    for (let i = 0; i < 20; i++) await save(master, i);
+    await firstSave(master, 0);
+    for (let i = 1; i < 20; i++) await save(master, i);
     const follower = nodes.find((n) => n !== master)!;
     await assert.rejects(save(follower, 99), (err: Error) => {
       assert.match(
@@ -223,7 +294,7 @@ describe('cluster mode on etcd', () => {
       { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 },
     );
     const other = nodes.find((n) => n !== master)!;
-    await save(master, 1);
+    await firstSave(master, 1);
     process.kill(master.proc.pid!, 'SIGSTOP');
     // A save sent while it is paused waits in the socket; it must not be acknowledged when it resumes.
     const late = save(master, 2);
@@ -236,7 +307,7 @@ describe('cluster mode on etcd', () => {
     process.kill(master.proc.pid!, 'SIGCONT');
     await assert.rejects(late, /not the master of shard 0/);
     await waitFor(async () => (await role(master))?.role === 'follower', { what: 'the old master follows' });
-    await save(other, 3);
+    await firstSave(other, 3);
     let diff: string | null = '';
     await waitFor(() => (diff = blockDifference(other.dataDir, master.dataDir)) === null, {
       what: () =>
@@ -256,7 +327,7 @@ describe('cluster mode on etcd', () => {
       },
       { what: 'an elected master', timeoutMs: 15000, intervalMs: 100 },
     );
-    const saved = await save(master, 1);
+    const saved = await firstSave(master, 1);
     await etcd.halt();
     try {
       const reader = new ImsClient({ host: '127.0.0.1', port: master.ports.rpc, timeoutMs: 5000 });

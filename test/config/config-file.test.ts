@@ -10,6 +10,20 @@ import { MAIN_JS, startServer } from '../support/server-process.js';
 const GOOD = ['rpc_listen=127.0.0.1:13333', 'storage_root=./data', 'sync_listen=:13334', 'kefu_appid=0'];
 
 describe('config file', () => {
+  it('min_insync_replicas: 0 by default, 1 by default in cluster mode, 0 there only when said', () => {
+    assert.equal(parseConfigText(GOOD.join('\n'), 'x.cfg').min_insync_replicas, 0);
+    const cluster = [...GOOD, 'etcd_endpoints=127.0.0.1:2379'];
+    assert.equal(parseConfigText(cluster.join('\n'), 'x.cfg').min_insync_replicas, 1);
+    assert.equal(
+      parseConfigText([...cluster, 'min_insync_replicas=0'].join('\n'), 'x.cfg').min_insync_replicas,
+      0,
+    );
+    assert.equal(
+      parseConfigText([...cluster, 'min_insync_replicas=2'].join('\n'), 'x.cfg').min_insync_replicas,
+      2,
+    );
+  });
+
   it('parses keys, comments and defaults into a typed config', () => {
     const c = parseConfigText(
       ['# comment', '', ...GOOD, 'limit = 50', 'master_address=10.0.0.1:13334', 'durability=interval'].join(

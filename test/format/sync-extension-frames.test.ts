@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { Cmd } from '../../src/format/constants.js';
 import {
+  SYNC_FLAG_ACKNOWLEDGED_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
   decodeFrameHeader,
@@ -25,7 +26,7 @@ describe('sync link extension frames', () => {
     const go = fs.readFileSync(fixturePath('wire', 'sync_begin_cursor266353.bin'));
     const ours = encodeExtendedSyncBegin(266353);
     assert.equal(ours.length, go.length);
-    assert.equal(decodeFrameHeader(ours).flag, SYNC_FLAG_IMS_EXTENSIONS);
+    assert.equal(decodeFrameHeader(ours).flag, SYNC_FLAG_IMS_EXTENSIONS | SYNC_FLAG_ACKNOWLEDGED_END);
     assert.equal(decodeFrameHeader(go).flag, 0);
     const masked = Buffer.from(ours);
     masked[10] = 0;

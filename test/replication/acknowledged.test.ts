@@ -174,6 +174,76 @@ describe('acknowledged replication (ims extensions of the sync link)', () => {
     assert.match(master.logText(), /joined the in-sync set/);
   });
 
+  it('reads answer acknowledged saves only: a save waiting for a paused replica is not synced, counted or listed, on the master or on the other replica, until it is acknowledged', async () => {
+    const master = await start({ config: { min_insync_replicas: 2, replica_lag_timeout_ms: 60_000 } });
+    const b = await start({ masterAddress: master.syncAddress });
+    const c2 = await start({ masterAddress: master.syncAddress });
+    const c = await client(master);
+    const onC = await client(c2);
+    await waitFor(async () => (await summary(master)).replication.master.inSyncReplicas === 2, {
+      what: 'both replicas in sync',
+    });
+    const uid = 2000n; // save(i) with i % 7 === 0
+    const first = await save(c, 0);
+    await waitFor(
+      async () =>
+        (await onC.syncMessage({ appId: APP, uid, deviceId: 1, lastMsgId: 0 })).messages.some(
+          (m) => m.msgId === first.msgId,
+        ),
+      { what: 'the first save readable on the replica once acknowledged' },
+    );
+    process.kill(b.proc.pid!, 'SIGSTOP');
+    let pending: Promise<{ msgId: number }> | null = null;
+    try {
+      pending = save(c, 7);
+      pending.catch(() => undefined);
+      const end = (await summary(master)).storage.next_message_id;
+      await waitFor(async () => (await summary(master)).storage.next_message_id > end, { what: 'written' });
+      const written = (await summary(master)).storage.next_message_id;
+      await waitFor(async () => (await summary(c2)).storage.next_message_id >= written, {
+        what: 'the other replica holding the unacknowledged save',
+      });
+      const check = async (on: ImsClient, where: string) => {
+        const sync = await on.syncMessage({ appId: APP, uid, deviceId: 1, lastMsgId: 0 });
+        assert.deepEqual(
+          sync.messages.map((m) => m.msgId),
+          [first.msgId],
+          `${where}: only the acknowledged save is synced`,
+        );
+        assert.equal(sync.lastMsgId, first.msgId, `${where}: the sync key stays at the acknowledged save`);
+        const latest = await on.getLatestMessage({ appId: APP, uid, limit: 10 });
+        assert.deepEqual(
+          latest.messages.map((m) => m.msgId),
+          [first.msgId],
+          `${where}: latest messages`,
+        );
+        const count = await on.getNewCount({ appId: APP, uid, deviceId: 1, lastMsgId: first.msgId });
+        assert.equal(count.count, 0, `${where}: count`);
+      };
+      await holdsFor(
+        async () => {
+          await check(c, 'master');
+          await check(onC, 'replica');
+          return true;
+        },
+        { what: 'unacknowledged save hidden', periodMs: 500 },
+      );
+    } finally {
+      process.kill(b.proc.pid!, 'SIGCONT');
+    }
+    const second = await pending;
+    const ids = async (on: ImsClient) =>
+      (await on.syncMessage({ appId: APP, uid, deviceId: 1, lastMsgId: 0 })).messages
+        .map((m) => m.msgId)
+        .sort((x, y) => x - y);
+    assert.deepEqual(await ids(c), [first.msgId, second.msgId], 'visible on the master once acknowledged');
+    await waitFor(async () => (await ids(onC)).length === 2, {
+      what: 'visible on the replica once acknowledged',
+    });
+    const count = await c.getNewCount({ appId: APP, uid, deviceId: 1, lastMsgId: first.msgId });
+    assert.equal(count.count, 1, 'counted once acknowledged');
+  });
+
   it('SIGKILL of the master with 64 saves in flight: the slave folder, opened on its own, holds every acknowledged save', async () => {
     const master = await start({ config: { min_insync_replicas: 1 } });
     const slave = await start({ masterAddress: master.syncAddress });

@@ -4,7 +4,11 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Cmd } from '../../src/format/constants.js';
-import { SYNC_FLAG_IMS_EXTENSIONS, splitFrames } from '../../src/format/sync-frames.js';
+import {
+  SYNC_FLAG_ACKNOWLEDGED_END,
+  SYNC_FLAG_IMS_EXTENSIONS,
+  splitFrames,
+} from '../../src/format/sync-frames.js';
 import { copyFixtureDir, fixturePath, removeDir, tempDir } from '../support/fixtures.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 import { holdsFor, waitFor } from '../support/wait.js';
@@ -72,9 +76,9 @@ describe('wire compatibility with the Go 2.0 master and slave', () => {
         });
         assert.equal(fake.received.length, 1);
         // The SYNC_BEGIN is the Go slave's byte for byte but for the flag byte, where an ims slave asks
-        // for the extensions (Go's master reads the flag and ignores it).
+        // for the extensions and the acknowledged end (Go's master reads the flag and ignores it).
         const expected = Buffer.from(begin);
-        expected[10] = SYNC_FLAG_IMS_EXTENSIONS;
+        expected[10] = SYNC_FLAG_IMS_EXTENSIONS | SYNC_FLAG_ACKNOWLEDGED_END;
         assert.deepEqual(fake.received[0], expected);
         // A Go master never says hello, so the slave sends nothing more: no acknowledgement reaches
         // Go (it never reads them). Absence is asserted over a period.

@@ -64,6 +64,12 @@ export interface QueueSettings {
 
 export abstract class QueueStore {
   abstract readonly format: QueueFormatName;
+  /**
+   * Reads answer only below this log position (the acknowledged end, Kafka's high watermark): a record
+   * above it may still be cut by a failover, and a device that synced it would keep its id as a sync
+   * key that another message later takes. Saves are not affected. Infinity: everything written.
+   */
+  readEnd: () => number = () => Infinity;
 
   constructor(
     protected readonly files: BlockFiles,
@@ -157,6 +163,27 @@ export abstract class QueueStore {
     writeMessageHeader(buf, off + 4, bodySize, 0, cmd, 0, flag);
     buf.writeUInt32BE(MAGIC, off + 16 + bodySize);
     return off + 16;
+  }
+
+  /**
+   * A queue's newest entry below the read end, from its newest entry `lastId`, following `link` (the
+   * entries above the read end are the newest of the chain: they are cut away from the head).
+   */
+  protected visibleEntry(
+    family: QueueFamily,
+    appid: bigint,
+    owner: bigint,
+    lastId: number,
+    link: 'prevMsgid' | 'prevPeerMsgid' | 'prevBatchMsgid',
+    end: number,
+  ): { id: number; skipped: number } {
+    let id = lastId;
+    let skipped = 0;
+    while (id >= end && id > 0) {
+      id = this.readEntry(family, appid, owner, id)[link];
+      skipped++;
+    }
+    return { id, skipped };
   }
 
   protected corrupt(id: number, reason: string): CorruptRecordError {

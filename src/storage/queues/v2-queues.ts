@@ -47,6 +47,23 @@ export class V2Queues extends QueueStore {
     return e < 0 ? 0 : this.tables.groups.getValue(e, GROUP_LAST_ID);
   }
 
+  /** The user's head as reads see it: entries at or above the read end left out. */
+  private readPeerHead(appid: bigint, uid: bigint): PeerHead {
+    const head = this.peerHead(appid, uid);
+    const end = this.readEnd();
+    if (head.lastId < end) return head;
+    return {
+      lastId: this.visibleEntry('peer', appid, uid, head.lastId, 'prevMsgid', end).id,
+      lastPeerId: this.visibleEntry('peer', appid, uid, head.lastPeerId, 'prevPeerMsgid', end).id,
+    };
+  }
+
+  private readGroupHead(appid: bigint, gid: bigint): number {
+    const lastId = this.groupHead(appid, gid);
+    const end = this.readEnd();
+    return lastId < end ? lastId : this.visibleEntry('group', appid, gid, lastId, 'prevMsgid', end).id;
+  }
+
   /** Message id the queue entry `entryId` points at, from the cached delta or by reading the entry. */
   private entryMsgId(table: IdTable, e: number, entryId: number): number {
     if (entryId < this.files.firstId) return 0;
@@ -170,7 +187,7 @@ export class V2Queues extends QueueStore {
     let lastMsgId = 0;
     let hasMore = false;
     let probe = 0;
-    let id = this.peerHead(appid, uid).lastId;
+    let id = this.readPeerHead(appid, uid).lastId;
     const firstId = this.files.firstId;
     // A chain that reaches a block deleted by retention ends there: nothing older exists.
     while (id >= firstId) {
@@ -198,7 +215,7 @@ export class V2Queues extends QueueStore {
    * walk stops at the first group IM older than `timestamp` (the member's join time).
    */
   syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
-    return this.walkGroup(appid, gid, this.groupHead(appid, gid), sinceMsgId, timestamp);
+    return this.walkGroup(appid, gid, this.readGroupHead(appid, gid), sinceMsgId, timestamp);
   }
 
   /** The newest `limit` messages of a user (not MSG_SYSTEM), newest first. */
@@ -206,7 +223,7 @@ export class V2Queues extends QueueStore {
     if (!Number.isInteger(limit) || limit < 1)
       throw new StorageInputError(`limit must be at least 1, got ${limit}`);
     const messages: HistoryMessage[] = [];
-    let id = this.peerHead(appid, uid).lastId;
+    let id = this.readPeerHead(appid, uid).lastId;
     const firstId = this.files.firstId;
     while (id >= firstId && messages.length < limit) {
       const entry = this.readEntry('peer', appid, uid, id);
@@ -220,7 +237,7 @@ export class V2Queues extends QueueStore {
 
   /** Go 2.0: 1 when the user has a message newer than `sinceMsgId` that the user did not send, else 0. */
   getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): number {
-    let id = this.peerHead(appid, uid).lastId;
+    let id = this.readPeerHead(appid, uid).lastId;
     let walked = 0;
     const firstId = this.files.firstId;
     while (id >= firstId && walked++ < this.settings.limit) {

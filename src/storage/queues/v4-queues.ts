@@ -74,6 +74,32 @@ export class V4Queues extends QueueStore {
     };
   }
 
+  /**
+   * A queue's head as reads see it: entries at or above the read end left out, its count lowered by
+   * one per entry left out (every entry counts one), and its newest message id that of the new head.
+   */
+  private visibleHead(family: 'peer' | 'group', appid: bigint, owner: bigint, head: Head): Head {
+    const end = this.readEnd();
+    if (head.lastId < end) return head;
+    const last = this.visibleEntry(family, appid, owner, head.lastId, 'prevMsgid', end);
+    const lastId = last.id;
+    return {
+      lastMsgId:
+        lastId > 0 && lastId >= this.files.firstId ? this.readEntry(family, appid, owner, lastId).msgid : 0,
+      lastId,
+      lastPeerId:
+        family === 'peer'
+          ? this.visibleEntry(family, appid, owner, head.lastPeerId, 'prevPeerMsgid', end).id
+          : 0,
+      lastBatchId: this.visibleEntry(family, appid, owner, head.lastBatchId, 'prevBatchMsgid', end).id,
+      lastSeq: Math.max(0, head.lastSeq - last.skipped),
+    };
+  }
+
+  private readPeerHead(appid: bigint, uid: bigint): Head {
+    return this.visibleHead('peer', appid, uid, this.peerHead(appid, uid));
+  }
+
   // ---- saves ---------------------------------------------------------------------------------------
 
   /** Stages a message and its queue record after `head`; returns the ids and the queue's new head. */
@@ -185,7 +211,7 @@ export class V4Queues extends QueueStore {
    * messages. lastMsgId is the first entry walked; hasMore says the walk did not start at the newest.
    */
   syncMessage(appid: bigint, uid: bigint, sinceMsgId: number): SyncResult {
-    const head = this.peerHead(appid, uid);
+    const head = this.readPeerHead(appid, uid);
     // An unknown user (or one whose queue retention deleted) has no entry to walk.
     if (head.lastId === 0) return { messages: [], lastMsgId: 0, hasMore: false };
     const { limit, hardLimit } = this.settings;
@@ -276,7 +302,7 @@ export class V4Queues extends QueueStore {
   getLatestMessages(appid: bigint, uid: bigint, limit: number): HistoryMessage[] {
     const messages: HistoryMessage[] = [];
     const firstId = this.files.firstId;
-    for (let id = this.peerHead(appid, uid).lastId; id >= firstId && id > 0;) {
+    for (let id = this.readPeerHead(appid, uid).lastId; id >= firstId && id > 0;) {
       const entry = this.readEntry('peer', appid, uid, id);
       if (entry.msgid < firstId) break;
       const rec = this.files.read(entry.msgid);
@@ -294,7 +320,13 @@ export class V4Queues extends QueueStore {
    * With sinceMsgId 0 the walk stops at the first group IM older than `timestamp` (the join time).
    */
   syncGroupMessage(appid: bigint, gid: bigint, sinceMsgId: number, timestamp: number): SyncResult {
-    const page = this.walkGroup(appid, gid, this.groupHead(appid, gid).lastId, sinceMsgId, timestamp);
+    const page = this.walkGroup(
+      appid,
+      gid,
+      this.visibleHead('group', appid, gid, this.groupHead(appid, gid)).lastId,
+      sinceMsgId,
+      timestamp,
+    );
     return { ...page, hasMore: false };
   }
 
@@ -304,7 +336,7 @@ export class V4Queues extends QueueStore {
    * id; the whole count for 0.
    */
   getNewCount(appid: bigint, uid: bigint, sinceMsgId: number): number {
-    const head = this.peerHead(appid, uid);
+    const head = this.readPeerHead(appid, uid);
     if (sinceMsgId === 0) return head.lastSeq;
     if (head.lastId === 0) return 0;
     const found = this.entryOfMessage(appid, uid, sinceMsgId);
