@@ -391,7 +391,7 @@ export async function runScenario(
     const line = `${describeReport(name, report)} [seed ${seed}, ${cycles} cycle(s)]`;
     console.log(line);
     recordResult(name, cycles, report, options.busy ?? BUSY);
-    if (report.examples.length > 0) console.log(report.examples.join('\n'));
+    console.log([...report.examples, ...cluster.events.map((e) => `  ${e}`)].join('\n'));
     return { report, logs: cluster.logs() };
   } catch (err) {
     (err as Error).message += `\n[seed ${seed}]\n${cluster.logs()}`;
