@@ -121,6 +121,7 @@ describe('chaos: partitions', () => {
         const slow = cluster.sync.get(`${r}>${m2}`)!;
         slow.heal();
         slow.bytesPerSecond = 40_000;
+        cluster.note(`link ${r}>${m2} healed, throttled to 40 kB/s`);
         // Once r is recorded in sync, it must hold everything m2's epoch acknowledged: kill m2 then.
         await cluster.waitInSync((s) => s.includes(r), `${r} back in the in-sync set`, 90000);
         await cluster.kill(m2);

@@ -111,6 +111,7 @@ describe('chaos: process faults', () => {
         const [r] = cluster.names.filter((n) => n !== m);
         // Its link to the master slowed to a trickle: it falls behind and leaves the in-sync set.
         cluster.sync.get(`${r}>${m}`)!.bytesPerSecond = 2_000;
+        cluster.note(`link ${r}>${m} throttled to 2 kB/s`);
         await cluster.waitInSync((s) => !s.includes(r), `${r} recorded out of the in-sync set`);
         await waitAcks(workload, 200, 'saves acknowledged while the replica lags');
         await cluster.kill(m);

@@ -73,6 +73,10 @@ export class ChaosCluster {
   private readonly burners: ChildProcess[] = [];
   private readonly kv: Etcd3;
   private client: ImsClusterClient | null = null;
+  /** What the scenario did and saw, with seconds since the start (for a failure report). */
+  readonly events: string[] = [];
+  private readonly startedAt = performance.now();
+  private lastMaster: NodeName | null = null;
 
   private constructor(
     readonly etcd: EtcdProcess,
@@ -97,8 +101,14 @@ export class ChaosCluster {
       const work = tempDir(`ims-chaos-${n}-`);
       c.nodes.set(n, { server: null, dataDir: path.join(work, 'data'), work, paused: false });
     }
+    for (const p of [...c.rpc.values(), ...c.sync.values(), ...c.etcdLink.values()])
+      p.log = (text) => c.note(text);
     for (const n of NAMES) await c.startNode(n);
     return c;
+  }
+
+  note(text: string): void {
+    this.events.push(`${((performance.now() - this.startedAt) / 1000).toFixed(1)} s: ${text}`);
   }
 
   server(name: NodeName): ServerProcess {
@@ -149,6 +159,7 @@ export class ChaosCluster {
     });
     st.server = server;
     st.paused = false;
+    this.note(`started ${name}`);
     this.rpc.get(name)!.retarget(server.rpcAddress);
     for (const m of others) this.sync.get(`${m}>${name}`)!.retarget(server.syncAddress);
   }
@@ -160,6 +171,7 @@ export class ChaosCluster {
 
   async kill(name: NodeName): Promise<void> {
     const st = this.nodes.get(name)!;
+    this.note(`SIGKILL ${name} (recorded in-sync set: ${(await this.inSync().catch(() => [])).join(',')})`);
     if (st.paused) this.resume(name);
     await st.server?.kill9();
   }
@@ -170,6 +182,7 @@ export class ChaosCluster {
   }
 
   pause(name: NodeName): void {
+    this.note(`SIGSTOP ${name}`);
     process.kill(this.server(name).proc.pid!, 'SIGSTOP');
     this.nodes.get(name)!.paused = true;
   }
@@ -178,6 +191,7 @@ export class ChaosCluster {
     const st = this.nodes.get(name)!;
     if (!st.paused) return;
     if (st.server && !st.server.exited) process.kill(st.server.proc.pid!, 'SIGCONT');
+    this.note(`SIGCONT ${name}`);
     st.paused = false;
   }
 
@@ -227,18 +241,27 @@ export class ChaosCluster {
   }
 
   async waitMaster(what = 'a master', timeoutMs = 30000): Promise<NodeName> {
-    return waitFor(() => this.master(), { what, timeoutMs, intervalMs: 100 });
+    const m = await waitFor(() => this.master(), { what, timeoutMs, intervalMs: 100 });
+    this.noteMaster(m);
+    return m;
+  }
+
+  private noteMaster(m: NodeName): void {
+    if (m !== this.lastMaster) this.note(`master is ${m}`);
+    this.lastMaster = m;
   }
 
   /** A master other than `old`. */
   async waitNewMaster(old: NodeName, timeoutMs = 30000): Promise<NodeName> {
-    return waitFor(
+    const m = await waitFor(
       async () => {
         const m = await this.master();
         return m !== old ? m : null;
       },
       { what: `a master other than ${old}`, timeoutMs, intervalMs: 100 },
     );
+    this.noteMaster(m);
+    return m;
   }
 
   /** The in-sync set recorded in etcd. */
@@ -271,6 +294,7 @@ export class ChaosCluster {
 
   /** Every link open again, every paused node resumed, every dead node restarted, etcd running. */
   async healAll(): Promise<void> {
+    this.note('healing everything');
     for (const p of [...this.rpc.values(), ...this.sync.values(), ...this.etcdLink.values()]) p.heal();
     for (const n of NAMES) this.resume(n);
     if (this.etcd.exited) await this.etcd.resume();
@@ -309,8 +333,12 @@ export class ChaosCluster {
 
   /** The last log lines of every node (for a failure message). */
   logs(lines = 40): string {
-    const all = [...this.retired, ...NAMES.map((n) => this.nodes.get(n)!.server).filter((s) => !!s)];
-    return all.map((s) => `--- ${s!.configPath}\n${s!.output.slice(-lines).join('\n')}`).join('\n');
+    const all = [...this.retired, ...NAMES.map((n) => this.nodes.get(n)!.server)];
+    const nodeLogs = all
+      .filter((x): x is ServerProcess => !!x)
+      .map((x) => `--- ${x.configPath}\n${x.output.slice(-lines).join('\n')}`)
+      .join('\n');
+    return `--- events\n${this.events.join('\n')}\n${nodeLogs}`;
   }
 
   async close(): Promise<void> {

@@ -119,6 +119,8 @@ export class LinkProxy {
   target: string | null;
   /** Connections accepted so far (to prove a link is used). */
   accepted = 0;
+  /** Told of every cut and heal (a scenario's event log). */
+  log: ((text: string) => void) | null = null;
 
   private constructor(
     readonly name: string,
@@ -179,6 +181,7 @@ export class LinkProxy {
 
   /** Cuts the link: RST every connection and refuse new ones ('reset'), or swallow everything ('blackhole'). */
   cut(mode: 'reset' | 'blackhole' = 'reset'): void {
+    this.log?.(`link ${this.name} cut (${mode})`);
     this.mode = mode;
     for (const c of this.conns) {
       if (mode === 'reset') c.reset();
@@ -191,6 +194,8 @@ export class LinkProxy {
    * go on (its byte stream has a hole), so it is reset now, as TCP would once its retransmits gave up.
    */
   heal(): void {
+    if (this.mode !== 'open' || this.delayMs > 0 || this.bytesPerSecond > 0)
+      this.log?.(`link ${this.name} healed`);
     this.mode = 'open';
     this.delayMs = 0;
     this.bytesPerSecond = 0;
