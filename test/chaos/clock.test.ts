@@ -33,6 +33,7 @@ describe('chaos: wall-clock jumps', () => {
           const epoch = (await cluster.summary(m))!.epoch;
           const at = performance.now();
           cluster.setClock(m, step);
+          cluster.note(`${m}'s wall clock stepped ${step}`);
           // What must not change, watched over a period longer than the lease.
           await holdsFor(
             async () => {

@@ -37,6 +37,7 @@ describe('chaos: etcd faults', () => {
           await cluster.waitMaster();
           const haltedAt = performance.now();
           await etcd.halt();
+          cluster.note('etcd stopped');
           // The duration is the fault: well past the lease.
           await sleep(6000);
           const now = performance.now();
@@ -47,6 +48,7 @@ describe('chaos: etcd faults', () => {
           const reads = workload.readsBetween(fencedFrom, now);
           if (reads === 0) problems.push('no read answered while etcd was down');
           await etcd.resume();
+          cluster.note('etcd restarted');
         },
       );
       assertClean(report, `${problems.join('\n')}\n${logs}`);
@@ -67,6 +69,7 @@ describe('chaos: etcd faults', () => {
           await cluster.waitMaster();
           const slowedAt = performance.now();
           for (const link of cluster.etcdLink.values()) link.delayMs = 1500;
+          cluster.note('every etcd link delayed 1.5 s per chunk');
           await sleep(8000);
           const now = performance.now();
           // A renewal now takes 3 s to be answered: a lease counted from its send time is never proven.
