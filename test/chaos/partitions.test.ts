@@ -97,6 +97,27 @@ describe('chaos: partitions', () => {
     assertClean(report, logs);
   });
 
+  it(
+    'the master isolated from etcd and from the replicas while clients still reach it, healed',
+    CASE,
+    async () => {
+      const { report, logs } = await runScenario(
+        etcd,
+        'master isolated (etcd and replicas), clients still reach it',
+        {},
+        async ({ cluster, cycle }) => {
+          const m = await cluster.waitMaster();
+          const mode = cycle % 2 === 0 ? 'blackhole' : 'reset';
+          cluster.etcdLink.get(m)!.cut(mode);
+          for (const link of cluster.replicationLinks(m)) link.cut(mode);
+          // The replicas elect one of them; the old master, still reached by clients, must fence itself.
+          await cluster.waitNewMaster(m);
+        },
+      );
+      assertClean(report, logs);
+    },
+  );
+
   it('a replica rejoining over a slow link, then the new master killed (KAFKA-7128)', CASE, async () => {
     const wrong: string[] = [];
     const { report, logs } = await runScenario(
