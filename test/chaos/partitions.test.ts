@@ -35,7 +35,10 @@ describe('chaos: partitions', () => {
         async ({ cluster, workload, cycle }) => {
           const m = await cluster.waitMaster();
           await cluster.waitInSync((s) => s.length === 3, 'all three nodes in sync');
-          const [r] = cluster.names.filter((n) => n !== m);
+          // The replica next in the election queue: the one that would win when the master goes.
+          const queue = await cluster.electionQueue();
+          const r = queue.find((n) => n !== m) ?? cluster.names.find((n) => n !== m)!;
+          cluster.note(`election queue ${queue.join(',')}`);
           // Alternate the two kinds of cut between cycles: RST, and a silent blackhole.
           cluster.sync.get(`${r}>${m}`)!.cut(cycle % 2 === 0 ? 'reset' : 'blackhole');
           await cluster.waitInSync((s) => !s.includes(r), `${r} recorded out of the in-sync set`);
@@ -127,7 +130,11 @@ describe('chaos: partitions', () => {
       async ({ cluster, workload }) => {
         const m1 = await cluster.waitMaster();
         await cluster.waitInSync((s) => s.length === 3, 'all three nodes in sync');
-        const [r, m2] = cluster.names.filter((n) => n !== m1);
+        const queue = await cluster.electionQueue();
+        cluster.note(`election queue ${queue.join(',')}`);
+        // Cut off the replica next in line, so that only the rules keep it from winning.
+        const r = queue.find((n) => n !== m1) ?? cluster.names.find((n) => n !== m1)!;
+        const m2 = cluster.names.find((n) => n !== m1 && n !== r)!;
         for (const link of cluster.replicationLinks(r)) link.cut('reset');
         await cluster.waitInSync((s) => !s.includes(r), `${r} recorded out of the in-sync set`);
         // Far behind: everything acknowledged from here on is missing on r.

@@ -66,7 +66,11 @@ describe('chaos: process faults', () => {
         async ({ cluster, workload }) => {
           const m = await cluster.waitMaster();
           await cluster.waitInSync((s) => s.length === 3, 'all three nodes in sync');
-          const [r, other] = cluster.names.filter((n) => n !== m);
+          // The replica next in the election queue: the one that would win when the master goes.
+          const queue = await cluster.electionQueue();
+          const r = queue.find((n) => n !== m) ?? cluster.names.find((n) => n !== m)!;
+          const other = cluster.names.find((n) => n !== m && n !== r)!;
+          cluster.note(`election queue ${queue.join(',')}`);
           cluster.pause(r);
           // Short enough that its etcd lease (3 s) survives: it stays in the election queue.
           await cluster.waitInSync(

@@ -264,6 +264,16 @@ export class ChaosCluster {
     return m;
   }
 
+  /**
+   * The election queue, first (the leader) to last: etcd's election recipe elects the campaign key with
+   * the lowest create revision, so the second one is the node that wins when the leader goes.
+   */
+  async electionQueue(): Promise<NodeName[]> {
+    const prefix = `election/${clusterKeys(this.options.cluster).election(0)}/`;
+    const res = await this.kv.getAll().prefix(prefix).sort('Create', 'Ascend').exec();
+    return res.kvs.map((kv) => (JSON.parse(kv.value.toString()) as { node: string }).node);
+  }
+
   /** The in-sync set recorded in etcd. */
   async inSync(): Promise<string[]> {
     const text = await this.kv.get(clusterKeys(this.options.cluster).isr(0)).string();
