@@ -12,8 +12,11 @@ import { LEASE_TTL_S } from '../../src/cluster/cluster.service.js';
 import { CASE_TIMEOUT_MS, assertClean, runScenario } from './support/chaos-cluster.js';
 
 const CASE = { timeout: CASE_TIMEOUT_MS };
-/** Saves answered this long after the lease ran out may have been decided just before it (transit). */
-const SLACK_MS = 500;
+/**
+ * Saves answered this long after the lease ran out may have been decided just before it (transit, and
+ * this test process's own event loop on a loaded machine).
+ */
+const SLACK_MS = 1000;
 
 describe('chaos: etcd faults', () => {
   let etcd: EtcdProcess;
