@@ -411,9 +411,10 @@ export async function runScenario(
     ...options,
     cluster: `chaos${process.pid}x${++clusters}`,
   });
+  let workload: Workload | null = null;
   try {
     await cluster.waitMaster('a first master');
-    const workload = new Workload(await cluster.clusterClient(), { seed });
+    workload = new Workload(await cluster.clusterClient(), { seed });
     if (options.busy ?? BUSY) cluster.burnCpu(2);
     workload.start();
     const cycles = options.cycles ?? CYCLES;
@@ -435,7 +436,10 @@ export async function runScenario(
     (err as Error).message += `\n[seed ${seed}]\n${cluster.logs()}`;
     throw err;
   } finally {
+    // A failed scenario leaves its writers and readers running: stop them, or the test never ends.
+    workload?.abort();
     await cluster.close();
+    await workload?.stop();
   }
 }
 

@@ -142,6 +142,11 @@ export class Workload {
     for (const d of this.devices) this.loops.push(this.reader(d));
   }
 
+  /** Tells the writers and readers to stop after their current call. */
+  abort(): void {
+    this.running = false;
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
