@@ -97,14 +97,19 @@ async function main() {
   });
   await client.connect();
   let lastAck = 0;
+  // When the newest acknowledged save had been sent: a reply the old master wrote just before SIGKILL
+  // can reach a busy client after it, so only saves sent after the kill measure the successor.
+  let lastAckSentAt = 0;
   let acked = 0;
   let stop = false;
   const body = imBody(1n, 2n, 'failover bench');
   const writer = async (w) => {
     while (!stop) {
       try {
+        const sentAt = Date.now();
         await client.savePeerMessage({ appId: APP_ID, uid: 1000 + w, deviceId: 1n, cmd: CMD_IM, raw: body });
         lastAck = Date.now();
+        lastAckSentAt = Math.max(lastAckSentAt, sentAt);
         acked++;
       } catch {
         await new Promise((r) => setTimeout(r, 10));
@@ -124,7 +129,7 @@ async function main() {
     const killedAt = Date.now();
     master.proc.kill('SIGKILL');
     await master.exited;
-    while (lastAck <= killedAt) await new Promise((r) => setTimeout(r, 5));
+    while (lastAckSentAt <= killedAt) await new Promise((r) => setTimeout(r, 5));
     times.push(lastAck - killedAt);
     log(`kill ${k + 1}: first acknowledged save on the successor after ${lastAck - killedAt} ms`);
     nodes[nodes.indexOf(master)] = await start(master.name);

@@ -1,12 +1,16 @@
 /**
  * `ims backup --from HOST:SYNC_PORT DIR`: an online backup taken the way a slave follows. It connects
- * to a running ims server's sync port asking for the ims extensions, whose hello says the master's log
- * end at that moment; it writes every record before that end at exactly its master id (the engine's
- * slave path: checksums kept, a gap never padded), fsyncs, saves the index files and exits. DIR is then
- * a data folder on its own. Consistency comes from the log itself: the copy is a prefix of the master's
- * log ending at a record boundary the master had made durable, and the index is replayed from that
- * prefix. Run again on the same DIR, it continues from DIR's log end (a torn tail left by a kill is cut
- * at open, as on any start). It never acknowledges, so it never counts as an in-sync replica.
+ * to a running ims server's sync port asking for the ims extensions and for the durable end: the hello
+ * says the master's durable end and epoch history at that moment; it writes every record before that
+ * end at exactly its master id (the engine's slave path: checksums kept, a gap never padded), fsyncs,
+ * saves the index files and exits. DIR is then a data folder on its own. Consistency comes from the log
+ * itself: the copy is a prefix of the master's log ending at a record boundary the master had made
+ * durable, and the index is replayed from that prefix. DIR keeps the master's epoch history (up to the
+ * copied end). Run again on the same DIR, it compares that history with the master's and continues from
+ * DIR's log end only when DIR is a prefix of the master's log; otherwise (a failover cut DIR's tail, or
+ * another master) it refuses, naming both. A torn tail left by a kill is cut at open, as on any start.
+ * It never acknowledges, so it never counts as an in-sync replica. (A master that does not know the
+ * durable-end flag, Go or an older ims, answers with its log end.)
  */
 import * as net from 'node:net';
 import { Cmd, cmdName } from '../format/constants.js';
@@ -22,6 +26,7 @@ import type { RawMessage } from '../format/record.js';
 import { batchRecordIds, continuationProblem } from '../replication/sync-slave.js';
 import { FrameReader } from '../replication/frame-reader.js';
 import { MessageStore } from '../storage/message-store.js';
+import { divergence, mergeFollowerHistory, type EpochEntry } from '../storage/epochs.js';
 import type { ProgressBar } from './progress.js';
 
 export interface BackupOptions {
@@ -39,6 +44,15 @@ export interface BackupResult {
 }
 
 class BackupError extends Error {}
+
+/** An epoch history as `1@32, 2@5120` (epoch@first id), or `none`. */
+function epochList(history: readonly EpochEntry[]): string {
+  return history.length > 0 ? history.map((e) => `${e.epoch}@${e.startId}`).join(', ') : 'none';
+}
+
+function latestOf(history: readonly EpochEntry[]): number {
+  return history.length > 0 ? history[history.length - 1].epoch : 0;
+}
 
 type Outcome = { kind: 'done'; records: number } | { kind: 'restart' };
 
@@ -86,15 +100,29 @@ function session(store: MessageStore, options: BackupOptions): Promise<Outcome> 
         if (!d.ok) throw new BackupError(d.problem);
         target = d.value.logEnd;
         start = store.nextId;
-        if (start > target) {
+        const ours = store.epochs.entries;
+        const theirs = d.value.history;
+        const where = divergence(ours, start, theirs, target);
+        if (start > target || where.relation === 'diverged' || where.relation === 'ahead') {
+          // Copying on would splice the master's records onto a log it does not share (a failover cut
+          // this tail, or another cluster's master): the folder would hold records no server ever had.
           throw new BackupError(
-            `${start} is past the master's log end ${target}: this folder is not a copy of that master's log`,
+            `refusing to splice onto a different log: this backup ends at ${start} (epochs ${epochList(ours)}), ` +
+              `the master's log is at epoch ${d.value.epoch}, durable end ${target} (epochs ${epochList(theirs)}); ` +
+              `they agree only up to ${where.agreedEnd} (common epoch ${where.commonEpoch}). ` +
+              `Back up into a new, empty folder`,
           );
         }
+        // The master's history up to what this copy will hold, before any record of it (as a slave
+        // does): a resumed backup is then compared by epochs, not by its length alone.
+        const adopted = mergeFollowerHistory(ours, theirs, where.agreedEnd).filter(
+          (e) => e.startId <= target,
+        );
+        store.epochs.replace(adopted);
         options.print(
           start > store.firstId
-            ? `continuing from ${start} up to the master's log end ${target}`
-            : `copying the master's log up to its end ${target}`,
+            ? `continuing from ${start} (epoch ${latestOf(ours)}) up to the master's durable end ${target} (epoch ${d.value.epoch})`
+            : `copying the master's log up to its durable end ${target} (epoch ${d.value.epoch})`,
         );
         return target <= store.nextId ? { kind: 'done', records } : null;
       }
@@ -155,7 +183,8 @@ function session(store: MessageStore, options: BackupOptions): Promise<Outcome> 
         finish(err as Error);
       }
     };
-    socket.on('connect', () => socket.write(encodeExtendedSyncBegin(store.nextId, 1)));
+    // Asks for the durable end: a record the master has not fsynced may still be lost (and its id reused).
+    socket.on('connect', () => socket.write(encodeExtendedSyncBegin(store.nextId, 1, true)));
     socket.on('data', (chunk: Buffer) => {
       reader.push(chunk);
       pumping = pumping.then(pump);

@@ -14,6 +14,7 @@ import {
   type WireSaveReply,
   type WireSyncReply,
 } from './wire.js';
+import { refusalKind, type RefusalKind } from '../format/refusals.js';
 
 /** A 64-bit id as a caller may give it: a safe-integer number, a bigint or a decimal string. */
 export type Int64Input = number | bigint | string;
@@ -74,7 +75,18 @@ interface QueuedSave {
   reject: (err: Error) => void;
 }
 
-/** The server refused a request; `message` names the pattern and what was wrong. */
+/** Connecting failed: the request never reached a server. */
+const CONNECT_FAILED = /\b(?:ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b/;
+/** The connection went away while the request was out: a save may have been carried out. */
+const CONNECTION_LOST = /\b(?:Connection closed|ECONNRESET|EPIPE)\b/;
+
+const isSave = (pattern: string) => pattern.startsWith('Save');
+
+/**
+ * The server refused a request, or the connection failed; `message` names the pattern and what was
+ * wrong. For a save, `notWritten` and `mayBeStored` say what the caller may do (see the README's table
+ * of cluster errors): send a not-written save again; never simply resend one that may be stored.
+ */
 export class ImsRpcError extends Error {
   constructor(
     readonly pattern: RpcPatternName,
@@ -82,6 +94,25 @@ export class ImsRpcError extends Error {
   ) {
     super(message);
     this.name = 'ImsRpcError';
+  }
+
+  /** The server's refusal kind by its stable sentence (src/format/refusals.ts), or null. */
+  get refusal(): RefusalKind | null {
+    return refusalKind(this.message);
+  }
+
+  /** Provably not written: refused before any write, or no connection could be made. Safe to retry. */
+  get notWritten(): boolean {
+    return this.refusal === 'not-written' || CONNECT_FAILED.test(this.message);
+  }
+
+  /**
+   * A save that was (or may have been) written but not acknowledged: the server said so, or the
+   * connection was lost while it was out. It may appear in the queue later, or be cut by a failover.
+   */
+  get mayBeStored(): boolean {
+    if (this.refusal === 'may-be-stored') return true;
+    return isSave(this.pattern) && this.refusal === null && CONNECTION_LOST.test(this.message);
   }
 }
 
@@ -93,6 +124,13 @@ export class ImsTimeoutError extends Error {
   ) {
     super(`${pattern}: no answer from ims within ${timeoutMs} ms`);
     this.name = 'ImsTimeoutError';
+  }
+
+  readonly notWritten = false;
+
+  /** A save that timed out may have been stored. */
+  get mayBeStored(): boolean {
+    return isSave(this.pattern);
   }
 }
 

@@ -1,10 +1,11 @@
 /**
  * A client for an ims cluster: reads the shard map and each shard's master from etcd and watches them,
  * routes a user's calls by |uid| mod shards and a group's by |gid| mod shards (as GoBelieve's im server
- * does), and follows a new master. A save is retried only when it provably was not written (refused
- * with "not the master of shard …" before any write, or the connection could not be made); any other
- * failure of a save reaches the caller, never a silent retry that could store a message twice. Reads
- * go to the master and are retried once the master is known again.
+ * does), and follows a new master. A save is retried only when it provably was not written (a refusal
+ * of the not-written kind, see src/format/refusals.ts, or the connection could not be made); any other
+ * failure of a save reaches the caller as an ImsRpcError (or ImsTimeoutError) whose `mayBeStored` says
+ * whether it may have been stored, never a silent retry that could store a message twice. Reads go to
+ * the master and are retried once the master is known again.
  */
 import { Etcd3, type ElectionObserver } from 'etcd3';
 import {
@@ -17,6 +18,7 @@ import {
 import {
   ImsClient,
   ImsRpcError,
+  ImsTimeoutError,
   type HistoryMessage,
   type ImsClientOptions,
   type Int64Input,
@@ -33,12 +35,14 @@ export interface ImsClusterClientOptions extends Omit<ImsClientOptions, 'host' |
   failoverTimeoutMs?: number;
 }
 
-/** Provably not written: safe to send again to whichever node is master now. */
+/** Provably not written (refused before any write, or no connection): safe to send again. */
 function unwritten(err: unknown): boolean {
-  const text = (err as Error)?.message ?? '';
-  if (/^\w+: not the master of shard /.test(text)) return true;
-  return /ECONNREFUSED|EHOSTUNREACH|ENOTFOUND/.test(text) && err instanceof ImsRpcError;
+  return (err instanceof ImsRpcError || err instanceof ImsTimeoutError) && err.notWritten;
 }
+
+/** First and longest pause between two tries of a refused call. */
+const RETRY_FIRST_MS = 25;
+const RETRY_MAX_MS = 400;
 
 export class ImsClusterClient {
   private readonly etcd: Etcd3;
@@ -85,27 +89,32 @@ export class ImsClusterClient {
   }
 
   /** The client of the shard's master, waiting (up to failoverTimeoutMs) while it has none. */
-  private async master(shard: number, notThis?: string): Promise<ImsClient> {
+  private async master(shard: number): Promise<ImsClient> {
     const deadline = Date.now() + (this.options.failoverTimeoutMs ?? 15000);
     for (;;) {
       if (this.closed) throw new Error('ImsClusterClient is closed');
       const m = this.masters.get(shard);
-      if (m && m.epoch > 0 && m.rpc !== notThis) return this.clientFor(m.rpc);
+      if (m && m.epoch > 0) return this.clientFor(m.rpc);
       const left = deadline - Date.now();
       if (left <= 0)
         throw new Error(
           `shard ${shard} has no master (waited ${this.options.failoverTimeoutMs ?? 15000} ms)`,
         );
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiting.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.min(left, 250));
-        this.waiting.add(done);
-      });
+      await this.changeOrTimeout(Math.min(left, 250));
     }
+  }
+
+  /** Waits until etcd names a (new) master of any shard, or `ms` passed. */
+  private changeOrTimeout(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiting.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiting.add(done);
+    });
   }
 
   private clientFor(rpc: string): ImsClient {
@@ -119,24 +128,28 @@ export class ImsClusterClient {
     return c;
   }
 
-  /** Runs a call on the shard's master; `retry` says which failures may be sent again. */
+  /**
+   * Runs a call on the shard's master; `retry` says which failures may be sent again. A refused call is
+   * sent again to whichever node etcd names then, the same one included: a master that was paused (a
+   * GC stall, SIGSTOP) refuses while it cannot prove its lease and takes writes again once it renews
+   * it, without any failover. The pause between tries doubles up to RETRY_MAX_MS and is cut short when
+   * etcd names a new master.
+   */
   private async onMaster<T>(
     shard: number,
     call: (c: ImsClient) => Promise<T>,
     retry: (err: unknown) => boolean,
   ): Promise<T> {
     const deadline = Date.now() + (this.options.failoverTimeoutMs ?? 15000);
-    let avoid: string | undefined;
+    let pause = RETRY_FIRST_MS;
     for (;;) {
-      const client = await this.master(shard, avoid);
+      const client = await this.master(shard);
       try {
         return await call(client);
       } catch (err) {
-        if (!retry(err) || Date.now() > deadline) throw err;
-        // That node is not (or no longer) the master: wait for etcd to name another one.
-        avoid = this.masters.get(shard)?.rpc;
-        await new Promise((r) => setTimeout(r, 50));
-        if (this.masters.get(shard)?.rpc !== avoid) avoid = undefined;
+        if (this.closed || !retry(err) || Date.now() > deadline) throw err;
+        await this.changeOrTimeout(Math.min(pause, Math.max(0, deadline - Date.now())));
+        pause = Math.min(pause * 2, RETRY_MAX_MS);
       }
     }
   }

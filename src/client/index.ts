@@ -31,3 +31,4 @@ export {
 } from './bodies.js';
 export * from './wire.js';
 export { ImsClusterClient, type ImsClusterClientOptions } from './ims-cluster-client.js';
+export { refusalKind, type RefusalKind } from '../format/refusals.js';

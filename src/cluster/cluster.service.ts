@@ -16,6 +16,7 @@ import { SettingError } from '../config/setting-error.js';
 import { ReplicationService } from '../replication/replication.service.js';
 import { StorageService } from '../storage/storage.service.js';
 import { claimDataFolder, readDataFolderIdentity, writeDataFolderIdentity } from './cluster-identity.js';
+import { FailureStreak } from './failure-streak.js';
 import {
   clusterKeys,
   etcdHosts,
@@ -58,6 +59,9 @@ export interface ClusterStatus {
 @Injectable()
 export class ClusterService implements OnApplicationShutdown {
   private readonly logger = new Logger('Cluster');
+  /** Repeated failures (etcd unreachable) are logged once, with back-off between tries. */
+  private readonly registration = new FailureStreak(this.logger, 'node registration in etcd');
+  private readonly campaigning = new FailureStreak(this.logger, 'leadership campaign');
   private client: Etcd3 | null = null;
   private nodeLease: Lease | null = null;
   private election: Election | null = null;
@@ -198,10 +202,10 @@ export class ClusterService implements OnApplicationShutdown {
     this.nodeLease = lease;
     lease.on('lost', (err) => {
       if (this.stopped || this.nodeLease !== lease) return;
-      this.logger.warn(`node registration lease lost: ${err.message}; registering again`);
+      const pause = this.registration.failed(`lease lost (${err.message})`, 'registering again');
       setTimeout(() => {
-        this.register(false).catch((e: Error) => this.logger.warn(`registering again failed: ${e.message}`));
-      }, 200).unref();
+        this.register(false).catch((e: Error) => this.registration.failed(e.message));
+      }, pause).unref();
     });
     const leaseId = await lease.grant();
     const deadline = monotonicNow() + REGISTRATION_WAIT_MS;
@@ -211,7 +215,10 @@ export class ClusterService implements OnApplicationShutdown {
         .then(client.put(key).value(JSON.stringify(this.info)).lease(leaseId))
         .else(client.get(key))
         .commit();
-      if (r.succeeded) return;
+      if (r.succeeded) {
+        this.registration.succeeded('registered again');
+        return;
+      }
       const held = r.responses[0]?.response_range?.kvs[0];
       if (held && held.lease === leaseId) return;
       if (!atStart || monotonicNow() > deadline || this.stopped) {
@@ -260,8 +267,8 @@ export class ClusterService implements OnApplicationShutdown {
         } else setTimeout(() => this.runCampaign(), ELIGIBILITY_POLL_MS).unref();
       },
       (err: Error) => {
-        this.sayOnce(`cannot read the in-sync set: ${err.message}`);
-        setTimeout(() => this.runCampaign(), 500).unref();
+        const pause = this.campaigning.failed(`cannot read the in-sync set (${err.message})`);
+        setTimeout(() => this.runCampaign(), pause).unref();
       },
     );
   }
@@ -304,8 +311,8 @@ export class ClusterService implements OnApplicationShutdown {
     campaign.on('error', (err: Error) =>
       this.serialize(async () => {
         if (this.campaign !== mine) return;
-        this.logger.warn(`leadership campaign ended: ${err.message}; campaigning again`);
-        await this.leaveQueue(mine, 200);
+        const pause = this.campaigning.failed(`campaign ended (${err.message})`, 'campaigning again');
+        await this.leaveQueue(mine, pause);
       }),
     );
   }

@@ -225,6 +225,12 @@ export function splitFrames(
 export const SYNC_FLAG_IMS_EXTENSIONS = 0x80;
 /** The slave wants the master's acknowledged end in heartbeats (with SYNC_FLAG_IMS_EXTENSIONS). */
 export const SYNC_FLAG_ACKNOWLEDGED_END = 0x40;
+/**
+ * With the extensions flag: a reader that wants the master's durable end (`ims backup`), not its log
+ * end, in the hello's log_end, so that it copies only records on the master's disk. Such a reader
+ * never acknowledges. A master that does not know the flag (Go, older ims) ignores it.
+ */
+export const SYNC_FLAG_DURABLE_END = 0x20;
 export const SYNC_ACK_BODY_SIZE = 16;
 export const SYNC_HEARTBEAT_BODY_SIZE = 24;
 export const SYNC_HEARTBEAT_WITH_END_BODY_SIZE = 32;
@@ -257,10 +263,11 @@ export interface SyncHeartbeat {
 }
 
 /** MSG_STORAGE_SYNC_BEGIN asking for the ims extensions. */
-export function encodeExtendedSyncBegin(cursor: number, seq = 1, wantsAcknowledgedEnd = true): Buffer {
+export function encodeExtendedSyncBegin(cursor: number, seq = 1, durableEnd = false): Buffer {
   const body = Buffer.alloc(SYNC_BEGIN_BODY_SIZE);
   writeId(body, cursor, 0);
-  const flag = SYNC_FLAG_IMS_EXTENSIONS | (wantsAcknowledgedEnd ? SYNC_FLAG_ACKNOWLEDGED_END : 0);
+  // A replica asks for the acknowledged end (its reads stop there); a backup for the durable end.
+  const flag = SYNC_FLAG_IMS_EXTENSIONS | (durableEnd ? SYNC_FLAG_DURABLE_END : SYNC_FLAG_ACKNOWLEDGED_END);
   return encodeFrame(seq, Cmd.STORAGE_SYNC_BEGIN, body, 0, flag);
 }
 

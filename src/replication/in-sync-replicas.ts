@@ -6,15 +6,12 @@
  * hold it; with fewer than N in sync it fails at once, and a save that is waiting fails as soon as the set
  * shrinks below N: a save never hangs and is never acknowledged without its copies.
  */
+import { performance } from 'node:perf_hooks';
 import type { AckGate } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
+import { NotEnoughReplicasError, ReplicasShrankError, ShutdownBeforeAckError } from './ack-errors.js';
 
-export class NotEnoughReplicasError extends Error {
-  constructor(inSync: number, required: number) {
-    super(`not enough in-sync replicas (${inSync} of ${required} required)`);
-    this.name = 'NotEnoughReplicasError';
-  }
-}
+export { NotEnoughReplicasError };
 
 export interface ReplicaState {
   /** The end of what the replica has on disk, by its last acknowledgement. */
@@ -49,7 +46,10 @@ export interface RecordedMembership {
 }
 
 export class InSyncReplicas implements AckGate {
-  private readonly replicas = new Map<object, ReplicaState & { name: string; leaving: boolean }>();
+  private readonly replicas = new Map<
+    object,
+    ReplicaState & { name: string; leaving: boolean; disconnected?: boolean }
+  >();
   private membership: RecordedMembership | null = null;
   private recording: Promise<void> = Promise.resolve();
   /**
@@ -59,7 +59,10 @@ export class InSyncReplicas implements AckGate {
    * replica that holds less must not be counted in sync.
    */
   private acknowledgedEnd = 0;
-  /** When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond. */
+  /**
+   * When the log grew past each position: (end, time) pairs, oldest first, coalesced per millisecond.
+   * Times are monotonic (a wall-clock step must not make every replica lag, or none).
+   */
   private writes: { end: number; at: number }[] = [];
   private waiters: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -80,8 +83,12 @@ export class InSyncReplicas implements AckGate {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const err = new Error('the server is shutting down');
+    const err = new ShutdownBeforeAckError();
     for (const w of this.waiters.splice(0)) w.reject(err);
+    // A stopping master records nothing more: its replicas disconnect because it stops, and a set
+    // recorded without them would leave no node eligible to take over.
+    this.membership = null;
+    this.replicas.clear();
   }
 
   /**
@@ -165,6 +172,7 @@ export class InSyncReplicas implements AckGate {
       },
       (err: Error) => {
         r.leaving = false;
+        if (!this.membership) return; // stopped or stepped down meanwhile: nothing is required any more
         this.logger.error(
           `could not record the in-sync set without ${r.name}: ${err.message}; it stays required`,
         );
@@ -179,7 +187,7 @@ export class InSyncReplicas implements AckGate {
 
   /** The log grew to `end` (called on every write). */
   noteWrite(end: number): void {
-    const now = Date.now();
+    const now = Math.floor(performance.now());
     const last = this.writes[this.writes.length - 1];
     if (last && last.at === now) last.end = end;
     else this.writes.push({ end, at: now });
@@ -200,6 +208,8 @@ export class InSyncReplicas implements AckGate {
   removeReplica(key: object): void {
     const r = this.replicas.get(key);
     if (!r) return;
+    // Gone for good: it must not be counted as joining again while its removal is recorded.
+    r.disconnected = true;
     if (r.inSync && this.membership) {
       // Still required (its position frozen) until the set without it is recorded.
       this.leave(key, r, 'disconnected');
@@ -252,8 +262,8 @@ export class InSyncReplicas implements AckGate {
       return Promise.resolve();
     }
     const n = this.inSyncCount;
-    if (n < this.options.minInsync)
-      return Promise.reject(new NotEnoughReplicasError(n, this.options.minInsync));
+    // Already written (this runs after the write): the may-be-stored kind, not "nothing written".
+    if (n < this.options.minInsync) return Promise.reject(new ReplicasShrankError(n, this.options.minInsync));
     return new Promise((resolve, reject) => this.waiters.push({ end, resolve, reject }));
   }
 
@@ -288,7 +298,7 @@ export class InSyncReplicas implements AckGate {
   }
 
   private evaluate(): void {
-    const now = Date.now();
+    const now = performance.now();
     const timeout = this.options.lagTimeoutMs;
     // Writes older than twice the timeout no longer decide anything once every replica is past them.
     let minAcked = Infinity;
@@ -310,7 +320,7 @@ export class InSyncReplicas implements AckGate {
           `it has not acknowledged a record written ${r.lagMs} ms ago ` +
             `(replica_lag_timeout_ms ${timeout}; acknowledged up to ${r.ackedEnd})`,
         );
-      } else if (!r.inSync && !lagging && r.ackedEnd >= this.acknowledgedEnd) {
+      } else if (!r.inSync && !lagging && !r.disconnected && r.ackedEnd >= this.acknowledgedEnd) {
         r.inSync = true;
         this.logger.log(`replica ${r.name} joined the in-sync set (acknowledged up to ${r.ackedEnd})`);
         void this.recordMembers().catch((err: Error) =>
@@ -328,7 +338,7 @@ export class InSyncReplicas implements AckGate {
       if (this.acknowledged(w.end)) {
         this.acknowledgedEnd = Math.max(this.acknowledgedEnd, w.end);
         w.resolve();
-      } else if (inSync < required && !leaving) w.reject(new NotEnoughReplicasError(inSync, required));
+      } else if (inSync < required && !leaving) w.reject(new ReplicasShrankError(inSync, required));
       else still.push(w);
     }
     this.waiters = still;

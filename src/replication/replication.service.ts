@@ -11,6 +11,8 @@ import { StorageService } from '../storage/storage.service.js';
 import { SyncMaster, type SlaveStatus, type SyncMasterOptions } from './sync-master.js';
 import { SyncSlave, type SlaveLinkStatus } from './sync-slave.js';
 import { InSyncReplicas, type RecordedMembership } from './in-sync-replicas.js';
+import { LeadershipLostError, NotWrittenError } from './ack-errors.js';
+import { refusalText } from '../format/refusals.js';
 
 export interface ReplicationStatus {
   role: 'master' | 'slave';
@@ -164,7 +166,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
       return `read-only replica: this server replicates ${this.config.master_address}; send writes to the master`;
     }
     if (this.authority) return this.leading ? this.authority() : (this.authority() ?? 'not the master');
-    return null;
+    // Cluster mode before join(): the role is not known yet, so nothing may be written (or acknowledged).
+    return this.config.clusterMode ? refusalText.notJoined() : null;
   }
 
   // ---- cluster mode: the role is decided by election ---------------------------------------------
@@ -194,11 +197,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.storage.setAckGate(null);
     // These saves are written but not acknowledged: a different sentence from the refusal of a write
     // that never happened, so that a client does not retry them (a retry could store one twice).
-    this.replicas?.failWaiters(
-      new Error(
-        `leadership lost before acknowledgement (${this.authority?.() ?? 'no longer the master'}); the save may be stored`,
-      ),
-    );
+    this.replicas?.failWaiters(new LeadershipLostError(this.authority?.() ?? 'no longer the master'));
     void this.replicas?.setMembership(null);
     // Its followers find the new master; a deposed master's stream could cross a cut of its own log.
     this.master?.dropSlaves('closed: this node is no longer the master');
@@ -224,14 +223,13 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.storage.setAckGate({
       admit: () => {
         const refusal = authority?.() ?? null;
-        if (refusal) throw new Error(refusal);
+        if (refusal) throw new NotWrittenError(refusal);
         if (this.config.min_insync_replicas > 0) replicas.admit();
       },
       whenAcknowledged: async (end) => {
         if (this.config.min_insync_replicas > 0) await replicas.whenAcknowledged(end);
         const refusal = authority?.() ?? null;
-        if (refusal)
-          throw new Error(`leadership lost before acknowledgement (${refusal}); the save may be stored`);
+        if (refusal) throw new LeadershipLostError(refusal);
       },
     });
     this.leading = true;

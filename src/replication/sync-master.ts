@@ -9,6 +9,7 @@
  * reconnects and resumes from its own cursor.
  */
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
 import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
@@ -19,6 +20,7 @@ import {
   MAX_NODE_NAME_BYTES,
   SYNC_BEGIN_BODY_SIZE,
   SYNC_FLAG_ACKNOWLEDGED_END,
+  SYNC_FLAG_DURABLE_END,
   SYNC_FLAG_IMS_EXTENSIONS,
   decodeAckBody,
   decodeIdentBody,
@@ -115,6 +117,8 @@ class SlaveSession {
   /** The slave asked for the acknowledged end in heartbeats; the last one it was told. */
   private wantsAcknowledgedEnd = false;
   private toldAcknowledgedEnd = -1;
+  /** The reader asked for the durable end in the hello (ims backup: it copies only what is on disk). */
+  private wantsDurableEnd = false;
   private acknowledged = false;
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
@@ -170,6 +174,7 @@ class SlaveSession {
     clearTimeout(this.handshakeTimer);
     this.extended = (frame.flag & SYNC_FLAG_IMS_EXTENSIONS) !== 0;
     this.wantsAcknowledgedEnd = this.extended && (frame.flag & SYNC_FLAG_ACKNOWLEDGED_END) !== 0;
+    this.wantsDurableEnd = this.extended && (frame.flag & SYNC_FLAG_DURABLE_END) !== 0;
     const refusal = this.master.options.slaveRefusal?.() ?? null;
     if (refusal) {
       this.drop(`refused: ${refusal}`, 'log');
@@ -233,9 +238,13 @@ class SlaveSession {
       // own log diverged (and cut its tail back) before it applies anything.
       const { epoch, history } = this.master.options.epoch();
       this.socket.write(
-        encodeHelloFrame(this.nextSeq(), { epoch, logEnd: this.master.sendableEnd(this.extended), history }),
+        encodeHelloFrame(this.nextSeq(), {
+          epoch,
+          logEnd: this.wantsDurableEnd ? storage.durableEnd : this.master.sendableEnd(this.extended),
+          history,
+        }),
       );
-      this.lastFrameAt = Date.now();
+      this.lastFrameAt = performance.now();
       if (cursor > logEnd) {
         this.log.warn(
           `slave ${this.address} is past the end of this log (cursor ${requested}, log end ${logEnd}): its log ` +
@@ -332,7 +341,7 @@ class SlaveSession {
     this.socket.write(
       encodeHeartbeatFrame(this.nextSeq(), { epoch, logEnd, sentAt: Date.now(), acknowledgedEnd }),
     );
-    this.lastFrameAt = Date.now();
+    this.lastFrameAt = performance.now();
   }
 
   /** Whether the slave's last heartbeat told it less than the acknowledged end `end`. */
@@ -372,7 +381,7 @@ class SlaveSession {
             await this.sendPending();
             if (this.closed) return;
           }
-          if (r.records.length > 0 && this.pending.length === 0) this.pendingSince = Date.now();
+          if (r.records.length > 0 && this.pending.length === 0) this.pendingSince = performance.now();
           for (const rec of r.records) {
             this.pending.push(rec);
             this.pendingBytes += 12 + rec.msg.body.length;
@@ -386,7 +395,7 @@ class SlaveSession {
         const behind = this.readTo < end;
         if (this.pending.length > 0) {
           // An ims slave gets every record at once: saves may be waiting for its acknowledgement.
-          const due = this.extended || Date.now() - this.pendingSince >= opts.liveBatchDelayMs;
+          const due = this.extended || performance.now() - this.pendingSince >= opts.liveBatchDelayMs;
           // Catching up, send at once; a live Go slave waits for 1000 messages or the batch delay (Go's rule).
           if (full || behind || !this.caughtUp || due) {
             await this.sendPending();
@@ -399,9 +408,10 @@ class SlaveSession {
           );
         }
         if (behind) continue;
-        let wait = this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - Date.now() : 1000;
+        let wait =
+          this.pending.length > 0 ? this.pendingSince + opts.liveBatchDelayMs - performance.now() : 1000;
         if (this.extended) {
-          const sinceFrame = Date.now() - this.lastFrameAt;
+          const sinceFrame = performance.now() - this.lastFrameAt;
           if (sinceFrame >= opts.heartbeatMs) this.heartbeat();
           wait = Math.min(
             wait,

@@ -123,6 +123,9 @@ export class SyncSlave {
   private levelAt = Date.now();
   private caughtUp = false;
   private reconnects = 0;
+  /** How many times in a row the link failed with the same problem (said once, then counted). */
+  private repeats = 0;
+  private streakProblem: string | null = null;
   private nextRetryMs: number | null = null;
   private lastError: string | null = null;
   /** The current link's master speaks the extensions (it said hello). */
@@ -162,11 +165,16 @@ export class SyncSlave {
     while (!this.stopped) {
       const progressed = await this.session();
       if (this.stopped) break;
-      if (progressed) backoff = MIN_BACKOFF_MS;
+      if (progressed) {
+        backoff = MIN_BACKOFF_MS;
+        this.repeats = 0;
+        this.streakProblem = null;
+      }
       this.reconnects++;
       this.nextRetryMs = backoff;
+      const again = this.repeats > 0 ? `; the same failure ${this.repeats + 1} times: ${this.lastError}` : '';
       this.logger.log(
-        `reconnecting to master ${this.masterAddress} in ${backoff} ms (cursor ${this.storage.logEnd})`,
+        `reconnecting to master ${this.masterAddress} in ${backoff} ms (cursor ${this.storage.logEnd}${again})`,
       );
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
@@ -194,8 +202,12 @@ export class SyncSlave {
       const fail = (problem: string, level: 'log' | 'warn' | 'error') => {
         if (failed) return;
         failed = true;
+        // The same failure on every reconnect is said once; the reconnect lines show the back-off.
+        if (problem !== this.streakProblem)
+          this.logger[level](`link to master ${this.masterAddress}: ${problem}`);
+        else this.repeats++;
+        this.streakProblem = problem;
         this.lastError = problem;
-        this.logger[level](`link to master ${this.masterAddress}: ${problem}`);
         socket.destroy();
       };
       socket.on('timeout', () => fail(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`, 'warn'));
@@ -224,6 +236,7 @@ export class SyncSlave {
             if (failed || this.stopped) return;
             const frame = reader.next();
             if (!frame) break;
+            const applied = this.recordsApplied;
             const outcome = await this.applyFrame(frame, socket);
             if (outcome === 'reconnect') {
               // Our log was cut back to where it agrees with the master: follow again from there at once.
@@ -232,7 +245,9 @@ export class SyncSlave {
               socket.destroy();
               return;
             }
-            progressed = true;
+            // Progress is records written, not frames read: a link that says hello and then fails on
+            // every write (a full disk) must back off further each time, not retry every 100 ms.
+            if (this.recordsApplied > applied) progressed = true;
           }
         } catch (err) {
           const e = err as Error;
@@ -255,8 +270,13 @@ export class SyncSlave {
         this.connected = false;
         this.socket = null;
         if (wasConnected && !failed && !this.stopped) {
+          // A master that refuses followers (it no longer leads) closes every reconnect: said once.
+          const problem = 'closed by the master';
+          if (progressed || problem !== this.streakProblem)
+            this.logger.warn(`link to master ${this.masterAddress} closed by the master`);
+          else this.repeats++;
+          this.streakProblem = problem;
           this.lastError = 'the master closed the link';
-          this.logger.warn(`link to master ${this.masterAddress} closed by the master`);
         }
         void Promise.resolve(pumping).then(() => resolve(progressed));
       });
@@ -358,6 +378,14 @@ export class SyncSlave {
         throw new SyncProtocolError(`frame seq ${frame.seq}: MSG_STORAGE_SYNC_HEARTBEAT before any hello`);
       const d = decodeHeartbeatBody(frame.body);
       if (!d.ok) throw new SyncProtocolError(`frame seq ${frame.seq}: ${d.problem}`);
+      if (this.masterEpoch !== null && d.value.epoch > this.masterEpoch) {
+        // The same master leads again, in a new epoch (it lost and regained leadership while this link
+        // stayed up): read its new history from a fresh hello rather than treat it as a protocol error.
+        this.logger.log(
+          `master ${this.masterAddress} began epoch ${d.value.epoch} (this link was opened in epoch ${this.masterEpoch}); reconnecting to read its epoch history`,
+        );
+        return 'reconnect';
+      }
       if (d.value.epoch !== this.masterEpoch) {
         throw new SyncProtocolError(
           `frame seq ${frame.seq}: heartbeat of epoch ${d.value.epoch} on a link of epoch ${this.masterEpoch}`,

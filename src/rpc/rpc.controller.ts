@@ -13,12 +13,13 @@ import {
   type WireSyncReply,
 } from '../client/wire.js';
 import { ReplicationService } from '../replication/replication.service.js';
+import { ClusterRefusal, NotWrittenError } from '../replication/ack-errors.js';
 import { int64ToJson } from '../format/int64.js';
 import type { HistoryMessage, SyncResult } from '../storage/message-store.js';
 import { StorageService, type PeerSave } from '../storage/storage.service.js';
 import { decodeBase64, parseWireInt64 } from './int64-validators.js';
 import { RpcCountersService } from './rpc-counters.service.js';
-import { RpcErrorFilter, rpcErrorMessage } from './rpc-error.filter.js';
+import { RpcErrorFilter, refusalLog, rpcErrorMessage } from './rpc-error.filter.js';
 import { RpcValidationPipe } from './rpc-validation.pipe.js';
 import {
   GetLatestMessageRequest,
@@ -52,7 +53,8 @@ export class WritableGuard implements CanActivate {
 
   canActivate(): boolean {
     const refusal = this.replication.writeRefusal();
-    if (refusal) throw new RpcException(refusal);
+    // Refused before any write: the not-written kind, which a client may send again elsewhere.
+    if (refusal) throw new NotWrittenError(refusal);
     return true;
   }
 }
@@ -132,6 +134,7 @@ export class RpcController {
     const saved = saves.length > 0 ? await this.storage.savePeerMessages(saves) : [];
     saved.forEach((res, i) => {
       if (res instanceof Error) {
+        if (res instanceof ClusterRefusal) refusalLog.note(res);
         results[slots[i]] = { error: `${RpcPattern.SavePeerMessage}: ${rpcErrorMessage(res)}` };
       } else {
         this.counters.peerMessageCount++;
