@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ImsTimeoutError, type ImsClusterClient } from '../../../src/client/index.js';
+import { ImsRpcError, ImsTimeoutError, type ImsClusterClient } from '../../../src/client/index.js';
 import { Cmd } from '../../../src/format/constants.js';
 import { decodeRecord } from '../../../src/format/record.js';
 import { imBody } from '../../support/rpc-client.js';
@@ -39,6 +39,14 @@ export function rng(seed: number): () => number {
 /** A failure's kind, from what the client saw. */
 export function failureKind(err: unknown): string {
   if (err instanceof ImsTimeoutError) return 'timeout';
+  const kind = messageKind(err);
+  // What the client says the caller may do with it (not written: safe to retry; may be stored).
+  if (err instanceof ImsRpcError && err.notWritten) return `${kind} (not written)`;
+  if (err instanceof ImsRpcError && err.mayBeStored) return `${kind} (may be stored)`;
+  return kind;
+}
+
+function messageKind(err: unknown): string {
   const m = (err as Error)?.message ?? String(err);
   if (/not the master of shard/.test(m)) return 'not the master';
   if (/not enough in-sync replicas/.test(m)) return 'not enough in-sync replicas';
