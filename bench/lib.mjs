@@ -425,10 +425,10 @@ export async function drive({ call, inflight, durationMs, warmupMs = 0, serverPi
         if (errors > 10) return;
       }
       const t1 = performance.now();
-      // Throughput counts every call that completes inside the window (a loaded machine can make each
-      // call longer than a short window); latency only those that ran wholly inside it.
-      if (t1 >= measureFrom && t1 <= measureTo) completed++;
-      if (t0 >= measureFrom && t1 <= measureTo) {
+      // Every call that completes inside the window counts, for throughput and latency alike (a loaded
+      // machine can make each call longer than a short window).
+      if (t1 >= measureFrom && t1 <= measureTo) {
+        completed++;
         if (count === latencies.length) {
           const bigger = new Float64Array(latencies.length * 2);
           bigger.set(latencies);

@@ -37,6 +37,8 @@ export const LEASE_TTL_S = 3;
  * different rates.
  */
 const FENCE_MARGIN_MS = 700;
+/** How often a campaigning node renews its lease to prove it (etcd3 renews at ttl/3 too). */
+const RENEW_EVERY_MS = (LEASE_TTL_S * 1000) / 3;
 /** How often a queued node re-reads the in-sync set (it leaves the queue when recorded out of it). */
 const ELIGIBILITY_POLL_MS = 300;
 /** How long a restarted node waits for its previous process's registration to expire. */
@@ -56,6 +58,13 @@ export interface ClusterStatus {
   warning: string | null;
 }
 
+/** A campaign: queued or leading, the fence of its lease, and the timer that renews it for proof. */
+interface Candidacy {
+  campaign: Campaign;
+  fence: LeaseFence;
+  renewer: NodeJS.Timeout | null;
+}
+
 @Injectable()
 export class ClusterService implements OnApplicationShutdown {
   private readonly logger = new Logger('Cluster');
@@ -67,7 +76,7 @@ export class ClusterService implements OnApplicationShutdown {
   private election: Election | null = null;
   private observer: ElectionObserver | null = null;
   /** The campaign this node is queued or leading with, and the fence of its lease. */
-  private campaign: { campaign: Campaign; fence: LeaseFence } | null = null;
+  private campaign: Candidacy | null = null;
   private leadership: Leadership | null = null;
   private info: NodeInfo | null = null;
   private leader: LeaderInfo | null = null;
@@ -285,15 +294,21 @@ export class ClusterService implements OnApplicationShutdown {
     // The lease is granted after this moment: if elected, leadership is proven from here + ttl.
     const requestedAt = monotonicNow();
     const campaign = this.election!.campaign(JSON.stringify({ ...this.info!, epoch: 0 }));
-    const mine = { campaign, fence };
+    const mine: Candidacy = { campaign, fence, renewer: null };
     this.campaign = mine;
+    // The lease's own keepalives (etcd3's) keep it alive; proof comes from separate renewals, each on
+    // its own stream with its own answer: etcd3's keepalive stream can deliver a torn-down stream's late
+    // answers as if they answered a newer send (seen with a 1.5 s delay on the etcd link).
     const lease = (campaign as unknown as { lease: Lease }).lease;
-    lease.on('keepaliveFired', () => fence.keepaliveSent());
-    lease.on('keepaliveSucceeded', (res: { TTL?: string }) =>
-      fence.keepaliveAnswered(res.TTL === undefined ? undefined : Number(res.TTL)),
-    );
-    lease.on('keepaliveFailed', () => fence.streamReset());
-    lease.on('keepaliveEstablished', () => fence.streamReset());
+    mine.renewer = setInterval(() => {
+      if (this.campaign !== mine) return;
+      const sentAt = monotonicNow();
+      lease.keepaliveOnce().then(
+        (res) => fence.renewed(sentAt, Number(res.TTL)),
+        () => undefined, // unproven: the fence runs out on its own
+      );
+    }, RENEW_EVERY_MS);
+    mine.renewer.unref();
     this.watchEligibility(mine);
     campaign.on('elected', () =>
       this.serialize(async () => {
@@ -321,7 +336,7 @@ export class ClusterService implements OnApplicationShutdown {
    * While queued (not leading), a node the master records out of the in-sync set leaves the queue:
    * it may not win. (The check when elected is what makes this safe; this keeps the queue moving.)
    */
-  private watchEligibility(mine: { campaign: Campaign; fence: LeaseFence }): void {
+  private watchEligibility(mine: Candidacy): void {
     const tick = () => {
       if (this.campaign !== mine || this.stopped) return;
       if (this.leading) {
@@ -357,8 +372,9 @@ export class ClusterService implements OnApplicationShutdown {
   }
 
   /** Stops leading (if it did), resigns the campaign, and queues again after `delayMs`. */
-  private async leaveQueue(mine: { campaign: Campaign; fence: LeaseFence }, delayMs: number): Promise<void> {
+  private async leaveQueue(mine: Candidacy, delayMs: number): Promise<void> {
     if (this.campaign === mine) this.campaign = null;
+    if (mine.renewer) clearInterval(mine.renewer);
     mine.fence.revoke();
     if (this.leading) {
       this.leading = false;
@@ -368,7 +384,7 @@ export class ClusterService implements OnApplicationShutdown {
     if (!this.stopped) setTimeout(() => this.runCampaign(), delayMs).unref();
   }
 
-  private async onElected(mine: { campaign: Campaign; fence: LeaseFence }): Promise<void> {
+  private async onElected(mine: Candidacy): Promise<void> {
     const campaignKey = await mine.campaign.getCampaignKey();
     const outcome = await this.leadership!.takeOver(campaignKey, this.storage.latestEpoch);
     if (outcome.kind !== 'lead') {
@@ -432,6 +448,7 @@ export class ClusterService implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     if (this.eligibilityTimer) clearTimeout(this.eligibilityTimer);
+    if (this.campaign?.renewer) clearInterval(this.campaign.renewer);
     this.leading = false;
     this.replication.stepDown();
     try {

@@ -27,40 +27,44 @@ describe('lease fence', () => {
     assert.equal(fence.proven(), false);
   });
 
-  it('a pause between a keepalive and its answer proves only from that keepalive, not the next one sent', () => {
+  it('an answer proves only from the send time of its own renewal, however late it arrives', () => {
     const { clock, fence } = fenceAt();
     fence.granted(0);
     clock.now = 1000;
-    fence.keepaliveSent(); // sent at 1000 …
-    clock.now = 2000;
-    fence.keepaliveSent(); // … and at 2000 while the first is unanswered (a stall in between)
+    const first = clock.now; // sent at 1000 …
+    clock.now = 2000; // … a stall …
     clock.now = 2600;
-    fence.keepaliveAnswered(); // the answer belongs to the keepalive sent at 1000
+    fence.renewed(first); // … answered at 2600: proven from 1000, not from 2600
     assert.equal(fence.remainingMs(), 1000 + TTL - MARGIN - 2600);
     clock.now = 1000 + TTL - MARGIN;
     assert.equal(fence.proven(), false, 'not proven past the answered send + ttl - margin');
-    fence.keepaliveAnswered(); // now the one sent at 2000
-    assert.equal(fence.proven(), true);
+  });
+
+  it('a late answer to an old renewal never extends the proof past its own send time', () => {
+    const { clock, fence } = fenceAt();
+    fence.granted(0);
+    clock.now = 2000;
+    fence.renewed(2000);
+    clock.now = 2500;
+    fence.renewed(500); // an answer to a renewal sent at 500 arriving now
+    assert.equal(fence.remainingMs(), 2000 + TTL - MARGIN - 2500, 'the newer proof stands');
     clock.now = 2000 + TTL - MARGIN;
     assert.equal(fence.proven(), false);
   });
 
-  it('keepalives of a broken stream prove nothing when an answer arrives on the next one', () => {
+  it('with every answer 3 s late (a 1.5 s delay each way), the lease is never proven', () => {
     const { clock, fence } = fenceAt();
     fence.granted(0);
-    clock.now = 1000;
-    fence.keepaliveSent();
-    fence.streamReset();
-    clock.now = 2500;
-    fence.keepaliveAnswered(); // an answer with nothing outstanding: proves nothing
-    clock.now = TTL - MARGIN;
-    assert.equal(fence.proven(), false);
+    for (let sent = 1000; sent <= 10_000; sent += 1000) {
+      clock.now = sent + 3000;
+      fence.renewed(sent);
+      assert.equal(fence.proven(), false, `answer at ${clock.now} to the renewal sent at ${sent}`);
+    }
   });
 
   it('the ttl etcd granted is used when it says one', () => {
     const { clock, fence } = fenceAt();
-    fence.keepaliveSent();
-    fence.keepaliveAnswered(5);
+    fence.renewed(0, 5);
     clock.now = 5000 - MARGIN - 1;
     assert.equal(fence.proven(), true);
     clock.now = 5000 - MARGIN;

@@ -15,6 +15,7 @@ describe('fuzzing every port with mutated captured conversations (short run)', (
       const r = await runFuzz({
         inputsPerPort: Number(process.env.IMS_FUZZ_INPUTS ?? 2000),
         budgetMs: 6000,
+        maxHealthMs: Number(process.env.IMS_FUZZ_HEALTH_MS ?? 1000),
         seed: Number(process.env.IMS_FUZZ_SEED ?? 20261208),
         replay,
       });

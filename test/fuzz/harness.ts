@@ -278,6 +278,11 @@ export function corpus(): { port: PortName; hex: string; file: string }[] {
 }
 
 export interface FuzzOptions {
+  /**
+   * /health/live must answer within this (default MAX_HEALTH_MS). The short run inside `npm test`
+   * shares two cores with another test file and allows more; the soak holds the 250 ms bound.
+   */
+  maxHealthMs?: number;
   /** Inputs per port (the sync-master port gets at most a tenth: each costs a reconnect). */
   inputsPerPort: number;
   /** Stop every port's loop after this long (ms), whatever the count. */
@@ -294,6 +299,7 @@ export interface FuzzOptions {
 
 export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
   const log = options.log ?? (() => undefined);
+  const maxHealthMs = options.maxHealthMs ?? MAX_HEALTH_MS;
   const wave = options.wave ?? 24;
   const T = targets();
   const work = tempDir('ims-fuzz-');
@@ -338,7 +344,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
   // sending inputs is not taken for the server being slow; a slow answer is a failure of what was sent.
   const poller = new Worker(POLLER, {
     eval: true,
-    workerData: { urls: [server, slave].map((x) => `${x.httpBase}/health/live`), threshold: MAX_HEALTH_MS },
+    workerData: { urls: [server, slave].map((x) => `${x.httpBase}/health/live`), threshold: maxHealthMs },
   });
   let slowSince = 0;
   poller.on('message', (m: { url: string; ms: number }) => {
@@ -347,7 +353,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
     const which = m.url.startsWith(server.httpBase) ? 'served' : 'slave';
     log(`/health/live of the ${which} process took ${Math.round(m.ms)} ms`);
     result.worstHealthMs = Math.max(result.worstHealthMs, m.ms);
-    if (m.ms > MAX_HEALTH_MS) slowSince = Math.max(slowSince, m.ms);
+    if (m.ms > maxHealthMs) slowSince = Math.max(slowSince, m.ms);
   });
   const rssPoll = setInterval(() => {
     for (const x of [server, slave])
@@ -366,8 +372,12 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
       else if (port === 'netrpc') await netrpc.call('Ping', 1);
       else if (port === 'sync-slave') {
         // An ims slave is greeted at once (MSG_STORAGE_SYNC_HELLO), whatever the log holds.
-        const r = await deliver(server.ports.sync, encodeExtendedSyncBegin(32), 0, 5000);
-        if (r.received.length === 0) return 'a well-behaved slave got nothing from the sync port';
+        // Tried twice: on a loaded machine one greeting can miss the deadline.
+        for (let attempt = 0; ; attempt++) {
+          const r = await deliver(server.ports.sync, encodeExtendedSyncBegin(32), 0, 5000);
+          if (r.received.length > 0) break;
+          if (attempt === 1) return 'a well-behaved slave got nothing from the sync port';
+        }
       }
       return null;
     } catch (err) {
@@ -444,13 +454,13 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
         }
         const notServed = await served(port);
         if (notServed) for (const input of batch) fail(port, input.bytes, notServed);
-        if (slowSince > MAX_HEALTH_MS) {
+        if (slowSince > maxHealthMs) {
           // One slow answer on a busy machine is not yet the server's fault: the wave is sent again, and
           // only a second slow answer counts.
           slowSince = 0;
           await Promise.all(batch.map((input) => deliver(portOf(port), input.bytes)));
           await new Promise((r) => setTimeout(r, 120));
-          if (slowSince > MAX_HEALTH_MS)
+          if (slowSince > maxHealthMs)
             for (const input of batch)
               fail(port, input.bytes, `/health/live took ${Math.round(slowSince)} ms`);
         }
