@@ -83,6 +83,8 @@ export class Workload {
   /** performance.now() of every successful device read (to show reads went on during a fault). */
   readonly readTimes: number[] = [];
   private readonly ackTimes: number[] = [];
+  /** When each acknowledged save was sent (performance.now()), in acknowledgement order. */
+  private readonly ackSendTimes: number[] = [];
   private readonly devices: Device[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
@@ -138,6 +140,14 @@ export class Workload {
     return Math.round(Math.max(gap, to - prev));
   }
 
+  /**
+   * Acknowledged saves that were sent inside [from, to]. A save is decided after it was sent, so this
+   * bounds when the server acknowledged it from below even when this busy process reads answers late.
+   */
+  ackedSentBetween(from: number, to: number): number {
+    return this.ackSendTimes.filter((t) => t >= from && t <= to).length;
+  }
+
   /** Acknowledgements received inside [from, to]. */
   ackedBetween(from: number, to: number): number {
     return this.ackTimes.filter((t) => t >= from && t <= to).length;
@@ -165,6 +175,7 @@ export class Workload {
     while (this.running) {
       const uid = FIRST_UID + Math.floor(this.random() * USERS);
       const text = `s${this.options.seed}w${w}n${this.seq++}`;
+      const sentAt = performance.now();
       try {
         const r = await this.client.savePeerMessage({
           appId: APP,
@@ -174,6 +185,7 @@ export class Workload {
           raw: imBody(SENDER, uid, text),
         });
         this.ackTimes.push(performance.now());
+        this.ackSendTimes.push(sentAt);
         const before = this.acked.get(r.msgId);
         if (before && before.text !== text)
           this.ackedTwice.push(`${r.msgId}: "${before.text}" and "${text}"`);
