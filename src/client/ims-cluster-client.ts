@@ -88,6 +88,28 @@ export class ImsClusterClient {
     return Number((v < 0n ? -v : v) % BigInt(this.shards));
   }
 
+  private readonly readAt = new Map<number, number>();
+
+  /**
+   * Reads the shard's master from etcd itself, at most twice a second: a watch can miss a change (etcd
+   * restarted under it), and a client that only waited for the watch stayed on a deposed master.
+   */
+  private async readMaster(shard: number): Promise<void> {
+    const now = Date.now();
+    if (now - (this.readAt.get(shard) ?? 0) < 500) return;
+    this.readAt.set(shard, now);
+    try {
+      const m = parseLeader(await this.etcd.election(clusterKeys(this.cluster).election(shard)).leader());
+      const old = this.masters.get(shard);
+      if (m && (!old || old.rpc !== m.rpc || old.epoch !== m.epoch)) {
+        this.masters.set(shard, m);
+        for (const w of [...this.waiting]) w();
+      }
+    } catch {
+      // etcd unreachable: the watch's view stands
+    }
+  }
+
   /** The client of the shard's master, waiting (up to failoverTimeoutMs) while it has none. */
   private async master(shard: number): Promise<ImsClient> {
     const deadline = Date.now() + (this.options.failoverTimeoutMs ?? 15000);
@@ -95,6 +117,7 @@ export class ImsClusterClient {
       if (this.closed) throw new Error('ImsClusterClient is closed');
       const m = this.masters.get(shard);
       if (m && m.epoch > 0) return this.clientFor(m.rpc);
+      void this.readMaster(shard);
       const left = deadline - Date.now();
       if (left <= 0)
         throw new Error(
@@ -148,6 +171,7 @@ export class ImsClusterClient {
         return await call(client);
       } catch (err) {
         if (this.closed || !retry(err) || Date.now() > deadline) throw err;
+        void this.readMaster(shard);
         await this.changeOrTimeout(Math.min(pause, Math.max(0, deadline - Date.now())));
         pause = Math.min(pause * 2, RETRY_MAX_MS);
       }
