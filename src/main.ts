@@ -81,7 +81,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started)
     { strategy: rpcServer },
     { inheritAppConfig: true },
   );
-  // The same handlers over gorpc, for Go im servers, when configured.
+  // The same handlers over gorpc, for Go im servers, when configured, with the same input bounds.
   let gorpc: { server: GorpcServer; service: typeof rpcService } | undefined;
   if (config.gorpc_listen) {
     const g = parseHostPort(config.gorpc_listen);
@@ -90,6 +90,9 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started)
       host: g.host ?? '0.0.0.0',
       port: g.port,
       setting: config.gorpc_listen,
+      maxMessage: config.max_frame_bytes,
+      stallMs: config.incomplete_frame_timeout_ms,
+      bounds,
       ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
       limitConnections: (s) => bounds.limitConnections(s, 'gorpc'),
     });

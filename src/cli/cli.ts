@@ -8,7 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BLOCK_HEADER_SIZE, BLOCK_SIZE } from '../format/constants.js';
 import { listBlocks } from '../storage/block-files.js';
 import { describeOwner, lockHolder } from '../storage/data-dir-lock.js';
-import { clusterInit, clusterStatus, formatClusterStatus } from './cluster.js';
+import { clusterInit, clusterResetIsr, clusterStatus, formatClusterStatus } from './cluster.js';
 import { runInspect, type InspectTarget } from './inspect.js';
 import { describeQueueFormat, readStateFile } from './index-model.js';
 import { ProgressBar } from './progress.js';
@@ -45,7 +45,10 @@ export const TOOLS_USAGE = `usage:
   ims cluster init --etcd HOST:PORT[,…] --cluster NAME --shards N
       write a cluster's shard map in etcd (refuses to change an existing one)
   ims cluster status --etcd HOST:PORT[,…] --cluster NAME [--json]
-      each shard's master, epoch, nodes and lag`;
+      each shard's master, epoch, nodes and lag
+  ims cluster reset-isr --etcd HOST:PORT[,…] --cluster NAME --shard N [--to NODE] --accept-data-loss
+      a shard whose recorded in-sync set holds only dead nodes: record one live node (default: the
+      longest log) as the whole set so that it leads; says what is lost, refuses without the flag`;
 
 class UsageError extends Error {}
 class HelpRequested extends Error {}
@@ -96,6 +99,9 @@ async function clusterCommand(args: string[]): Promise<number> {
       etcd: { type: 'string' },
       cluster: { type: 'string' },
       shards: { type: 'string' },
+      shard: { type: 'string' },
+      to: { type: 'string' },
+      'accept-data-loss': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -115,7 +121,23 @@ async function clusterCommand(args: string[]): Promise<number> {
     print(v.json ? JSON.stringify(report, null, 2) : formatClusterStatus(report));
     return EXIT_OK;
   }
-  throw new UsageError(`unknown cluster command ${JSON.stringify(sub ?? '')} (init or status)`);
+  if (sub === 'reset-isr') {
+    if (v.shard === undefined) throw new UsageError('--shard N is missing');
+    const shard = Number(v.shard);
+    if (!Number.isInteger(shard) || shard < 0)
+      throw new UsageError(`--shard must be 0 or more, not ${v.shard}`);
+    const r = await clusterResetIsr({
+      etcd: v.etcd,
+      cluster: v.cluster,
+      shard,
+      to: v.to,
+      acceptDataLoss: v['accept-data-loss'] === true,
+    });
+    if (r.done) print(r.text);
+    else process.stderr.write(`ims cluster reset-isr: ${r.text}\n`);
+    return r.done ? EXIT_OK : EXIT_PROBLEMS;
+  }
+  throw new UsageError(`unknown cluster command ${JSON.stringify(sub ?? '')} (init, status or reset-isr)`);
 }
 
 function isParseArgsError(err: unknown): boolean {

@@ -121,3 +121,129 @@ export function formatClusterStatus(r: ClusterReport): string {
   }
   return lines.join('\n');
 }
+
+export interface ResetIsrOptions {
+  etcd: string;
+  cluster: string;
+  shard: number;
+  /** The live node to record as the only in-sync member (default: the live node with the longest log). */
+  to?: string;
+  /** The operator accepts that saves only the dead members held are lost. */
+  acceptDataLoss: boolean;
+}
+
+/** Refused, or done: `text` says which, what the shard held and what may be lost. */
+export interface ResetIsrResult {
+  done: boolean;
+  text: string;
+}
+
+/**
+ * `ims cluster reset-isr`: the way out for a shard whose recorded in-sync set holds only dead nodes
+ * (no live node may lead, by the rule that keeps acknowledged saves). It records one live node as the
+ * whole set, so that it takes the shard over. Every save that only the dead members held is then lost
+ * for good (and its msgId may be given to another message), so it refuses unless the operator says
+ * so with --accept-data-loss, and it refuses outright while the shard has a master or any recorded
+ * member is alive (that member takes over by itself). The record is written in a transaction on the
+ * revision that was read: a master that appears meanwhile is not overruled.
+ */
+export async function clusterResetIsr(o: ResetIsrOptions): Promise<ResetIsrResult> {
+  const client = new Etcd3({ hosts: etcdHosts(o.etcd), dialTimeout: 3000 });
+  try {
+    const keys = clusterKeys(o.cluster);
+    const map = parseShardMap(await client.get(keys.shardMap).string());
+    if (!map) throw new Error(`cluster "${o.cluster}" has no shard map in etcd ${o.etcd}`);
+    if (o.shard >= map.shards)
+      throw new Error(`cluster "${o.cluster}" has ${map.shards} shard(s), numbered 0 to ${map.shards - 1}`);
+    const leader = parseLeader(
+      await client
+        .election(keys.election(o.shard))
+        .leader()
+        .catch(() => undefined),
+    );
+    if (leader && leader.epoch > 0) {
+      return {
+        done: false,
+        text: `shard ${o.shard} has a master (${leader.node}, epoch ${leader.epoch}): nothing to reset`,
+      };
+    }
+    const isrKey = keys.isr(o.shard);
+    const read = await client.get(isrKey).exec();
+    const kv = read.kvs[0];
+    const record = parseInSync(kv ? kv.value.toString() : null);
+    if (!record) {
+      return {
+        done: false,
+        text: `shard ${o.shard} has no recorded in-sync set: any node may lead it already`,
+      };
+    }
+    const live = Object.values(await client.getAll().prefix(keys.nodes(o.shard)).strings()).map(
+      (v) => JSON.parse(v) as NodeInfo,
+    );
+    const liveNames = live.map((n) => n.node).sort();
+    const aliveMembers = record.members.filter((m) => liveNames.includes(m));
+    const recorded = `the recorded in-sync set (epoch ${record.epoch}) is ${record.members.join(', ')}`;
+    if (aliveMembers.length > 0) {
+      return {
+        done: false,
+        text:
+          `shard ${o.shard}: ${recorded}, and ${aliveMembers.join(', ')} ${aliveMembers.length === 1 ? 'is' : 'are'} ` +
+          `alive: ${aliveMembers.length === 1 ? 'it' : 'one of them'} takes the shard over by itself (nothing is lost); ` +
+          `check its log if it does not`,
+      };
+    }
+    if (live.length === 0) {
+      return {
+        done: false,
+        text:
+          `shard ${o.shard}: ${recorded}, and no node of the shard is alive: start a node ` +
+          `(best one of ${record.members.join(', ')}, on its own data folder) first`,
+      };
+    }
+    const ends = new Map<string, number | null>();
+    for (const n of live) {
+      const s = await nodeSummary(n.http);
+      const end = (s?.storage as { next_message_id?: number } | undefined)?.next_message_id;
+      ends.set(n.node, typeof end === 'number' ? end : null);
+    }
+    const candidates = [...live].sort((a, b) => (ends.get(b.node) ?? -1) - (ends.get(a.node) ?? -1));
+    const chosen = o.to ?? candidates[0].node;
+    if (!liveNames.includes(chosen)) {
+      throw new Error(
+        `node ${chosen} is not a live node of shard ${o.shard} (live: ${liveNames.join(', ')})`,
+      );
+    }
+    const end = ends.get(chosen);
+    const where = end === null || end === undefined ? 'an unknown end (no /summary)' : `${end}`;
+    const loss =
+      `${chosen}'s log ends at ${where}. Every save that the master of epoch ${record.epoch} acknowledged ` +
+      `past that is lost for good (and its msgId can be given to another message): only ` +
+      `${record.members.join(', ')} ${record.members.length === 1 ? 'is' : 'are'} sure to hold it. ` +
+      `${chosen}'s own records past the last acknowledged one become acknowledged. Bring ` +
+      `${record.members.join(' or ')} back with ${record.members.length === 1 ? 'its' : 'their'} data folder ` +
+      `instead if you can: then nothing is lost`;
+    const head = `shard ${o.shard}: ${recorded}, none of them alive (live: ${liveNames.map((n) => `${n} at ${ends.get(n) ?? '?'}`).join(', ')}).`;
+    if (!o.acceptDataLoss) {
+      return {
+        done: false,
+        text: `${head}\nRefusing to record ${chosen} alone without --accept-data-loss. ${loss}.`,
+      };
+    }
+    const value = JSON.stringify({ epoch: record.epoch, members: [chosen] });
+    const r = await client
+      .if(isrKey, 'Mod', '==', kv!.mod_revision)
+      .then(client.put(isrKey).value(value))
+      .commit();
+    if (!r.succeeded) {
+      throw new Error(
+        `the in-sync set of shard ${o.shard} changed while it was read: nothing written; look again`,
+      );
+    }
+    return {
+      done: true,
+      text: `${head}\nRecorded ${chosen} as the only in-sync member: it takes the shard over. ${loss}.`,
+    };
+  } finally {
+    client.close();
+  }
+}

@@ -95,6 +95,7 @@ export class StorageService implements OnApplicationShutdown {
         queueFormat: this.config.queue_format,
         logger: this.logger,
         retention: this.retentionPolicy(),
+        checksumRecheckMs: this.config.checksum_recheck_s * 1000,
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);

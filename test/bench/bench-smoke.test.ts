@@ -20,7 +20,7 @@ function runBench(outDir: string): Promise<{ code: number | null; output: string
     let output = '';
     proc.stdout.on('data', (c: Buffer) => (output += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 90_000);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 170_000);
     proc.on('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, output });
@@ -40,7 +40,7 @@ describe('bench/run.mjs --quick', () => {
 
   it(
     'runs every section and writes JSON and markdown results with positive figures',
-    { timeout: 100_000 },
+    { timeout: 180_000 },
     async () => {
       const { code, output } = await runBench(outDir);
       assert.equal(code, 0, output);
