@@ -1,5 +1,6 @@
 // Quick start: what an IM server does with ims. Run a server (`npm start`), then:
 //   node examples/quick-start.mjs            # ims at 127.0.0.1:13333 (config/ims.cfg)
+//   node node_modules/ims/examples/quick-start.mjs   # the same, from a project that installed ims
 //   IMS_RPC=10.0.0.5:13333 node examples/quick-start.mjs
 // test/examples/quick-start.test.ts runs this file against a real server, so it stays correct.
 import { ImsClient, MessageCmd, decodeBody, encodeBody } from 'ims';

@@ -3,6 +3,8 @@
  * ims entry point. `ims [flags] [config]` runs the server; `ims verify|inspect|repair ...` are the
  * operator tools. The server's start-up order (SPEC "Start-up") is all in bootstrap() below.
  */
+// First: an unsupported Node stops here, before anything else loads.
+import './node-version.js';
 import 'reflect-metadata';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';

@@ -94,7 +94,7 @@ function consumerLockfile(tarball: string): object {
 }
 
 /** What the package holds besides dist/src. */
-const TOP_LEVEL_FILES = ['package.json', 'README.md', 'dist/build-info.json'];
+const TOP_LEVEL_FILES = ['package.json', 'README.md', 'dist/build-info.json', 'examples/quick-start.mjs'];
 
 const CONSUMER_MJS = `
 import { ImsClient, MessageCmd, decodeBody, encodeBody } from 'ims';
@@ -161,10 +161,15 @@ describe('the packed package, installed in a project outside the repository', ()
       'dist/src/client/bodies.js',
       'dist/src/format/bodies.js',
       'dist/src/main.js',
+      'examples/quick-start.mjs',
     ])
       assert.ok(files.includes(needed), `${needed} is not in the package`);
     const strays = files.filter((f) => !f.startsWith('dist/src/') && !TOP_LEVEL_FILES.includes(f));
-    assert.deepEqual(strays, [], 'only dist/src, build info, README and package.json are packed');
+    assert.deepEqual(
+      strays,
+      [],
+      'only dist/src, build info, the example, README and package.json are packed',
+    );
 
     const tarball = path.join(work, packed[0].filename);
     const project = path.join(work, 'project');
@@ -235,5 +240,18 @@ describe('the packed package, installed in a project outside the repository', ()
     assert.deepEqual(out.roundTrip, body);
     assert.deepEqual(out.saved, { msgId: 32, prevMsgId: 0 });
     assert.deepEqual(out.synced, [{ msgId: 32, body }]);
+
+    // The example the README points to runs from the installed package, in a CommonJS project too.
+    fs.writeFileSync(
+      path.join(project, 'package.json'),
+      JSON.stringify({ name: 'ims-consumer', version: '1.0.0', private: true, type: 'commonjs' }),
+    );
+    const example = ok(
+      await run(process.execPath, ['node_modules/ims/examples/quick-start.mjs'], project, {
+        IMS_RPC: s.rpcAddress,
+      }),
+      'the packaged example',
+    );
+    assert.match(example, /^SyncMessage bob: 2 messages, lastMsgId=\d+ hasMore=false$/m);
   });
 });

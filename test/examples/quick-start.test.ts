@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeBody } from '../../src/client/index.js';
-import { REPO_ROOT, removeDir } from '../support/fixtures.js';
+import { REPO_ROOT, removeDir, tempDir } from '../support/fixtures.js';
 import { clientFor, freePortFor } from '../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 
@@ -149,27 +149,87 @@ describe('examples/quick-start.mjs against a real server', () => {
     assert.match(stderr, /ECONNREFUSED/);
   });
 
-  it("is what the README's client quick start shows: each of its lines is a line of the example", () => {
-    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    const block = [...readme.matchAll(/^```js\n([\s\S]*?)^```$/gm)]
-      .map((m) => m[1])
-      .find((b) => b.includes("from 'ims'"));
-    assert.ok(block, "no js block importing from 'ims' in the README");
-    const exampleLines = new Set(
-      fs
-        .readFileSync(EXAMPLE, 'utf8')
-        .split('\n')
-        .map((l) => l.trim()),
-    );
-    const shown = block
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '');
-    assert.ok(shown.length >= 10, `the README block is only ${shown.length} lines`);
-    assert.deepEqual(
-      shown.filter((l) => !exampleLines.has(l)),
-      [],
-      'README lines that are not in examples/quick-start.mjs',
-    );
+  it("the README's first program runs as written, copied into a CommonJS project as ims-hello.mjs", async () => {
+    const project = tempDir('ims-readme-');
+    try {
+      // The user's project: CommonJS (npm's default), with ims installed (here: linked to this checkout).
+      fs.writeFileSync(
+        path.join(project, 'package.json'),
+        JSON.stringify({ name: 'im-server', version: '1.0.0', type: 'commonjs' }),
+      );
+      fs.mkdirSync(path.join(project, 'node_modules'));
+      fs.symlinkSync(REPO_ROOT, path.join(project, 'node_modules/ims'), 'dir');
+      fs.writeFileSync(path.join(project, 'ims-hello.mjs'), readmeFirstProgram());
+      // A new server, as the README's "On a new server it prints" says.
+      const fresh = await startServer({ http: false });
+      let run: Awaited<ReturnType<typeof runNode>>;
+      try {
+        run = await runNode(['ims-hello.mjs'], project, fresh.rpcAddress);
+      } finally {
+        await fresh.stop();
+        removeDir(path.dirname(fresh.dataDir));
+      }
+      assert.equal(run.code, 0, `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+      assert.equal(run.stderr, '');
+      assert.equal(run.stdout, readmeBlockAfter(readmeFirstProgram()));
+      assert.match(run.stdout, /^msgId=32 from 10001 to 10002: hello bob$/m);
+
+      // And CommonJS code can require the client (Node 20.19+ loads ES modules with require).
+      fs.writeFileSync(
+        path.join(project, 'require-check.js'),
+        "const { ImsClient, encodeBody } = require('ims');\nconsole.log(typeof ImsClient, typeof encodeBody);\n",
+      );
+      const cjs = await runNode(['require-check.js'], project, server.rpcAddress);
+      assert.equal(cjs.code, 0, cjs.stderr);
+      assert.equal(cjs.stdout, 'function function\n');
+    } finally {
+      removeDir(project);
+    }
   });
 });
+
+const README = () => fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+
+/** The README's first ```js block that imports from 'ims': the program a new user copies. */
+function readmeFirstProgram(): string {
+  const block = [...README().matchAll(/^```js\n([\s\S]*?)^```$/gm)]
+    .map((m) => m[1])
+    .find((b) => b.includes("from 'ims'"));
+  assert.ok(block, "no js block importing from 'ims' in the README");
+  return block;
+}
+
+/** The plain ``` block that follows `block` in the README (what it prints). */
+function readmeBlockAfter(block: string): string {
+  const text = README();
+  // Past the block and its closing fence.
+  const rest = text.slice(text.indexOf(block) + block.length + '```'.length);
+  const m = /^```\n([\s\S]*?)^```$/m.exec(rest);
+  assert.ok(m, 'no output block after the program');
+  return m[1];
+}
+
+/** Runs node with `args` in `cwd`, IMS_RPC set. */
+function runNode(
+  args: string[],
+  cwd: string,
+  rpc: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd,
+      env: { ...process.env, IMS_RPC: rpc },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
