@@ -109,6 +109,11 @@ describe('cluster errors a client can act on', () => {
     assert.equal(refusalKind(p(refusalText.notMaster(3, null))), 'not-written');
     assert.equal(refusalKind(p(refusalText.notEnoughReplicas(0, 1))), 'not-written');
     assert.equal(refusalKind(p(refusalText.notJoined())), 'not-written');
+    assert.equal(refusalKind(p('not the master')), 'not-written');
+    assert.equal(
+      refusalKind(p('not the master of shard 0 (this node has not joined its shard yet)')),
+      'not-written',
+    );
     assert.equal(
       refusalKind(p(refusalText.leadershipLost('not the master of shard 0 (no master is known)'))),
       'may-be-stored',
