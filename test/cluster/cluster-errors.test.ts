@@ -150,9 +150,13 @@ describe('cluster errors a client can act on', () => {
     });
 
     // The only in-sync replica stops: the save already waiting was written, so it may be stored.
+    const cc = new ImsClusterClient({ etcd: [etcd.endpoint], cluster: 'er', failoverTimeoutMs: 1500 });
+    clients.push(cc);
+    await cc.connect();
     process.kill(replica.proc.pid!, 'SIGSTOP');
     try {
-      await assert.rejects(save(m, 2), (err: unknown) => {
+      // Through ImsClusterClient: a may-be-stored failure reaches the caller, never sent again.
+      await assert.rejects(save(cc, 2), (err: unknown) => {
         assert.ok(err instanceof ImsRpcError);
         assert.match(
           err.message,
@@ -174,6 +178,15 @@ describe('cluster errors a client can act on', () => {
         return true;
       });
       assert.equal((await summary(master)).storage.next_message_id, end, 'nothing written');
+      // ImsClusterClient sends a not-written save again until failoverTimeoutMs, then hands it over.
+      const t = performance.now();
+      await assert.rejects(save(cc, 4), (err: unknown) => {
+        assert.ok(err instanceof ImsRpcError);
+        assert.equal(err.notWritten, true, err.message);
+        return true;
+      });
+      assert.ok(performance.now() - t >= 1500, 'retried until failoverTimeoutMs');
+      assert.equal((await summary(master)).storage.next_message_id, end, 'still nothing written');
     } finally {
       process.kill(replica.proc.pid!, 'SIGCONT');
     }
