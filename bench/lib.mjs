@@ -250,12 +250,14 @@ export async function startImsServer({
   const rpcLine = await child.waitFor(/\brpc listening on/);
   const syncLine = await child.waitFor(/sync listening on/);
   const gorpcLine = config.gorpc_listen ? await child.waitFor(/gorpc listening on/) : null;
+  const netrpcLine = config.netrpc_listen ? await child.waitFor(/netrpc listening on/) : null;
   const portOf = (line) => Number(/:(\d+)\s*$/.exec(line)[1]);
   return {
     ...child,
     host: '127.0.0.1',
     port: portOf(rpcLine),
     gorpcPort: gorpcLine ? portOf(gorpcLine) : null,
+    netrpcPort: netrpcLine ? portOf(netrpcLine) : null,
     syncAddress: `127.0.0.1:${portOf(syncLine)}`,
   };
 }
@@ -280,6 +282,59 @@ export async function createGorpcClient(host, port, { compress = true } = {}) {
         Raw: r.raw,
       }),
     close: () => client.close(),
+  };
+}
+
+/**
+ * A load client speaking a Go wire as Go im servers do. gorpc (im 2.0): `connections` connections (4),
+ * deflate on unless `compress` is false, every call of the process multiplexed over them round-robin.
+ * net/rpc (newest im): a pool of `rpc.DialHTTP` clients, each with one call in flight, so the pool grows
+ * to the calls in flight. Saves and tail syncs (SyncMessage with nothing new).
+ */
+export async function createGoWireClient(host, port, { wire, compress = true, connections = 4 }) {
+  const pick = (list) => {
+    let i = 0;
+    return () => list[i++ % list.length];
+  };
+  const save = (r) => ({ AppID: r.appId, Uid: r.uid, DeviceID: r.deviceId, Cmd: r.cmd, Raw: r.raw });
+  const sync = (r) => ({ AppID: r.appId, Uid: r.uid, DeviceID: r.deviceId, LastMsgID: r.lastMsgId });
+  if (wire === 'gorpc') {
+    const { GorpcClient } = await import(distUrl('src/rpc/gorpc/gorpc-client.js'));
+    const list = await Promise.all(
+      Array.from({ length: connections }, () => GorpcClient.connect(host, port, { compress })),
+    );
+    const next = pick(list);
+    return {
+      kind: `gorpc, ${connections} connections${compress ? ', deflate' : ''}`,
+      savePeerMessage: (r) => next().call('SavePeerMessage', save(r)),
+      syncMessage: (r) => next().call('SyncMessage', sync(r)),
+      close: async () => list.forEach((c) => c.close()),
+    };
+  }
+  const { NetrpcClient } = await import(distUrl('src/rpc/netrpc/netrpc-client.js'));
+  const idle = [];
+  const all = [];
+  // One call in flight per client, as Go im's pool of rpc.Client values is used.
+  const withClient = async (f) => {
+    let c = idle.pop();
+    if (!c) {
+      c = await NetrpcClient.connect(host, port);
+      all.push(c);
+    }
+    try {
+      return await f(c);
+    } finally {
+      idle.push(c);
+    }
+  };
+  return {
+    kind: 'net/rpc, one call in flight per connection',
+    savePeerMessage: (r) => withClient((c) => c.call('SavePeerMessage', save(r))),
+    syncMessage: (r) => withClient((c) => c.call('SyncMessage', sync(r))),
+    get connections() {
+      return all.length;
+    },
+    close: async () => all.forEach((c) => c.close()),
   };
 }
 

@@ -20,8 +20,8 @@
 // --runs N   runs per figure (default 3; the median is reported)
 // --no-whatif a full run also measures transport and saves at 16 and 64 in flight under --whatif nodelay
 //            and batchwrite (each in a child run); this skips that
-// --only a,b run only these sections (disk, engine, framing, transport, saves, replicated, sync, rebuild, memory,
-//            queues)
+// --only a,b run only these sections (disk, engine, framing, transport, saves, gowire, replicated, sync,
+//            rebuild, memory, queues)
 import * as fs from 'node:fs';
 import fsModule from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -34,6 +34,7 @@ import {
   REPO_ROOT,
   SAMPLE_TEXT,
   createClient,
+  createGoWireClient,
   createGorpcClient,
   distUrl,
   drive,
@@ -711,6 +712,102 @@ async function profileSaves(durability = option('--profile-durability') ?? 'sync
 
 // ---- report ----------------------------------------------------------------------------------------------
 
+// ---- Go wires: gorpc and net/rpc as Go im servers call them, beside the Nest transport ---------------
+
+/**
+ * Saves and tail syncs at 64 in flight over the two Go wires, as Go im servers make them: gorpc over 4
+ * connections with deflate (im 2.0), net/rpc over a pool of connections with one call in flight each
+ * (newest im). Beside them, on the same server and interleaved with them run by run, the Nest transport
+ * with one call per save (the baseline every ratio is to) and with ImsClient's batching. Ratios only:
+ * this machine's absolute figures move with whatever else runs on it.
+ */
+async function goWireBench() {
+  const out = { sync: {}, interval: {} };
+  const k = 64;
+  for (const d of ['sync', 'interval']) {
+    const server = await startImsServer({
+      workDir: work,
+      dataDir: path.join(work, `gowire-${d}`),
+      durability: d,
+      nodeFlags: preloadFlags,
+      config: { gorpc_listen: '127.0.0.1:0', netrpc_listen: '127.0.0.1:0' },
+    });
+    try {
+      const clients = {
+        nest: await createClient(server.host, server.port, { batchSaves: false }),
+        nestBatched: await createClient(server.host, server.port),
+        gorpcDeflate: await createGoWireClient(server.host, server.gorpcPort, { wire: 'gorpc' }),
+        gorpcPlain: await createGoWireClient(server.host, server.gorpcPort, {
+          wire: 'gorpc',
+          compress: false,
+        }),
+        netrpc: await createGoWireClient(server.host, server.netrpcPort, { wire: 'netrpc' }),
+      };
+      // Users whose queues hold one message, synced from past it: the tail sync (nothing new).
+      const tailCall = (c) => (n) =>
+        c.syncMessage({ appId: APP_ID, uid: uidOf(n), deviceId: 1n, lastMsgId: 2 ** 52 });
+      // Warm-up, unmeasured: every connection (net/rpc's pool too) open and the code paths compiled.
+      for (const c of Object.values(clients)) {
+        await drive({ call: saveCall(c), inflight: k, durationMs: SETTINGS.warmupMs * 2 });
+        await drive({ call: tailCall(c), inflight: k, durationMs: SETTINGS.warmupMs });
+      }
+      const runs = {};
+      for (let r = 0; r < SETTINGS.runs; r++) {
+        if (!QUICK) await waitForQuiet({ log, maxWaitMs: 20000 });
+        for (const [name, c] of Object.entries(clients)) {
+          log(`go wires ${d}: saves over ${name} (run ${r + 1})`);
+          (runs[`saves_${name}`] ??= []).push(await measureCalls(server, saveCall(c), k));
+          if (name === 'nestBatched' || name === 'gorpcPlain' || d !== 'sync') continue;
+          log(`go wires ${d}: tail syncs over ${name} (run ${r + 1})`);
+          (runs[`tail_${name}`] ??= []).push(await measureCalls(server, tailCall(c), k));
+        }
+      }
+      for (const [key, list] of Object.entries(runs)) out[d][key] = { ...medianOf(list), runs: list.length };
+      out.clients = Object.fromEntries(Object.entries(clients).map(([n, c]) => [n, c.kind]));
+      for (const c of Object.values(clients)) await c.close();
+    } finally {
+      await server.stop();
+    }
+    fs.rmSync(path.join(work, `gowire-${d}`), { recursive: true, force: true });
+  }
+  // Each figure as a ratio to the Nest transport's, one call per save, of the same runs.
+  out.ratios = {};
+  for (const d of ['sync', 'interval']) {
+    for (const [key, v] of Object.entries(out[d])) {
+      const base = out[d][key.startsWith('tail_') ? 'tail_nest' : 'saves_nest'];
+      out.ratios[`${d}_${key}`] = {
+        ofNestSingle: ratio(v.opsPerSec, base.opsPerSec),
+        cpuPerCallUs: round((v.serverCpuPct / 100 / v.opsPerSec) * 1e6, 1),
+      };
+    }
+  }
+  return out;
+}
+
+function goWireMarkdown(g, disk) {
+  const L = [];
+  L.push('');
+  L.push(
+    '**The Go wires** at 64 in flight, on one server, interleaved run by run with the Nest transport ' +
+      '(`ofNest`: ratio to the Nest transport with one call per save, or per sync, in the same runs; ' +
+      '`ofDisk`: to the disk ceiling of this run; server CPU per call in µs)',
+  );
+  L.push('');
+  L.push('| durability | calls | client | ops/s | p50 ms | µs CPU per call | ofNest | ofDisk |');
+  L.push('|---|---|---|---:|---:|---:|---:|---:|');
+  for (const d of ['sync', 'interval']) {
+    for (const [key, v] of Object.entries(g[d])) {
+      const r = g.ratios[`${d}_${key}`];
+      const [what, client] = key.split('_');
+      const dk = what === 'saves' ? disk?.[d]?.[64]?.opsPerSec : undefined;
+      L.push(
+        `| ${d} | ${what} | ${g.clients[client]} | ${fmt(v.opsPerSec)} | ${fmt(v.p50Ms, 2)} | ${fmt(r.cpuPerCallUs, 1)} | ${fmt(r.ofNestSingle, 2)} | ${dk ? fmt(ratio(v.opsPerSec, dk), 2) : '–'} |`,
+      );
+    }
+  }
+  return L;
+}
+
 function fmt(x, digits = 0) {
   if (!Number.isFinite(x)) return '–';
   return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -937,6 +1034,7 @@ function markdown(res) {
         .join('; ')}`,
     );
   }
+  if (res.goWire) L.push(...goWireMarkdown(res.goWire, res.ceilings.disk));
   return L.join('\n') + '\n';
 }
 
@@ -1102,6 +1200,12 @@ async function main() {
       }
       fs.rmSync(path.join(work, `saves-${d}`), { recursive: true, force: true });
     }
+  }
+
+  // Too slow for the quick smoke run's budget unless asked for by name (--only gowire).
+  if (want('gowire') && (!QUICK || ONLY)) {
+    log('Go wires (gorpc, net/rpc) beside the Nest transport, 64 in flight');
+    res.goWire = await goWireBench();
   }
 
   if (want('replicated')) {

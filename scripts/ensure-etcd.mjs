@@ -1,8 +1,9 @@
 // Makes sure an `etcd` binary is available for the cluster tests (npm test runs this first; CI too).
 // Finds etcd on PATH (or IMS_ETCD_BIN); when missing, installs Debian's etcd-server if it can (root
-// with apt-get), otherwise stops with a one-line instruction.
+// with apt-get), otherwise stops with a one-line instruction. Likewise libfaketime (Debian's faketime,
+// or IMS_FAKETIME_LIB), which the chaos suite uses to step a node's wall clock.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 function onPath(name) {
@@ -16,6 +17,29 @@ function onPath(name) {
   }
   return null;
 }
+
+function aptInstall(pkg) {
+  const run = () =>
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', pkg], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  try {
+    run();
+  } catch {
+    execFileSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    run();
+  }
+}
+
+const canApt = () => typeof process.getuid === 'function' && process.getuid() === 0 && onPath('apt-get');
+
+const FAKETIME_LIBS = [
+  '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/faketime/libfaketimeMT.so.1',
+];
+const faketimeLib = () => [process.env.IMS_FAKETIME_LIB, ...FAKETIME_LIBS].find((f) => f && existsSync(f));
 
 function version(bin) {
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
@@ -52,3 +76,18 @@ if (!bin || !v) {
   process.exit(1);
 }
 console.log(`ensure-etcd: ${bin} (etcd ${v})`);
+
+let faketime = faketimeLib();
+if (!faketime && canApt()) {
+  console.log('ensure-etcd: libfaketime not found; installing Debian package faketime');
+  aptInstall('faketime');
+  faketime = faketimeLib();
+}
+if (!faketime) {
+  console.error(
+    "ensure-etcd: the chaos tests need libfaketime: install Debian's faketime (apt-get install faketime) " +
+      'or set IMS_FAKETIME_LIB to libfaketimeMT.so.1, then run npm test again',
+  );
+  process.exit(1);
+}
+console.log(`ensure-etcd: ${faketime}`);

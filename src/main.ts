@@ -6,11 +6,11 @@
 import 'reflect-metadata';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
-import { Logger } from '@nestjs/common';
+import { Logger, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module.js';
-import { CLI_COMMANDS, runCli } from './cli/cli.js';
+import { CLI_COMMANDS, runCli, TOOLS_USAGE } from './cli/cli.js';
 import { ClusterService } from './cluster/cluster.service.js';
 import { ConfigError, loadConfigFile } from './config/config-file.js';
 import { parseHostPort, type ImsConfig } from './config/ims-config.js';
@@ -29,17 +29,25 @@ import { StorageService } from './storage/storage.service.js';
 import { versionBanner } from './version.js';
 
 export const DEFAULT_CONFIG = 'config/ims.cfg';
+/** How long a failed start may spend closing what it opened before it exits anyway. */
+const FAILED_START_CLOSE_MS = 5000;
 
-async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
+/** What start-up has created so far, so that a failed start can close it. */
+interface Started {
+  app?: INestApplication;
+}
+
+async function bootstrap(config: ImsConfig, logger: ImsLogger, started: Started): Promise<void> {
   const app = await NestFactory.create(AppModule.forConfig(config), {
     logger,
     abortOnError: false,
     // A half-sent HTTP request must not hold up shutdown (storage closes after the HTTP server).
     forceCloseConnections: true,
   });
+  started.app = app;
   const log = new Logger('ims');
   log.log(
-    `rpc ${config.rpc_listen}, storage ${config.storage_root}, sync ${config.sync_listen}, ` +
+    `rpc ${config.rpc_listen}, storage ${config.storage_root}${relativeNote(config)}, sync ${config.sync_listen}, ` +
       `master ${config.master_address ?? '-'}, http ${config.http_listen_address ?? '-'}, ` +
       `limit ${config.limit}, group_limit ${config.group_limit}, durability ${config.durability}`,
   );
@@ -71,7 +79,7 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
     { strategy: rpcServer },
     { inheritAppConfig: true },
   );
-  // The same handlers over gorpc, for Go im servers, when configured.
+  // The same handlers over gorpc, for Go im servers, when configured, with the same input bounds.
   let gorpc: { server: GorpcServer; service: typeof rpcService } | undefined;
   if (config.gorpc_listen) {
     const g = parseHostPort(config.gorpc_listen);
@@ -80,6 +88,9 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
       host: g.host ?? '0.0.0.0',
       port: g.port,
       setting: config.gorpc_listen,
+      maxMessage: config.max_frame_bytes,
+      stallMs: config.incomplete_frame_timeout_ms,
+      bounds,
       ...(tls ? { tlsOptions: serverTlsOptions(tls) } : {}),
       limitConnections: (s) => bounds.limitConnections(s, 'gorpc'),
     });
@@ -143,17 +154,42 @@ async function bootstrap(config: ImsConfig, logger: ImsLogger): Promise<void> {
   bound.rpc = rpcServer.boundAddress();
   const security = !tls ? '' : tls.ca ? ' (TLS, client certificates required)' : ' (TLS)';
   log.log(`rpc listening on ${bound.rpc}${security}`);
+  bound.allBound = true;
   // 10. Cluster mode: register, then campaign for the shard; until elected this node follows or waits.
   if (cluster.enabled) await cluster.join({ rpc: bound.rpc!, sync: bound.sync!, http: bound.http });
+}
+
+/** How a relative storage_root was read, so the log says which folder a relative setting meant. */
+function relativeNote(config: ImsConfig): string {
+  const setting = config.storageRootSetting;
+  return setting === undefined ? '' : ` (storage_root=${setting}, relative to the config file's folder)`;
 }
 
 function addressOf(a: net.AddressInfo | string | null): string | null {
   return a === null || typeof a === 'string' ? a : `${a.address}:${a.port}`;
 }
 
+/** `ims --help`: the server's usage, its flags and the operator tools. */
+function programUsage(): string {
+  return [
+    'usage: ims [flags] [CONFIG]',
+    `      run the server on CONFIG (default ${DEFAULT_CONFIG}); see README.md "Configuration"`,
+    LOG_FLAGS_USAGE,
+    'operator tools (ims COMMAND --help shows one):',
+    TOOLS_USAGE.replace(/^usage:\n/, ''),
+  ].join('\n');
+}
+
+const HELP = /^--?(h|help)$/;
+
 export async function main(argv: string[]): Promise<void> {
   if ((CLI_COMMANDS as readonly string[]).includes(argv[0])) {
     process.exitCode = await runCli(argv);
+    return;
+  }
+  // Before the flags are parsed: Go's flag package would call -help an undefined flag.
+  if (argv[0] === 'help' || argv.some((a) => HELP.test(a))) {
+    console.log(programUsage());
     return;
   }
   let flags: LogFlags;
@@ -163,7 +199,7 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (!(err instanceof FlagError)) throw err;
     console.error(`ims: ${err.message}`);
-    console.error(`usage: ims [flags] config\n${LOG_FLAGS_USAGE}`);
+    console.error(`usage: ims [flags] config\n${LOG_FLAGS_USAGE}\n(ims --help lists the operator tools too)`);
     process.exitCode = 2;
     return;
   }
@@ -195,12 +231,33 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (logger) logger.log(versionBanner().split('\n').join('; '), 'Version');
   else console.log(versionBanner());
+  const started: Started = {};
   try {
-    await bootstrap(config, logger ?? new ImsLogger(flags));
+    await bootstrap(config, logger ?? new ImsLogger(flags), started);
   } catch (err) {
     // One line: a SettingError names the key, its value and the cause.
     new Logger('ims').error(`start-up failed: ${(err as Error).message}`);
+    await closeAfterFailedStart(started.app);
     process.exit(1);
+  }
+}
+
+/**
+ * Closes what a failed start had opened: storage fsyncs, saves its index and releases the folder's
+ * lock (removing ims.lock), so the next start finds no stale lock. Bounded: a failed start must end.
+ */
+async function closeAfterFailedStart(app: INestApplication | undefined): Promise<void> {
+  if (!app) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      app.close(),
+      new Promise((resolve) => (timer = setTimeout(resolve, FAILED_START_CLOSE_MS))),
+    ]);
+  } catch (err) {
+    new Logger('ims').warn(`closing after the failed start: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -23,7 +23,8 @@ export const EXIT_OK = 0;
 export const EXIT_PROBLEMS = 1;
 export const EXIT_USAGE = 2;
 
-const USAGE = `usage:
+/** The operator tools' usage (also part of `ims --help`). */
+export const TOOLS_USAGE = `usage:
   ims verify DATA_DIR [--json] [--block-size N]
       check every block, the index files and every queue chain; exit 0 clean, 1 problems found
   ims inspect DATA_DIR [--user APPID:UID [--peer-only] | --group APPID:GID | --at MSGID | --from MSGID]
@@ -78,11 +79,11 @@ export async function runCli(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof HelpRequested) {
-      print(USAGE);
+      print(TOOLS_USAGE);
       return EXIT_OK;
     }
     if (err instanceof UsageError || isParseArgsError(err)) {
-      process.stderr.write(`ims ${command ?? ''}: ${(err as Error).message}\n${USAGE}\n`);
+      process.stderr.write(`ims ${command ?? ''}: ${(err as Error).message}\n${TOOLS_USAGE}\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`ims ${command}: ${(err as Error).message}\n`);
@@ -240,13 +241,15 @@ function verifyCommand(args: string[]): number {
   const holder = lockHolder(dataDir);
   if (holder) {
     process.stderr.write(
-      `note: ${describeOwner(holder.owner)} is using this folder; a record being written may show as a torn tail\n`,
+      `note: ${describeOwner(holder.owner)} is using this folder: index files it has not saved yet and ` +
+        `a record it is writing are reported as information, not problems\n`,
     );
   }
   const bar = new ProgressBar();
   if (!json) print(`ims verify ${dataDir} (block size ${sizes.blockSize}, from ${sizes.blockSizeSource})`);
   const report = verifyFolder(dataDir, {
     ...sizes,
+    live: holder !== null,
     onProgress: (done, total, file) => bar.update(done, total, file),
     onBlock: (b) => {
       bar.clear();
@@ -291,8 +294,9 @@ function printVerify(r: VerifyReport): void {
         (r.firstId > 32 ? ' (seqs after retention are not checked against the count)' : ''),
     );
   }
+  for (const note of r.notes) print(`note: ${note}`);
   if (r.clean) {
-    print('clean');
+    print(r.live ? 'clean (a server is running on this folder)' : 'clean');
     return;
   }
   print(`problems (${r.problems.length}):`);

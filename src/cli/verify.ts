@@ -161,6 +161,10 @@ export interface VerifyReport {
     message: string;
   };
   problems: Problem[];
+  /** A server held the folder's lock: what it leaves for later (index saves, a record being written). */
+  live: boolean;
+  /** Findings that are not problems (on a live folder: index files not saved yet, a record in progress). */
+  notes: string[];
   clean: boolean;
 }
 
@@ -169,6 +173,13 @@ export interface VerifyOptions {
   blockSizeSource: string;
   onProgress?: (done: number, total: number, file: string) => void;
   onBlock?: (block: BlockReport) => void;
+  /**
+   * A server is running on the folder. It keeps the index in memory and saves the index files every
+   * 5 minutes once the log grew by index_save_blocks blocks (and at shutdown; a restart replays the log
+   * from the saved position), and may be writing a record: missing or stale index files and a torn tail
+   * of the newest block are then its normal state, reported as notes, not problems.
+   */
+  live?: boolean;
 }
 
 const MAX_EXAMPLES = 10;
@@ -215,6 +226,7 @@ export function verifyFolder(root: string, options: VerifyOptions): VerifyReport
 
 class Verifier {
   private readonly problems: Problem[] = [];
+  private readonly notes: string[] = [];
   private readonly folder: FolderLayout;
   private readonly rebuilt: RebuiltIndex;
   private readonly recordsByCmd = new Map<number, number>();
@@ -258,7 +270,23 @@ class Verifier {
   }
 
   private problem(p: Problem): void {
-    this.problems.push(p);
+    const note = this.options.live ? this.liveNote(p) : null;
+    if (note) this.notes.push(note);
+    else this.problems.push(p);
+  }
+
+  /** What a running server's folder shows by design, in words; null for a real problem. */
+  private liveNote(p: Problem): string | null {
+    if (p.kind === 'index-missing')
+      return (
+        `${p.file} not yet saved (information: the running server holds the index in memory and saves ` +
+        `it every 5 minutes once the log grew by index_save_blocks blocks, and at shutdown)`
+      );
+    if (p.kind === 'index-stale')
+      return `${p.message.replace(/ \(repair will update it\)/, '')} (information: the running server saves it later)`;
+    if (p.kind === 'torn-tail' && p.file === blockFileName(this.reader.newestBlock))
+      return `${p.file} ends in a record being written (information: the server is writing)`;
+    return null;
   }
 
   run(): VerifyReport {
@@ -375,6 +403,8 @@ class Verifier {
       chains: this.chains,
       checksums: this.checksumReport(blocks),
       problems: this.problems,
+      live: this.options.live === true,
+      notes: this.notes,
       clean: this.problems.length === 0,
     };
   }

@@ -1,5 +1,4 @@
 import type * as tls from 'node:tls';
-import { ClientTCP } from '@nestjs/microservices';
 import { firstValueFrom, throwError, timeout } from 'rxjs';
 import {
   RpcPattern,
@@ -15,6 +14,7 @@ import {
   type WireSyncReply,
 } from './wire.js';
 import { refusalKind, type RefusalKind } from '../format/refusals.js';
+import { TcpLink } from './tcp-link.js';
 
 /** A 64-bit id as a caller may give it: a safe-integer number, a bigint or a decimal string. */
 export type Int64Input = number | bigint | string;
@@ -76,7 +76,8 @@ interface QueuedSave {
 }
 
 /** Connecting failed: the request never reached a server. */
-const CONNECT_FAILED = /\b(?:ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b/;
+const CONNECT_FAILED =
+  /\b(?:ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|TLS handshake failed)\b/;
 /** The connection went away while the request was out: a save may have been carried out. */
 const CONNECTION_LOST = /\b(?:Connection closed|ECONNRESET|EPIPE)\b/;
 
@@ -177,7 +178,7 @@ function syncIn(r: WireSyncReply): SyncReply {
  * request fails with ImsTimeoutError after `timeoutMs` (default 10 s) without closing the connection.
  */
 export class ImsClient {
-  private readonly proxy: ClientTCP;
+  private readonly proxy: TcpLink;
   private readonly timeoutMs: number;
   private batchSaves: boolean;
   private readonly maxBatch: number;
@@ -186,7 +187,7 @@ export class ImsClient {
   private flushScheduled = false;
 
   constructor(options: ImsClientOptions) {
-    this.proxy = new ClientTCP({
+    this.proxy = new TcpLink({
       host: options.host,
       port: options.port,
       ...(options.tls ? { tlsOptions: options.tls } : {}),

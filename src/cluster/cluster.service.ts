@@ -154,15 +154,22 @@ export class ClusterService implements OnApplicationShutdown {
   async join(bound: { rpc: string; sync: string; http: string | null }): Promise<void> {
     const c = this.config;
     const client = this.client!;
-    const advertise = (addr: string | null) => {
+    // advertise_rpc|sync|http (full host:port, e.g. a proxy's) win over advertise_host + bound port.
+    const advertise = (addr: string | null, full: string | undefined) => {
       if (!addr) return null;
+      if (full) return full;
       const { port } = parseHostPort(addr);
       const host = c.advertise_host ?? (parseHostPort(addr).host || '127.0.0.1');
       return `${host}:${port}`;
     };
-    const rpc = advertise(bound.rpc)!;
+    const rpc = advertise(bound.rpc, c.advertise_rpc)!;
     const node = this.resolveName(parseHostPort(bound.rpc).port);
-    this.info = { node, rpc, sync: advertise(bound.sync)!, http: advertise(bound.http) };
+    this.info = {
+      node,
+      rpc,
+      sync: advertise(bound.sync, c.advertise_sync)!,
+      http: advertise(bound.http, c.advertise_http),
+    };
     this.replication.nodeName = node;
     this.leadership = new Leadership(
       new EtcdShardRegistry(client, c.cluster_name, c.shard),
@@ -245,7 +252,8 @@ export class ClusterService implements OnApplicationShutdown {
       `master of shard ${this.config.shard} is ${leader.node} (${leader.rpc}, epoch ${leader.epoch})`,
     );
     this.leading = false;
-    await this.replication.follow(leader.sync);
+    // peer_sync_addresses: how this node reaches that peer when it differs from what the peer advertises.
+    await this.replication.follow(this.config.peerSyncAddresses.get(leader.node) ?? leader.sync);
   }
 
   /** Queues for the election once the recorded in-sync set lets this node lead. */

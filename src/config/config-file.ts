@@ -3,9 +3,10 @@
  * the file, the line and the key; nothing else (storage included) is touched before the config is valid.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
-import { ImsConfig } from './ims-config.js';
+import { ImsConfig, parseHostPort } from './ims-config.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -44,9 +45,14 @@ const KEYS: Record<string, { kind: Kind; required: boolean }> = {
   shard: { kind: 'int', required: false },
   node_name: { kind: 'string', required: false },
   advertise_host: { kind: 'string', required: false },
+  advertise_rpc: { kind: 'string', required: false },
+  advertise_sync: { kind: 'string', required: false },
+  advertise_http: { kind: 'string', required: false },
+  peer_sync_addresses: { kind: 'string', required: false },
   max_frame_bytes: { kind: 'int', required: false },
   max_pending_bytes: { kind: 'int', required: false },
   incomplete_frame_timeout_ms: { kind: 'int', required: false },
+  checksum_recheck_s: { kind: 'int', required: false },
   max_connections: { kind: 'int', required: false },
   tls_cert: { kind: 'string', required: false },
   tls_key: { kind: 'string', required: false },
@@ -109,6 +115,10 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     'etcd_endpoints',
     'node_name',
     'advertise_host',
+    'advertise_rpc',
+    'advertise_sync',
+    'advertise_http',
+    'peer_sync_addresses',
     'tls_cert',
     'tls_key',
     'tls_ca',
@@ -134,6 +144,31 @@ export function parseConfigText(text: string, source: string): ImsConfig {
     throw new ConfigError(`${where}: key "${e.property}": ${msg} (got "${String(e.value)}")`);
   }
   const at = (key: string) => (lineOf[key] ? `${source}:${lineOf[key]}` : source);
+  // The host:port pattern allows five digits; a port above 65535 would only fail at listen(), after
+  // storage was opened. 0 (the kernel picks) is for listeners only: nothing can connect to port 0.
+  for (const [key, min] of [
+    ['rpc_listen', 0],
+    ['sync_listen', 0],
+    ['http_listen_address', 0],
+    ['gorpc_listen', 0],
+    ['netrpc_listen', 0],
+    ['master_address', 1],
+  ] as const) {
+    const value = config[key];
+    if (value === undefined) continue;
+    const { port } = parseHostPort(value);
+    if (port < min || port > 65535)
+      throw new ConfigError(
+        `${at(key)}: key "${key}": port ${port} is out of range (${min}-65535) (got "${value}")`,
+      );
+  }
+  for (const endpoint of config.etcd_endpoints?.split(',') ?? []) {
+    const port = Number(/:(\d+)\s*$/.exec(endpoint)?.[1]);
+    if (port < 1 || port > 65535)
+      throw new ConfigError(
+        `${at('etcd_endpoints')}: key "etcd_endpoints": port ${port} of ${endpoint.trim()} is out of range (1-65535)`,
+      );
+  }
   if (config.max_pending_bytes < config.max_frame_bytes)
     throw new ConfigError(
       `${at('max_pending_bytes')}: key "max_pending_bytes": ${config.max_pending_bytes} is below ` +
@@ -163,5 +198,50 @@ export function loadConfigFile(file: string): ImsConfig {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
   }
-  return parseConfigText(text, file);
+  const config = parseConfigText(text, file);
+  resolvePaths(config, text, file);
+  return config;
+}
+
+/**
+ * Relative paths in a config file (storage_root, tls_cert, tls_key, tls_ca) are relative to the file's
+ * folder, as in most servers' configs: where the server is started from does not change which folder
+ * it serves. Go ims resolved storage_root against its working directory, so a Go config moved over as
+ * is could silently point ims at a new, empty folder: when the working directory's reading holds a data
+ * folder and the config-relative one does not, start-up stops and asks for an absolute path.
+ */
+function resolvePaths(config: ImsConfig, text: string, file: string): void {
+  const base = path.dirname(path.resolve(file));
+  const root = config.storage_root;
+  if (!path.isAbsolute(root)) {
+    const resolved = path.resolve(base, root);
+    const fromCwd = path.resolve(root);
+    if (resolved !== fromCwd && !holdsBlocks(resolved) && holdsBlocks(fromCwd)) {
+      throw new ConfigError(
+        `${file}:${lineOfKey(text, 'storage_root')}: key "storage_root": "${root}" is relative to the ` +
+          `config file's folder and names ${resolved}, which holds no data, while ${fromCwd} (the same ` +
+          `path from the working directory, where Go ims looked) holds a data folder: write the ` +
+          `absolute path of the folder to serve`,
+      );
+    }
+    config.storageRootSetting = root;
+    config.storage_root = resolved;
+  }
+  for (const key of ['tls_cert', 'tls_key', 'tls_ca'] as const) {
+    const value = config[key];
+    if (value !== undefined && !path.isAbsolute(value)) config[key] = path.resolve(base, value);
+  }
+}
+
+/** A data folder: it has block files (not necessarily message_0: retention deletes from the front). */
+function holdsBlocks(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).some((name) => /^message_\d+$/.test(name));
+  } catch {
+    return false;
+  }
+}
+
+function lineOfKey(text: string, key: string): number {
+  return text.split(/\r?\n/).findIndex((l) => new RegExp(`^\\s*${key}\\s*=`).test(l)) + 1;
 }

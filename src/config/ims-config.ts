@@ -6,6 +6,12 @@ import type { QueueFormatName } from '../format/index-file.js';
 /** host:port, where an empty host (":13333") means every interface. */
 export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):(\d{1,5})$/;
 
+/** An advertised address: host:port with a host (a node cannot be reached at "every interface"). */
+const ADVERTISED = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/;
+const PEER_ADDRESS = '[A-Za-z0-9_.:-]+=(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]+):\\d{1,5}';
+/** node=host:port[,node=host:port…] (node names as node_name allows them). */
+const PEER_ADDRESSES = new RegExp(`^\\s*${PEER_ADDRESS}\\s*(,\\s*${PEER_ADDRESS}\\s*)*$`);
+
 export type Durability = 'sync' | 'interval';
 
 /**
@@ -18,6 +24,9 @@ export const DEFAULT_MAX_FRAME_BYTES = 48 * 1024 * 1024;
 export class ImsConfig {
   /** Path of the file this came from (for messages). */
   source = '';
+
+  /** storage_root as the file wrote it, when it was relative (resolved against the file's folder). */
+  storageRootSetting?: string;
 
   @Matches(HOST_PORT, { message: 'rpc_listen must be host:port' })
   rpc_listen: string;
@@ -162,6 +171,40 @@ export class ImsConfig {
   @Matches(/^[A-Za-z0-9_.:[\]-]+$/, { message: 'advertise_host must be a host name or address' })
   advertise_host?: string;
 
+  /**
+   * Full host:port other nodes and clients reach this node's RPC, sync and HTTP listeners at, published
+   * in etcd instead of the bound address (NAT, a proxy); each overrides advertise_host for its listener.
+   */
+  @IsOptional()
+  @Matches(ADVERTISED, { message: 'advertise_rpc must be host:port (with a host)' })
+  advertise_rpc?: string;
+
+  @IsOptional()
+  @Matches(ADVERTISED, { message: 'advertise_sync must be host:port (with a host)' })
+  advertise_sync?: string;
+
+  @IsOptional()
+  @Matches(ADVERTISED, { message: 'advertise_http must be host:port (with a host)' })
+  advertise_http?: string;
+
+  /**
+   * `node=host:port,…`: how this node reaches a peer's sync listener when that differs from what the
+   * peer advertises (NAT, a proxy per link). A peer not listed is reached at its advertised address.
+   */
+  @IsOptional()
+  @Matches(PEER_ADDRESSES, { message: 'peer_sync_addresses must be node=host:port[,node=host:port…]' })
+  peer_sync_addresses?: string;
+
+  /** peer_sync_addresses as a map from node name to host:port. */
+  get peerSyncAddresses(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const item of (this.peer_sync_addresses ?? '').split(',')) {
+      const eq = item.indexOf('=');
+      if (eq > 0) out.set(item.slice(0, eq).trim(), item.slice(eq + 1).trim());
+    }
+    return out;
+  }
+
   get clusterMode(): boolean {
     return !!this.etcd_endpoints;
   }
@@ -183,6 +226,14 @@ export class ImsConfig {
   @IsInt()
   @Min(100, { message: 'incomplete_frame_timeout_ms must be at least 100' })
   incomplete_frame_timeout_ms = 30_000;
+
+  /**
+   * Checked reads: a record a read verified within the last `checksum_recheck_s` to twice that many
+   * seconds is served without computing its CRC again; 0 checks every read (README "Checked reads").
+   */
+  @IsInt()
+  @Min(0, { message: 'checksum_recheck_s must be 0 (every read checked) or more' })
+  checksum_recheck_s = 30;
 
   /** Connections each listener (RPC, sync, gorpc, netrpc) accepts at once; beyond it new ones are refused. */
   @IsInt()

@@ -29,11 +29,31 @@ export function listenError(key: string, value: string, err: unknown): Error {
   return err as Error;
 }
 
-/** Runs a listen step and names `key` when it fails. */
-export async function listening<T>(key: string, value: string, step: () => Promise<T>): Promise<T> {
+/** Binding is immediate (or a DNS look-up); past this a listener that never answered fails start-up. */
+export const LISTEN_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs a listen step and names `key` when it fails. Bounded in time: a step that never settles must
+ * not leave the server half-started (the other listeners up, this one not).
+ */
+export async function listening<T>(
+  key: string,
+  value: string,
+  step: () => Promise<T>,
+  timeoutMs = LISTEN_TIMEOUT_MS,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new SettingError(key, value, `the listener did not bind within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
   try {
-    return await step();
+    return await Promise.race([step(), timeout]);
   } catch (err) {
     throw listenError(key, value, err);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -4,6 +4,7 @@
  * key that does not match its certificate, stops the server with one line naming the setting.
  */
 import * as fs from 'node:fs';
+import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { ImsConfig } from './ims-config.js';
 import { SettingError } from './setting-error.js';
@@ -81,4 +82,48 @@ export function clientTlsOptions(m: TlsMaterial): tls.ConnectionOptions {
 /** The TLS material of this process (null: TLS off), provided to every module by ConfigModule. */
 export class TlsConfig {
   constructor(readonly material: TlsMaterial | null) {}
+}
+
+/**
+ * Reports each failed TLS handshake on `server` with the peer's `address:port` and the cause. By the
+ * time `tlsClientError` fires the TLS socket is often destroyed and reads its remoteAddress as
+ * undefined, so the peer is noted when the TCP connection arrives (the TLS socket wraps that one as
+ * `_parent`, set by Node's TLS server).
+ */
+export function reportTlsFailures(server: tls.Server, report: (peer: string, cause: string) => void): void {
+  const peers = new WeakMap<net.Socket, string>();
+  server.on('connection', (raw: net.Socket) => peers.set(raw, `${raw.remoteAddress}:${raw.remotePort}`));
+  server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    const inner = (socket as { _parent?: net.Socket })._parent;
+    const own = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
+    report((inner && peers.get(inner)) ?? own ?? 'an unknown peer', tlsFailureCause(err, socket));
+  });
+}
+
+/**
+ * Why a handshake failed, in an operator's words. Node destroys a connection whose client certificate
+ * fails verification without an error of its own (the listener sees "socket hang up"); the reason is
+ * in the socket's authorizationError.
+ */
+function tlsFailureCause(err: Error, socket: tls.TLSSocket): string {
+  // Typed as an Error, but Node sets the verification code (a string) there.
+  const authorization: unknown = socket.authorizationError;
+  const refused =
+    typeof authorization === 'string'
+      ? authorization
+      : authorization instanceof Error
+        ? authorization.message
+        : null;
+  if (refused) return `client certificate refused: ${refused} (not signed by tls_ca?)`;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (
+    code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' ||
+    /did not return a certificate/.test(err.message)
+  )
+    return 'the client presented no certificate (tls_ca requires one)';
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number|http request/.test(err.message))
+    return `not a TLS client (plain TCP?): ${err.message}`;
+  if (code === 'ECONNRESET')
+    return 'the client closed the connection during the handshake (does it trust this certificate?)';
+  return err.message;
 }

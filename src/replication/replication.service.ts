@@ -84,6 +84,8 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         // Cluster mode: only the leader serves followers (a deposed one may cut its own log back).
         slaveRefusal: () =>
           c.clusterMode && !this.leading ? (this.authority?.() ?? 'not the master') : null,
+        incompleteFrameMs: c.incomplete_frame_timeout_ms,
+        bounds: this.bounds,
       };
       this.replicas = new InSyncReplicas(
         {
@@ -111,6 +113,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
         this.logger,
         this.nodeName,
         this.slaveTlsOptions(),
+        this.config.incomplete_frame_timeout_ms,
       );
       this.slave.start();
       this.logger.log(`slave of ${this.config.master_address}, cursor ${this.storage.logEnd}`);
@@ -185,7 +188,14 @@ export class ReplicationService implements BeforeApplicationShutdown, OnApplicat
     this.stepDown();
     if (this.slave?.masterAddress === syncAddress) return;
     await this.slave?.stop();
-    this.slave = new SyncSlave(this.storage, syncAddress, this.logger, this.nodeName, this.slaveTlsOptions());
+    this.slave = new SyncSlave(
+      this.storage,
+      syncAddress,
+      this.logger,
+      this.nodeName,
+      this.slaveTlsOptions(),
+      this.config.incomplete_frame_timeout_ms,
+    );
     this.slave.start();
     this.logger.log(`following master ${syncAddress}, cursor ${this.storage.logEnd}`);
   }

@@ -11,6 +11,7 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
+import { reportTlsFailures } from '../config/tls-options.js';
 import { Cmd, cmdName } from '../format/constants.js';
 import { recordSize, type RawMessage } from '../format/record.js';
 import {
@@ -33,6 +34,8 @@ import {
 } from '../format/sync-frames.js';
 import type { StorageService } from '../storage/storage.service.js';
 import type { StorageLogger } from '../storage/storage-logger.js';
+import type { DropReason, PendingBudget } from '../rpc/input-bounds.js';
+import { UnfinishedFrameWatch } from '../rpc/input-bounds.js';
 import { FrameReader } from './frame-reader.js';
 import type { InSyncReplicas } from './in-sync-replicas.js';
 
@@ -62,6 +65,12 @@ export interface SyncMasterOptions {
   acknowledgedEnd?: () => number;
   /** Why this node serves no slaves now (cluster mode: it does not lead), or null. */
   slaveRefusal?: () => string | null;
+  /** A slave's unfinished frame that receives nothing this long drops it (incomplete_frame_timeout_ms). */
+  incompleteFrameMs?: number;
+  /** The process's input budget (max_pending_bytes) and drop counters, shared with the RPC listeners. */
+  bounds?: PendingBudget & {
+    noteDrop(what: string, address: string, reason: DropReason, detail: string): void;
+  };
 }
 
 export interface SlaveStatus {
@@ -123,12 +132,27 @@ class SlaveSession {
   /** What an ims slave calls itself (its node name), for the in-sync set a cluster keeps in etcd. */
   private nodeName: string | null = null;
   private lastFrameAt = 0;
+  /** What a slave has sent of a frame not yet whole, under the input bounds. */
+  private readonly unfinished: UnfinishedFrameWatch;
 
   constructor(
     private readonly master: SyncMaster,
     private readonly socket: net.Socket,
   ) {
     this.address = `${socket.remoteAddress}:${socket.remotePort}`;
+    const bounds = master.options.bounds;
+    this.unfinished = new UnfinishedFrameWatch(
+      {
+        address: this.address,
+        drop: (reason, detail) => {
+          // Counted and logged (one line) as the RPC listeners' drops are.
+          bounds?.noteDrop('sync', this.address, reason, detail);
+          this.drop(detail, bounds ? null : 'warn');
+        },
+      },
+      bounds,
+      master.options.incompleteFrameMs,
+    );
     this.reader = new FrameReader(SYNC_BEGIN_BODY_SIZE, (h) =>
       h.cmd !== Cmd.STORAGE_SYNC_BEGIN
         ? `expected MSG_STORAGE_SYNC_BEGIN (${Cmd.STORAGE_SYNC_BEGIN}), got ${cmdName(h.cmd)}`
@@ -165,6 +189,7 @@ class SlaveSession {
       this.drop(`refused: ${(err as Error).message}`, 'warn');
       return;
     }
+    this.unfinished.update(this.reader.bufferedBytes);
     if (!frame) return;
     const cursor = decodeSyncBeginBody(frame.body);
     if (!cursor.ok) {
@@ -225,7 +250,9 @@ class SlaveSession {
       }
     } catch (err) {
       this.drop(`refused a malformed extension frame: ${(err as Error).message}; link dropped`, 'error');
+      return;
     }
+    this.unfinished.update(this.reader.bufferedBytes);
   }
 
   private begin(requested: number): void {
@@ -476,11 +503,13 @@ class SlaveSession {
   }
 
   /** Closes the connection, logging why. */
-  drop(reason: string, level: 'log' | 'warn' | 'error'): void {
+  /** Closes the link, saying why at `level` (null: already logged). */
+  drop(reason: string, level: 'log' | 'warn' | 'error' | null): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.handshakeTimer);
-    this.log[level](`slave ${this.address}: ${reason}`);
+    this.unfinished.stop();
+    if (level) this.log[level](`slave ${this.address}: ${reason}`);
     this.socket.destroy();
     this.wake();
     this.master.remove(this);
@@ -490,6 +519,7 @@ class SlaveSession {
     if (!this.closed) {
       this.closed = true;
       clearTimeout(this.handshakeTimer);
+      this.unfinished.stop();
       this.log.log(
         this.started
           ? `slave ${this.address} disconnected at ${this.sentTo}`
@@ -623,8 +653,8 @@ export class SyncMaster {
       const tlsOptions = this.options.tls;
       const server = tlsOptions ? tls.createServer(tlsOptions, accept) : net.createServer(accept);
       if (tlsOptions)
-        server.on('tlsClientError', (err, socket) =>
-          this.logger.warn(`sync: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+        reportTlsFailures(server as tls.Server, (peer, cause) =>
+          this.logger.warn(`sync: TLS handshake with ${peer} failed: ${cause}`),
         );
       this.options.limitConnections?.(server);
       server.once('error', reject);

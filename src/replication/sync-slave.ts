@@ -150,6 +150,8 @@ export class SyncSlave {
     private readonly nodeName: string,
     /** Connect over TLS, presenting this server's certificate (a Go master cannot speak TLS). */
     private readonly tlsOptions?: tls.ConnectionOptions,
+    /** A master's unfinished frame that receives nothing this long ends the link (incomplete_frame_timeout_ms). */
+    private readonly incompleteFrameMs?: number,
   ) {
     const i = masterAddress.lastIndexOf(':');
     this.host = masterAddress.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
@@ -211,6 +213,23 @@ export class SyncSlave {
         socket.destroy();
       };
       socket.on('timeout', () => fail(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`, 'warn'));
+      // A frame the master started and stopped sending: the link is dead or the master hostile.
+      let stallTimer: NodeJS.Timeout | undefined;
+      const watchStall = () => {
+        clearTimeout(stallTimer);
+        const ms = this.incompleteFrameMs;
+        if (!ms || busy || failed || reader.bufferedBytes === 0) return;
+        const held = reader.bufferedBytes;
+        stallTimer = setTimeout(
+          () =>
+            fail(
+              `its unfinished frame (${held} bytes held) received nothing for ${ms} ms (incomplete_frame_timeout_ms)`,
+              'warn',
+            ),
+          ms,
+        );
+        stallTimer.unref();
+      };
       // Over TLS the link is up once the handshake (both certificates checked) is done.
       socket.on(this.tlsOptions ? 'secureConnect' : 'connect', () => {
         socket.setTimeout(0);
@@ -258,14 +277,17 @@ export class SyncSlave {
         } finally {
           busy = false;
           if (!failed && !socket.destroyed) socket.resume();
+          watchStall();
         }
       };
       socket.on('data', (chunk: Buffer) => {
         reader.push(chunk);
         if (!busy) pumping = pump();
+        watchStall();
       });
       socket.on('error', (err) => fail(`${err.message}`, 'log'));
       socket.on('close', () => {
+        clearTimeout(stallTimer);
         const wasConnected = this.connected;
         this.connected = false;
         this.socket = null;

@@ -6,8 +6,17 @@
  * A subclass reads its handshake and turns gob values into calls and answers.
  */
 import type * as net from 'node:net';
-import { GobError, GobStreamDecoder, GobStreamEncoder, type GobValue } from './gob/gob.js';
+import {
+  GobError,
+  GobLimitError,
+  GobStreamDecoder,
+  GobStreamEncoder,
+  SKIPPED,
+  type Decoded,
+  type DecodePlan,
+} from './gob/gob.js';
 import type { CallOutcome, GoConnection } from './go-listener.server.js';
+import type { DropReason, PendingHolder } from './input-bounds.js';
 import { WriteBatch } from './write-batch.js';
 
 export interface GoConnectionOptions {
@@ -22,7 +31,29 @@ export interface GoConnectionOptions {
   maxQueuedOutput: number;
   /** How long a new connection may take to make its handshake. */
   handshakeMs: number;
+  /** An unfinished gob message that receives nothing this long is dropped (incomplete_frame_timeout_ms). */
+  stallMs?: number;
+  /** The process's input budget (max_pending_bytes) and drop counters; none in unit tests. */
+  bounds?: ConnectionBounds;
 }
+
+/** The parts of InputBounds a connection uses (the shared budget and the drop log/counter). */
+export interface ConnectionBounds {
+  hold(holder: PendingHolder, bytes: number): void;
+  noteDrop(what: string, address: string, reason: DropReason, detail: string): void;
+}
+
+/**
+ * Most list elements one request may hold. ims's largest request (SavePeerGroupMessage) carries at most
+ * MAX_MEMBERS (10,000) members; a value asking for more is refused before any of it is built.
+ */
+export const MAX_REQUEST_ELEMENTS = 1 << 16;
+
+/**
+ * Gob bytes one connection decodes in one turn of the event loop before it lets the others (and the
+ * health check) run: decoding costs at most a few operations per byte, so this bounds each stall.
+ */
+const BYTES_PER_TURN = 1 << 20;
 
 /** How a protocol's connections name themselves. */
 export interface GoProtocol {
@@ -34,16 +65,24 @@ export interface GoProtocol {
   names: ReadonlySet<string>;
 }
 
-export abstract class GoCallConnection<
-  O extends GoConnectionOptions = GoConnectionOptions,
-> implements GoConnection {
+/**
+ * The input bounds are those of the Nest transport: max_frame_bytes per gob message (refused as soon as
+ * its length is read), the bytes of unfinished messages counted against max_pending_bytes with all other
+ * connections', and an unfinished message that stops moving dropped after incomplete_frame_timeout_ms.
+ */
+export abstract class GoCallConnection<O extends GoConnectionOptions = GoConnectionOptions>
+  implements GoConnection, PendingHolder
+{
   readonly address: string;
   protected readonly decoder: GobStreamDecoder;
   protected readonly encoder = new GobStreamEncoder();
   protected closed = false;
   protected paused = false;
   private inFlight = 0;
+  /** The rest of the buffered input waits for the next turn of the event loop. */
+  private yielded = false;
   private handshakeTimer?: NodeJS.Timeout;
+  private stallTimer?: NodeJS.Timeout;
   // Answers finishing in the same turn of the event loop join one write.
   private readonly answers = new WriteBatch((data) => {
     if (this.closed) return;
@@ -57,7 +96,11 @@ export abstract class GoCallConnection<
     private readonly protocol: GoProtocol,
     private readonly onClose: (c: GoConnection) => void,
   ) {
-    this.decoder = new GobStreamDecoder({ maxMessage: options.maxMessage, names: protocol.names });
+    this.decoder = new GobStreamDecoder({
+      maxMessage: options.maxMessage,
+      names: protocol.names,
+      maxElements: MAX_REQUEST_ELEMENTS,
+    });
     this.address = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
@@ -74,8 +117,14 @@ export abstract class GoCallConnection<
   /** Bytes from the socket: the handshake, then the gob stream, handed to `readGob`. */
   protected abstract onSocketData(chunk: Buffer): void;
 
-  /** One top-level gob value: (part of) a call to start. Throws GobError for one that is not. */
-  protected abstract onValue(value: GobValue): void;
+  /** What the next top-level value is decoded into (null: read and dropped). */
+  protected abstract plan: DecodePlan;
+
+  /**
+   * One top-level gob value, decoded as `plan` said (SKIPPED: dropped): (part of) a call to start.
+   * Throws GobError for one that is not.
+   */
+  protected abstract onValue(value: Decoded | typeof SKIPPED): void;
 
   protected handshakeDone(): void {
     clearTimeout(this.handshakeTimer);
@@ -87,12 +136,23 @@ export abstract class GoCallConnection<
     this.drain();
   }
 
-  /** Reads every complete value buffered, up to the in-flight limit. */
+  /** Reads every complete value buffered, up to the in-flight limit and this turn's share of work. */
   private drain(): void {
+    if (this.yielded) return;
+    const start = this.decoder.consumed;
     while (!this.closed && this.inFlight < this.options.maxInFlight) {
-      let value: GobValue | undefined;
+      if (this.decoder.consumed - start >= BYTES_PER_TURN) {
+        // The rest waits for the next turn, after every other connection's.
+        this.yielded = true;
+        setImmediate(() => {
+          this.yielded = false;
+          this.drain();
+        });
+        break;
+      }
+      let value: Decoded | typeof SKIPPED | undefined;
       try {
-        value = this.decoder.next();
+        value = this.decoder.nextAs(this.plan);
       } catch (err) {
         if (err instanceof GobError) return this.badGob(err);
         throw err;
@@ -113,15 +173,49 @@ export abstract class GoCallConnection<
   }
 
   protected badGob(err: GobError): void {
-    this.fail(`bad gob data: ${err.message}`);
+    if (!(err instanceof GobLimitError)) return this.fail(`bad gob data: ${err.message}`);
+    this.drop(
+      'frame_too_large',
+      `it announced a gob message of ${err.length} bytes; max_frame_bytes is ${err.limit}`,
+    );
   }
 
   protected tooLarge(): void {
-    this.fail(`request larger than ${2 * this.options.maxMessage} bytes`);
+    this.drop(
+      'frame_too_large',
+      `it sent a value of more than ${2 * this.options.maxMessage} bytes; max_frame_bytes is ${this.options.maxMessage}`,
+    );
   }
 
+  /** After a read: report the bytes held to the budget, watch an unfinished message, apply flow control. */
   protected afterRead(): void {
+    if (this.closed) return;
+    this.options.bounds?.hold(this, this.decoder.bufferedBytes);
+    // Over the budget, the connection dropped may be this one.
+    if (this.closed) return;
     this.updateFlow();
+    clearTimeout(this.stallTimer);
+    const stallMs = this.options.stallMs;
+    if (stallMs !== undefined && !this.paused && this.decoder.bufferedBytes > 0) {
+      this.stallTimer = setTimeout(
+        () =>
+          this.drop(
+            'stalled',
+            `its unfinished gob message (${this.decoder.bufferedBytes} bytes held) received nothing for ${stallMs} ms (incomplete_frame_timeout_ms)`,
+          ),
+        stallMs,
+      );
+      this.stallTimer.unref();
+    }
+  }
+
+  /** Closes the connection for one of the input bounds (counted and logged as the Nest transport's). */
+  drop(reason: DropReason, detail: string): void {
+    if (this.closed) return;
+    const label = this.protocol.label;
+    if (this.options.bounds) this.options.bounds.noteDrop(label, this.address, reason, detail);
+    else this.options.log(`${label} connection from ${this.address} closed: ${detail}`);
+    this.teardown();
   }
 
   /**
@@ -191,6 +285,8 @@ export abstract class GoCallConnection<
   }
 
   protected pauseReading(): void {
+    // A connection that is not read from is not stalling.
+    clearTimeout(this.stallTimer);
     this.socket.pause();
   }
 
@@ -209,6 +305,8 @@ export abstract class GoCallConnection<
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.stallTimer);
+    this.options.bounds?.hold(this, 0);
     this.answers.clear();
     this.socket.destroy();
     this.released();

@@ -9,7 +9,8 @@ import {
 } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { listenError } from '../config/setting-error.js';
-import type { GoConnectionOptions } from './go-connection.js';
+import { reportTlsFailures } from '../config/tls-options.js';
+import type { ConnectionBounds, GoConnectionOptions } from './go-connection.js';
 
 /**
  * The context a handler (and the RPC error filter) sees for a call that came over a Go protocol: the
@@ -39,6 +40,10 @@ export interface GoListenerOptions {
   limitConnections?: (server: net.Server) => void;
   /** Calls in flight per connection before it stops reading (default 4096). */
   maxInFlight?: number;
+  /** An unfinished gob message that receives nothing this long is dropped (incomplete_frame_timeout_ms). */
+  stallMs?: number;
+  /** The process's input budget (max_pending_bytes) and drop counters (InputBounds). */
+  bounds?: ConnectionBounds;
 }
 
 /** One accepted connection, as the listener keeps it: closed when the listener closes. */
@@ -83,10 +88,8 @@ export abstract class GoListenerServer extends Server implements CustomTransport
       ? tls.createServer(this.options.tlsOptions, onSocket)
       : net.createServer(onSocket);
     if (this.options.tlsOptions) {
-      server.on('tlsClientError', (err, socket) =>
-        this.log.warn(
-          `refused a TLS connection from ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`,
-        ),
+      reportTlsFailures(server as tls.Server, (peer, cause) =>
+        this.log.warn(`refused a TLS connection from ${peer}: ${cause}`),
       );
     }
     this.options.limitConnections?.(server);
@@ -140,6 +143,8 @@ export abstract class GoListenerServer extends Server implements CustomTransport
       maxInFlight: this.options.maxInFlight ?? 4096,
       maxQueuedOutput: 8 << 20,
       handshakeMs: 10_000,
+      ...(this.options.stallMs !== undefined ? { stallMs: this.options.stallMs } : {}),
+      ...(this.options.bounds ? { bounds: this.options.bounds } : {}),
     };
   }
 

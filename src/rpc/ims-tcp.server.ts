@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type * as tls from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { ServerTCP, type TcpSocket } from '@nestjs/microservices';
+import { reportTlsFailures } from '../config/tls-options.js';
 import { BoundedJsonSocket } from './bounded-json-socket.js';
 import type { InputBounds } from './input-bounds.js';
 
@@ -39,8 +40,8 @@ export class ImsTcpServer extends ServerTCP {
     if (tcp.tlsOptions) {
       const logger = new Logger('Rpc');
       // A refused client (no certificate, another CA) is worth a line: it is either misconfigured or probing.
-      server.on('tlsClientError', (err: Error, socket: net.Socket) =>
-        logger.warn(`rpc: TLS handshake with ${socket.remoteAddress} failed: ${err.message}`),
+      reportTlsFailures(server as tls.Server, (peer, cause) =>
+        logger.warn(`rpc: TLS handshake with ${peer} failed: ${cause}`),
       );
     }
   }
@@ -53,6 +54,21 @@ export class ImsTcpServer extends ServerTCP {
   override getRouteFromPattern(pattern: string): string {
     if (this.messageHandlers.has(pattern)) return pattern;
     return super.getRouteFromPattern(pattern);
+  }
+
+  /**
+   * Stock listen() hands only EADDRINUSE and ECONNREFUSED to the callback: any other failure
+   * (EADDRNOTAVAIL for a host this machine does not have, EACCES for a privileged port) left start-up
+   * waiting for ever with the other listeners up. Every failure before the socket listens is reported.
+   */
+  override listen(callback: (err?: unknown) => void): void {
+    const server = this.server;
+    const onError = (err: Error) => callback(err);
+    server.once('error', onError);
+    server.listen(this.port, this.host, () => {
+      server.off('error', onError);
+      callback();
+    });
   }
 
   /** The address the listener is bound to (the real port when the config asked for port 0). */

@@ -93,3 +93,50 @@ export class InputBounds {
     });
   }
 }
+
+/** The parts of InputBounds a connection uses (the shared budget and the drop log/counter). */
+export interface PendingBudget {
+  hold(holder: PendingHolder, bytes: number): void;
+}
+
+/**
+ * One connection's unfinished frame as the input bounds see it, for the listeners that are not Nest's
+ * (the sync port): its bytes counted against max_pending_bytes with every other connection's, and the
+ * connection dropped when the unfinished frame receives nothing for incomplete_frame_timeout_ms.
+ */
+export class UnfinishedFrameWatch {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly holder: PendingHolder,
+    private readonly budget: PendingBudget | undefined,
+    private readonly stallMs: number | undefined,
+  ) {}
+
+  /** After a read: `bytes` of an unfinished frame are held (0: none). */
+  update(bytes: number): void {
+    clearTimeout(this.timer);
+    this.budget?.hold(this.holder, bytes);
+    if (bytes === 0 || !this.stallMs) return;
+    const ms = this.stallMs;
+    this.timer = setTimeout(
+      () =>
+        this.holder.drop(
+          'stalled',
+          `its unfinished frame (${bytes} bytes held) received nothing for ${ms} ms (incomplete_frame_timeout_ms)`,
+        ),
+      ms,
+    );
+    this.timer.unref();
+  }
+
+  /** Not reading (paused) or closed: nothing is stalling. */
+  pause(): void {
+    clearTimeout(this.timer);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.budget?.hold(this.holder, 0);
+  }
+}

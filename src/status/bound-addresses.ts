@@ -11,4 +11,9 @@ export class BoundAddresses {
   http: string | null = null;
   gorpc: string | null = null;
   netrpc: string | null = null;
+  /**
+   * Every configured listener is bound. Readiness waits for it: HTTP listens first, so without it a
+   * probe could see 200 while the RPC port is not (or never will be) open.
+   */
+  allBound = false;
 }

@@ -8,6 +8,7 @@ import { StorageModule } from '../storage/storage.module.js';
 import { BoundAddresses } from './bound-addresses.js';
 import { EventLoopMonitor } from './event-loop.monitor.js';
 import { HealthController } from './health.controller.js';
+import { ListenersHealthIndicator } from './indicators/listeners.health.js';
 import { ReplicationHealthIndicator } from './indicators/replication.health.js';
 import { EventLoopHealthIndicator } from './indicators/runtime.health.js';
 import { StorageHealthIndicator } from './indicators/storage.health.js';
@@ -37,6 +38,7 @@ import { StatusController } from './status.controller.js';
     EventLoopHealthIndicator,
     StorageHealthIndicator,
     ReplicationHealthIndicator,
+    ListenersHealthIndicator,
   ],
   exports: [ShutdownState, BoundAddresses],
 })

@@ -35,6 +35,8 @@ export interface BlockFilesOptions {
   /** Most read handles kept open at once (Go: 128). */
   maxOpenReadFiles?: number;
   logger: StorageLogger;
+  /** The checked-read recheck window's epoch, ms (checksum_recheck_s; 0: every read checked). */
+  checksumRecheckMs?: number;
 }
 
 export { blockFileName };
@@ -157,7 +159,7 @@ export class BlockFiles extends BlockAddressing {
     super(options.root, options.blockSize ?? BLOCK_SIZE);
     this.maxOpenReadFiles = options.maxOpenReadFiles ?? 128;
     this.logger = options.logger;
-    this.sums = new ChecksumSidecars(options.root, options.logger);
+    this.sums = new ChecksumSidecars(options.root, options.logger, options.checksumRecheckMs);
     if (this.blockSize < BLOCK_HEADER_SIZE + 1024)
       throw new Error(`block size ${this.blockSize} is too small`);
   }

@@ -67,3 +67,34 @@ function explain(root: string, err: NodeJS.ErrnoException): string {
   if (problem) return `cannot create it: ${problem}`;
   return `cannot create it: ${err.message}`;
 }
+
+/**
+ * What an operator needs to know about a file-system error on a file inside the data folder (opening a
+ * root-owned block file as another user, a read-only remount, a full disk): the file, and for a
+ * permission error who owns it and who ims runs as. Null for an error that is not about a file.
+ */
+export function fileProblem(err: unknown): string | null {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code !== 'string' || typeof e.path !== 'string') return null;
+  const file = e.path;
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM': {
+      let owner = '';
+      try {
+        const st = fs.statSync(file);
+        owner = `, owned by uid ${st.uid} gid ${st.gid} with mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
+      } catch {
+        // not even stat-able: the folder above refuses; the code says enough
+      }
+      const me = process.getuid ? `; ims runs as uid ${process.getuid()} gid ${process.getgid?.()}` : '';
+      return `cannot ${e.syscall ?? 'open'} ${file}: permission denied${owner}${me} (${e.code})`;
+    }
+    case 'EROFS':
+      return `cannot ${e.syscall ?? 'open'} ${file}: it is on a read-only file system (EROFS)`;
+    case 'ENOSPC':
+      return `cannot write ${file}: no space left on the device (ENOSPC)`;
+    default:
+      return `${file}: ${e.message}`;
+  }
+}

@@ -50,6 +50,8 @@ export interface MessageStoreOptions {
   blockSize?: number;
   maxOpenReadFiles?: number;
   logger?: StorageLogger;
+  /** The checked-read recheck window's epoch, ms (0: every read checked; default RECHECK_EPOCH_MS). */
+  checksumRecheckMs?: number;
   /** App id of the customer-service app (decides who sent a MSG_CUSTOMER_SUPPORT). */
   kefuAppid?: bigint;
   /** Most messages one SyncMessage returns (Go default 3000). */
@@ -113,6 +115,7 @@ export class MessageStore {
       blockSize: options.blockSize,
       maxOpenReadFiles: options.maxOpenReadFiles,
       logger: this.logger,
+      ...(options.checksumRecheckMs !== undefined ? { checksumRecheckMs: options.checksumRecheckMs } : {}),
     });
     this.lock = options.lock === false ? null : new DataDirLock(options.root, options.lockRole ?? 'ims');
     this.tables = this.layout.newTables();

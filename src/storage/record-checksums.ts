@@ -167,8 +167,8 @@ const MAX_CACHED = 16;
 
 /**
  * Checked reads and the recheck window. Every read of a record that has a checksum is compared with
- * it, except that a record a read verified within the last 30 to 60 s is trusted without computing
- * its CRC again. What that keeps of "a read never returns wrong data from disk": the bytes came from
+ * it, except that a record a read verified within the last 30 to 60 s (checksum_recheck_s, 30 by
+ * default: one to two epochs) is trusted without computing its CRC again. What that keeps of "a read never returns wrong data from disk": the bytes came from
  * disk and matched at that earlier read; reads since return the kernel's page-cache copy of the same
  * bytes. They could differ only if, inside the window, the kernel dropped the page and read it again
  * from a disk whose content had silently changed, or another process wrote into the block file (the
@@ -181,7 +181,10 @@ const MAX_CACHED = 16;
 export const RECHECK_EPOCH_MS = 30_000;
 
 export class ChecksumSidecars {
-  /** Tests and benchmarks: 0 turns the recheck window off (every read is checked). Read at construction. */
+  /**
+   * The epoch when the folder's owner gives none (tools, tests, benchmarks); the server passes
+   * checksum_recheck_s. 0 turns the recheck window off (every read is checked). Read at construction.
+   */
   static recheckEpochMs = RECHECK_EPOCH_MS;
   readonly dir: string;
   /** The write block's sidecar: open for appends. */
@@ -201,9 +204,11 @@ export class ChecksumSidecars {
   constructor(
     readonly root: string,
     private readonly logger: StorageLogger,
+    /** The epoch of the recheck window (checksum_recheck_s × 1000); 0 checks every read. */
+    recheckEpochMs?: number,
   ) {
     this.dir = path.join(root, CHECKSUM_DIR);
-    const ms = ChecksumSidecars.recheckEpochMs;
+    const ms = recheckEpochMs ?? ChecksumSidecars.recheckEpochMs;
     this.window = ms > 0;
     if (this.window) {
       this.ticker = setInterval(() => this.nextEpoch(), ms);

@@ -4,7 +4,7 @@ import { ImsConfig } from '../config/ims-config.js';
 import { SettingError } from '../config/setting-error.js';
 import { BLOCK_HEADER_SIZE } from '../format/constants.js';
 import type { RawMessage } from '../format/record.js';
-import { DataFolderError } from './data-folder.js';
+import { DataFolderError, fileProblem } from './data-folder.js';
 import { QueueFormatMismatchError } from './queues/folder-queue-format.js';
 import { divergence, mergeFollowerHistory, trimHistory, type Divergence } from './epochs.js';
 import type { EpochMark } from '../format/sync-frames.js';
@@ -95,11 +95,16 @@ export class StorageService implements OnApplicationShutdown {
         queueFormat: this.config.queue_format,
         logger: this.logger,
         retention: this.retentionPolicy(),
+        checksumRecheckMs: this.config.checksum_recheck_s * 1000,
       });
     } catch (err) {
       if (err instanceof DataFolderError) throw new SettingError('storage_root', err.folder, err.reason);
       if (err instanceof QueueFormatMismatchError)
         throw new SettingError('queue_format', err.setting, err.reason);
+      // A file of the folder that cannot be opened or written (EACCES on a root-owned block): name the
+      // setting, not just the errno and the file.
+      const problem = fileProblem(err);
+      if (problem) throw new SettingError('storage_root', this.config.storage_root, problem);
       throw err;
     }
     const r = this.engine.openReport!;

@@ -41,7 +41,12 @@ describe('config file', () => {
     assert.equal(c.max_frame_bytes, 48 * 1024 * 1024);
     assert.equal(c.max_pending_bytes, 256 * 1024 * 1024);
     assert.equal(c.max_connections, 10000);
+    assert.equal(c.checksum_recheck_s, 30);
     assert.equal(c.tls_cert, undefined);
+    assert.equal(
+      parseConfigText([...GOOD, 'checksum_recheck_s=0'].join('\n'), 'x.cfg').checksum_recheck_s,
+      0,
+    );
   });
 
   const bad: [string, string[], RegExp][] = [
@@ -61,6 +66,11 @@ describe('config file', () => {
       /x\.cfg:5: key "netrpc_listen": netrpc_listen must be host:port/,
     ],
     ['range', [...GOOD, 'limit=0'], /x\.cfg:5: key "limit": limit must be at least 1/],
+    [
+      'negative recheck window',
+      [...GOOD, 'checksum_recheck_s=-1'],
+      /x\.cfg:5: key "checksum_recheck_s": checksum_recheck_s must be 0 \(every read checked\) or more/,
+    ],
     [
       'enum',
       [...GOOD, 'durability=maybe'],
@@ -87,11 +97,50 @@ describe('config file', () => {
       /x\.cfg:5: key "tls_cert" is set but "tls_key" is not/,
     ],
     [
+      'advertised address without a host',
+      [...GOOD, 'advertise_rpc=:13333'],
+      /x\.cfg:5: key "advertise_rpc": advertise_rpc must be host:port \(with a host\)/,
+    ],
+    [
+      'advertised sync address without a port',
+      [...GOOD, 'advertise_sync=10.0.0.1'],
+      /x\.cfg:5: key "advertise_sync": advertise_sync must be host:port/,
+    ],
+    [
+      'peer sync address list without a node name',
+      [...GOOD, 'peer_sync_addresses=a=10.0.0.1:1,10.0.0.2:2'],
+      /x\.cfg:5: key "peer_sync_addresses": peer_sync_addresses must be node=host:port\[,node=host:port…\]/,
+    ],
+    [
       'CA without certificate',
       [...GOOD, 'tls_ca=/ca.crt'],
       /x\.cfg:5: key "tls_ca" needs tls_cert and tls_key/,
     ],
   ];
+  it('reads advertised addresses and the peer sync address list', () => {
+    const c = parseConfigText(
+      [
+        ...GOOD,
+        'advertise_rpc=proxy.local:4001',
+        'advertise_sync=[::1]:4002',
+        'advertise_http=10.0.0.9:4003',
+        'peer_sync_addresses=n1=127.0.0.1:5001, n2:x=proxy.local:5002',
+      ].join('\n'),
+      'x.cfg',
+    );
+    assert.equal(c.advertise_rpc, 'proxy.local:4001');
+    assert.equal(c.advertise_sync, '[::1]:4002');
+    assert.equal(c.advertise_http, '10.0.0.9:4003');
+    assert.deepEqual(
+      [...c.peerSyncAddresses],
+      [
+        ['n1', '127.0.0.1:5001'],
+        ['n2:x', 'proxy.local:5002'],
+      ],
+    );
+    assert.equal(parseConfigText(GOOD.join('\n'), 'x.cfg').peerSyncAddresses.size, 0);
+  });
+
   for (const [name, lines, re] of bad) {
     it(`refuses a ${name}, naming the key and line`, () => {
       assert.throws(

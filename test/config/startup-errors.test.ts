@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeDir, tempDir } from '../support/fixtures.js';
@@ -18,6 +19,8 @@ async function failedStart(options: Parameters<typeof startServer>[0]) {
     const { code } = await server.waitExit();
     return { code, server, failures: server.output.filter((l) => l.includes('start-up failed')) };
   } finally {
+    // One that never exits (the bug under test) must not outlive the test and hold its file open.
+    await server.kill9();
     removeDir(path.dirname(server.configPath));
   }
 }
@@ -101,6 +104,69 @@ describe('start-up errors name the setting', () => {
       }
     });
   }
+
+  // An address no interface of this machine has: bind() fails with EADDRNOTAVAIL, which the stock Nest
+  // TCP server never reported (the server stayed half-started and /health/ready said 200).
+  const FOREIGN = '10.9.9.9';
+  for (const key of ['rpc_listen', 'sync_listen', 'http_listen_address', 'gorpc_listen', 'netrpc_listen']) {
+    it(`${key} on an address this machine does not have: exit 1 naming the key`, async () => {
+      const local = Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address));
+      assert.ok(!local.includes(FOREIGN), `this machine has ${FOREIGN}; the test needs an address it lacks`);
+      const { code, server, failures } = await failedStart({ config: { [key]: `${FOREIGN}:0` } });
+      assert.equal(code, 1);
+      assertOneCleanLine(
+        server,
+        failures,
+        new RegExp(`${key}=10\\.9\\.9\\.9:0: address not available .*EADDRNOTAVAIL$`),
+      );
+      assert.ok(!server.output.some((l) => l.includes('rpc listening on')), 'never claims to serve');
+    });
+  }
+
+  it('a start that failed after opening storage leaves no stale lock for the next start', async () => {
+    const busy = await occupyPort();
+    const dataDir = path.join(work, 'lock-data');
+    try {
+      const { code, server } = await failedStart({ dataDir, ports: { rpc: busy.port } });
+      assert.equal(code, 1);
+      assert.ok(
+        server.output.some((l) => l.includes('opened ')),
+        `storage was opened:\n${server.logText()}`,
+      );
+      assert.equal(fs.existsSync(path.join(dataDir, 'ims.lock')), false, 'ims.lock removed on the way out');
+    } finally {
+      await busy.close();
+    }
+    const next = await startServer({ dataDir });
+    try {
+      assert.ok(!next.output.some((l) => /stale lock/.test(l)), next.logText());
+      // The failed start closed storage properly: its index files were saved, so nothing is rebuilt.
+      assert.ok(!next.output.some((l) => /index rebuilt/.test(l)), next.logText());
+    } finally {
+      await next.stop();
+      removeDir(path.dirname(next.configPath));
+    }
+  });
+
+  it('/health/ready names the bound listeners, and is 200 only once every one is bound', async () => {
+    const server = await startServer();
+    try {
+      const res = await fetch(`${server.httpBase}/health/ready`);
+      const body = (await res.json()) as { info: Record<string, Record<string, unknown>> };
+      assert.equal(res.status, 200);
+      assert.deepEqual(body.info.listeners, {
+        status: 'up',
+        rpc: server.rpcAddress,
+        sync: server.syncAddress,
+        http: `127.0.0.1:${server.ports.http}`,
+        gorpc: null,
+        netrpc: null,
+      });
+    } finally {
+      await server.stop();
+      removeDir(path.dirname(server.configPath));
+    }
+  });
 
   it('port 0: every listener reports its real port in the log and in /summary', async () => {
     const server = await startServer();

@@ -276,6 +276,19 @@ describe('checked reads: the recheck window', () => {
     }
   });
 
+  it('checksum_recheck_s reaches the store: 0 checks every read whatever the built-in default', async () => {
+    ChecksumSidecars.recheckEpochMs = 60_000;
+    const { root, victim, file } = await folderWithVictim();
+    const store = MessageStore.open({ root, blockSize: BLOCK, checksumRecheckMs: 0 });
+    try {
+      assert.equal(store.readRecord(victim).cmd, Cmd.IM);
+      flipByte(file, (victim % BLOCK) + 16 + 30);
+      assert.throws(() => store.readRecord(victim), /checksum mismatch/);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a record verified within the window is trusted; once the window has passed it is checked again', async () => {
     ChecksumSidecars.recheckEpochMs = 100;
     const { root, victim, file } = await folderWithVictim();

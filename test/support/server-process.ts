@@ -45,6 +45,8 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Node flags placed before the entry point (e.g. `--import` of a test preload). */
   nodeFlags?: string[];
+  /** Run the server as this user and group (the tests run as root), e.g. 65534 (nobody). */
+  user?: { uid: number; gid: number };
 }
 
 const LISTENING = /\b(rpc|sync|http|gorpc|netrpc) listening on \S*:(\d+)\b/;
@@ -193,8 +195,11 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
     ...options.config,
   });
   const args = [...(options.nodeFlags ?? []), MAIN_JS, ...(options.flags ?? []), configPath];
+  // Another user must be able to read the config (mkdtemp makes the folder private to root).
+  if (options.user) fs.chmodSync(work, 0o755);
   const proc = spawn(process.execPath, args, {
     cwd: work,
+    ...options.user,
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -75,7 +75,7 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
     for (const [what, c] of refusals) {
       await assert.rejects(c.ping(), `${what} must be refused`);
     }
-    await master.waitForLog(/rpc: TLS handshake with 127\.0\.0\.1 failed/);
+    await master.waitForLog(/rpc: TLS handshake with 127\.0\.0\.1:\d+ failed/);
     // The good connection was not disturbed.
     assert.deepEqual(await good.ping(), { pong: true });
   });
@@ -175,7 +175,7 @@ describe('TLS: mutual TLS on the RPC and sync ports', () => {
   it('a slave without a certificate is refused by a master that requires one', async () => {
     const plain = await startServer({ masterAddress: master.syncAddress });
     try {
-      await master.waitForLog(/sync: TLS handshake with 127\.0\.0\.1 failed/);
+      await master.waitForLog(/sync: TLS handshake with 127\.0\.0\.1:\d+ failed/);
       const s = await scrape(plain.httpBase);
       assert.equal(s.value('ims_slave_records_applied_total'), 0);
     } finally {

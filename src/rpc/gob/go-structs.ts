@@ -5,7 +5,7 @@
  * the newest (`storage` package, net/rpc) declare the same request structs; their type ids, package and
  * reply structs differ, so each transport lists its own types with these helpers.
  */
-import { GoBasic, GobError, GobStruct, type GobValue, type GoType } from './gob.js';
+import { GoBasic, GobError, Local, type Decoded, type GoType, type LocalType } from './gob.js';
 
 export type StructType = Extract<GoType, { kind: 'struct' }>;
 
@@ -66,7 +66,13 @@ export interface RequestStruct {
   type: StructType;
   fields: Record<string, FieldKind>;
   payloadKeys: Record<string, string>;
+  /** The struct as the receiver decodes it (type-directed decoding). */
+  local: Extract<LocalType, { kind: 'struct' }>;
 }
+
+const INT64S: LocalType = { kind: 'slice', name: '[]int64', elem: Local.int };
+const localKind = (k: FieldKind): LocalType =>
+  k === 'bytes' ? Local.bytes : k === 'int64s' ? INT64S : Local.int;
 
 /**
  * Describes Go ims's request struct `name`. `int64s` is the `[]int64` type the sender gives an id of its
@@ -90,56 +96,64 @@ export function requestStruct(
     ),
     fields,
     payloadKeys: Object.fromEntries(Object.keys(fields).map((f) => [f, PAYLOAD_KEYS[f]])),
+    local: {
+      kind: 'struct',
+      name,
+      fields: new Map(Object.entries(fields).map(([f, k]) => [f, localKind(k)])),
+    },
   };
 }
 
 /** A decoded request as the Nest handler takes it (the same payload the Nest transport carries). */
 export type Payload = Record<string, unknown>;
 
-const INT32_MIN = -(2n ** 31n);
-const INT32_MAX = 2n ** 31n - 1n;
-const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-/** An int64 as the Nest payloads carry it: a number when exact, else a decimal string. */
-export const wireInt64 = (v: bigint): number | string => (v <= SAFE && v >= -SAFE ? Number(v) : v.toString());
-
 /**
- * The Nest payload for a decoded request struct, as Go's decoder would fill the struct: absent fields
- * are zero, unknown ones ignored, a field of the wrong kind or out of its range refused (GobError).
+ * The Nest payload for a request struct decoded into `request.local` (fields the sender left out are
+ * zero). The decoder has checked every field's type; what is left is Go's int32 range (GobError).
  */
-export function toPayload(request: RequestStruct, value: GobValue): Payload {
-  if (!(value instanceof GobStruct)) throw new GobError(`${request.goName} is not a struct`);
+export function decodedPayload(request: RequestStruct, value: Decoded): Payload {
+  const d = value as Record<string, Decoded | undefined>;
   const out: Payload = {};
-  for (const [field, kind] of Object.entries(request.fields)) {
-    const v = value.fields.get(field);
+  for (const field in request.fields) {
+    const kind = request.fields[field];
     const key = request.payloadKeys[field];
-    const bad = (what: string) => new GobError(`${request.goName}.${field}: ${what}`);
+    const v = d[field];
     switch (kind) {
       case 'int64':
-      case 'int32': {
-        const n = v ?? 0n;
-        if (typeof n !== 'bigint') throw bad('not an integer');
-        if (kind === 'int32' && (n < INT32_MIN || n > INT32_MAX)) throw bad(`${n} out of int32 range`);
-        if (n >= 2n ** 63n) throw bad(`${n} out of int64 range`);
-        out[key] = kind === 'int32' ? Number(n) : wireInt64(n);
+        out[key] = v === undefined ? 0 : typeof v === 'bigint' ? v.toString() : v;
         break;
-      }
-      case 'bytes': {
-        const b = v ?? Buffer.alloc(0);
-        if (!Buffer.isBuffer(b)) throw bad('not a byte string');
-        out[key] = b.toString('base64');
+      case 'int32':
+        if (v !== undefined && (typeof v !== 'number' || v < INT32_MIN_N || v > INT32_MAX_N))
+          throw new GobError(`${request.goName}.${field}: ${v as number | bigint} out of int32 range`);
+        out[key] = v ?? 0;
         break;
-      }
-      case 'int64s': {
-        const list = v ?? [];
-        if (!Array.isArray(list) || list.some((x) => typeof x !== 'bigint'))
-          throw bad('not a list of integers');
-        out[key] = (list as bigint[]).map(wireInt64);
+      case 'bytes':
+        out[key] = v === undefined ? '' : (v as Buffer).toString('base64');
         break;
-      }
+      case 'int64s':
+        out[key] =
+          v === undefined
+            ? []
+            : (v as (number | bigint)[]).map((x) => (typeof x === 'bigint' ? x.toString() : x));
+        break;
     }
   }
   return out;
 }
+
+/** The first int32 field of a decoded request out of Go's int32 range, if any. */
+export function int32OutOfRange(request: RequestStruct, value: Decoded): string | undefined {
+  const d = value as Record<string, Decoded | undefined>;
+  for (const field in request.fields) {
+    if (request.fields[field] !== 'int32') continue;
+    const v = d[field];
+    if (v !== undefined && (typeof v !== 'number' || v < INT32_MIN_N || v > INT32_MAX_N)) return field;
+  }
+  return undefined;
+}
+
+const INT32_MIN_N = -(2 ** 31);
+const INT32_MAX_N = 2 ** 31 - 1;
 
 /**
  * `[]*HistoryMessage` of Go package `pkg`: its element (a pointer) has no name, so Go sends that struct

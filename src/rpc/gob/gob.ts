@@ -84,6 +84,59 @@ export class GobStruct {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Local types: what the receiver decodes into (Go's destination type), for type-directed decoding.
+
+/**
+ * A Go type on the receiving side. A value is decoded straight into it: fields it lacks and values no
+ * one asked for are skipped without building anything, a sender's type it cannot take is an error
+ * (Go's compatibility rules: ints into ints, structs matched by field name, slices by element).
+ */
+export type LocalType =
+  | { kind: 'int' | 'uint' | 'bool' | 'string' | 'bytes' | 'float' }
+  | { kind: 'slice'; name: string; elem: LocalType }
+  | { kind: 'struct'; name: string; fields: ReadonlyMap<string, LocalType> }
+  /** An interface: the registered names it may hold, each with the type its values are decoded into. */
+  | { kind: 'interface'; types: ReadonlyMap<string, LocalType> };
+
+/**
+ * A value decoded into a LocalType: an int or uint as a number when it is a safe integer (else a
+ * bigint), a struct as an object holding the fields that were sent (by Go field name), a slice as an
+ * array, an interface as {name, value} (null: a nil interface).
+ */
+export type Decoded =
+  | boolean
+  | number
+  | bigint
+  | string
+  | Buffer
+  | Decoded[]
+  | { [field: string]: Decoded }
+  | { name: string; value: Decoded }
+  | null;
+
+export const Local = {
+  int: { kind: 'int' },
+  uint: { kind: 'uint' },
+  bool: { kind: 'bool' },
+  string: { kind: 'string' },
+  bytes: { kind: 'bytes' },
+  float: { kind: 'float' },
+} as const satisfies Record<string, LocalType>;
+
+/**
+ * What to decode a top-level value of sender's type `id` into; null: read it and drop it (Go's decoding
+ * into nil), after which next() returns SKIPPED. Called once the value's type definitions are known;
+ * may be called again for the same value when it had not fully arrived (so it must not count on one call).
+ */
+export type DecodePlan = (id: number) => LocalType | null;
+
+/** What next() returns for a value its plan chose to drop. */
+export const SKIPPED: unique symbol = Symbol('skipped');
+
+/** A compiled struct decoder: for each of the sender's fields, where it goes (null: skipped). */
+type StructEngine = ({ name: string; local: LocalType; id: number } | null)[];
+
+// ---------------------------------------------------------------------------------------------------
 // Decoding
 
 export interface DecoderLimits {
@@ -95,6 +148,12 @@ export interface DecoderLimits {
   maxTypes?: number;
   /** Deepest nesting of values. */
   maxDepth?: number;
+  /**
+   * Most list and map elements one top-level value may hold, read or skipped (default 1 << 20). Every
+   * element costs at least one byte, but one byte can cost a receiver far more than that to keep: this
+   * bounds the objects one message can make whatever its size.
+   */
+  maxElements?: number;
 }
 
 /**
@@ -116,10 +175,16 @@ export class GobStreamDecoder {
   private wanted = 0;
   private readonly maxTypes: number;
   private readonly maxDepth: number;
+  private readonly maxElements: number;
+  /** Elements read so far in the current top-level value. */
+  private elements = 0;
+  /** Struct decoders compiled for this stream, by local type, then by the sender's type id. */
+  private readonly engines = new Map<LocalType, Map<number, StructEngine>>();
 
   constructor(private readonly limits: DecoderLimits) {
     this.maxTypes = limits.maxTypes ?? 256;
     this.maxDepth = limits.maxDepth ?? 32;
+    this.maxElements = limits.maxElements ?? 1 << 20;
   }
 
   /** Bytes taken by the complete values read so far (where the next value starts in the stream). */
@@ -131,9 +196,12 @@ export class GobStreamDecoder {
    */
   lastType = 0;
 
-  /** The definition this stream gave type `id` (undefined for built-in ids and ids not defined yet). */
+  /**
+   * The definition this stream gave type `id` (undefined for built-in ids and ids not defined yet),
+   * including, while a DecodePlan runs, those the value being read has just made.
+   */
   typeDef(id: number): WireType | undefined {
-    return this.types.get(id);
+    return this.pending.get(id) ?? this.types.get(id);
   }
 
   /** Bytes received but not yet consumed by a complete value. */
@@ -148,6 +216,19 @@ export class GobStreamDecoder {
 
   /** The next complete top-level value, or undefined when more bytes are needed. Throws GobError. */
   next(): GobValue | undefined {
+    return this.read(undefined) as GobValue | undefined;
+  }
+
+  /**
+   * The next complete top-level value decoded into the local type `plan` picks for it (SKIPPED when it
+   * picked none), or undefined when more bytes are needed. Throws GobError, for a sender's type the local
+   * type cannot take too.
+   */
+  nextAs(plan: DecodePlan): Decoded | typeof SKIPPED | undefined {
+    return this.read(plan) as Decoded | typeof SKIPPED | undefined;
+  }
+
+  private read(plan: DecodePlan | undefined): GobValue | Decoded | typeof SKIPPED | undefined {
     if (this.wanted > this.buf.length + this.buffered) return undefined;
     if (this.chunks.length > 0) {
       this.buf =
@@ -162,10 +243,11 @@ export class GobStreamDecoder {
     this.msgEnd = 0;
     this.depth = 0;
     this.wanted = 0;
+    this.elements = 0;
     this.pending.clear();
-    let value: GobValue;
+    let value: GobValue | Decoded | typeof SKIPPED;
     try {
-      value = this.readTopLevel();
+      value = this.readTopLevel(plan);
     } catch (err) {
       if (err === NEED_MORE) {
         this.pending.clear();
@@ -182,7 +264,7 @@ export class GobStreamDecoder {
     return value;
   }
 
-  private readTopLevel(): GobValue {
+  private readTopLevel(plan: DecodePlan | undefined): GobValue | Decoded | typeof SKIPPED {
     for (;;) {
       this.nextMessage();
       const id = this.readInt();
@@ -191,7 +273,15 @@ export class GobStreamDecoder {
         if (this.pos !== this.msgEnd) throw new GobError('extra data after a type definition');
         continue;
       }
-      const value = this.readConcrete(id);
+      let value: GobValue | Decoded | typeof SKIPPED;
+      if (plan === undefined) value = this.readConcrete(id);
+      else {
+        const local = plan(id);
+        if (local === null) {
+          this.skipConcrete(id);
+          value = SKIPPED;
+        } else value = this.decodeConcrete(id, local);
+      }
       if (this.pos !== this.msgEnd)
         throw new GobError(`message is ${this.msgEnd - this.pos} bytes longer than the value it holds`);
       this.lastType = id;
@@ -256,11 +346,11 @@ export class GobStreamDecoder {
     return u & 1n ? ~(u >> 1n) : u >> 1n;
   }
 
+  /** A signed integer used as a type id: must be a safe JS number. */
   private readInt(): number {
-    const v = this.readIntBig();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER))
-      throw new GobError('type id out of range');
-    return Number(v);
+    const v = this.readIntNumber();
+    if (typeof v !== 'number') throw new GobError('type id out of range');
+    return v;
   }
 
   private remaining(): number {
@@ -429,7 +519,7 @@ export class GobStreamDecoder {
         }
         case 'map': {
           const n = this.readUintNumber();
-          if (n > this.remaining()) throw new GobError('map count runs past its gob message');
+          this.countElements(n, t.key, t.elem);
           const out: GobValue[] = [];
           for (let i = 0; i < n; i++) out.push([this.readValue(t.key), this.readValue(t.elem)] as GobValue[]);
           return out;
@@ -443,8 +533,7 @@ export class GobStreamDecoder {
   }
 
   private readList(n: number, elem: number): GobValue[] {
-    // Every element takes at least one byte, so a count larger than what is left is a lie.
-    if (n > this.remaining()) throw new GobError(`list of ${n} elements runs past its gob message`);
+    this.countElements(n, elem);
     const out = new Array<GobValue>(n);
     for (let i = 0; i < n; i++) out[i] = this.readValue(elem);
     return out;
@@ -480,21 +569,374 @@ export class GobStreamDecoder {
     this.pos += nameLen;
     if (!this.limits.names.has(name))
       throw new GobError(`unknown type name ${JSON.stringify(name)} in an interface value`);
-    // Type definitions may come first; each may end its message (the value goes on in the next one)
-    // or be followed, in the same message, by the length prefix of what comes next, which is skipped.
-    let id: number;
-    for (;;) {
-      if (this.pos === this.msgEnd) this.nextMessage();
-      id = this.readInt();
-      if (id >= 0) break;
-      this.readTypeDef(-id);
-      if (this.pos < this.msgEnd) this.readUintNumber();
-    }
+    const id = this.readInterfaceTypeId();
     this.readUintNumber(); // the value's byte count, there for skipping: not needed to read it
     if (++this.depth > this.maxDepth) throw new GobError(`values nested more than ${this.maxDepth} deep`);
     const value = this.readConcrete(id);
     this.depth--;
     return { name, value };
+  }
+
+  /** The type id of an interface's concrete value, after the type definitions that may come first. */
+  private readInterfaceTypeId(): number {
+    // Each definition may end its message (the value goes on in the next one) or be followed, in the
+    // same message, by the length prefix of what comes next, which is skipped.
+    for (;;) {
+      if (this.pos === this.msgEnd) this.nextMessage();
+      const id = this.readInt();
+      if (id >= 0) return id;
+      this.readTypeDef(-id);
+      if (this.pos < this.msgEnd) this.readUintNumber();
+    }
+  }
+
+  // --- bounds on lists ---------------------------------------------------------------------------
+
+  /**
+   * Accounts for a list (or map, with a key type) of `n` elements about to be read or skipped: its count
+   * must fit in the bytes left of the message at the fewest bytes an element of that type takes, and the
+   * elements of the whole top-level value stay under maxElements. Checked before any element is read.
+   */
+  private countElements(n: number, elem: number, mapElem?: number): void {
+    const per = this.minSize(elem, 0) + (mapElem === undefined ? 0 : this.minSize(mapElem, 0));
+    if (n * per > this.remaining())
+      throw new GobError(`list of ${n} elements runs past its gob message (${this.remaining()} bytes left)`);
+    this.elements += n;
+    if (this.elements > this.maxElements)
+      throw new GobError(`more than ${this.maxElements} list elements in one value`);
+  }
+
+  /** The fewest bytes a value of type `id` takes inside a list (an array: all its elements). */
+  private minSize(id: number, depth: number): number {
+    if (id === TypeId.complex) return 2;
+    if (id < FIRST_USER_ID || depth > this.maxDepth) return 1;
+    const t = this.typeOf(id);
+    if (t.kind !== 'array' || t.len <= 0) return 1;
+    return 1 + t.len * this.minSize(t.elem, depth + 1);
+  }
+
+  // --- type-directed values ----------------------------------------------------------------------
+
+  private mismatch(local: LocalType, id: number): GobError {
+    return new GobError(
+      `type mismatch: a ${localName(local)} cannot be decoded from a value sent as ${this.wireName(id)}`,
+    );
+  }
+
+  private wireName(id: number): string {
+    const builtin = BUILTIN_NAMES[id];
+    if (builtin) return builtin;
+    const t = this.pending.get(id) ?? this.types.get(id);
+    return t ? t.name || `(unnamed ${t.kind})` : `type id ${id}`;
+  }
+
+  /** Whether a value sent as type `id` can be decoded into `local` (Go's compatibility rules). */
+  private compatible(id: number, local: LocalType, depth: number): boolean {
+    switch (local.kind) {
+      case 'int':
+        return id === TypeId.int;
+      case 'uint':
+        return id === TypeId.uint;
+      case 'bool':
+        return id === TypeId.bool;
+      case 'float':
+        return id === TypeId.float;
+      case 'string':
+        return id === TypeId.string;
+      case 'bytes':
+        return id === TypeId.bytes;
+      case 'interface':
+        return id === TypeId.interface;
+      case 'slice': {
+        if (id < FIRST_USER_ID || depth > this.maxDepth) return false;
+        const t = this.typeOf(id);
+        return t.kind === 'slice' && this.compatible(t.elem, local.elem, depth + 1);
+      }
+      case 'struct':
+        return id >= FIRST_USER_ID && this.typeOf(id).kind === 'struct';
+    }
+  }
+
+  /**
+   * How the sender's struct type `id` is decoded into `local`, compiled once per stream: each sender's
+   * field goes to the local field of its name or, when there is none, is skipped; a field of a type the
+   * local one cannot take, or no field in common at all, is refused as Go refuses it.
+   */
+  private engineFor(id: number, t: Extract<WireType, { kind: 'struct' }>, local: LocalStruct): StructEngine {
+    let byId = this.engines.get(local);
+    if (!byId) {
+      byId = new Map();
+      this.engines.set(local, byId);
+    }
+    const known = byId.get(id);
+    if (known) return known;
+    const engine: StructEngine = t.fields.map((f) => {
+      if (f.name === '') throw new GobError(`empty name for remote field of type ${t.name}`);
+      const lt = local.fields.get(f.name);
+      if (!lt) return null;
+      if (!this.compatible(f.id, lt, 0))
+        throw new GobError(`wrong type (${localName(lt)}) for received field ${t.name}.${f.name}`);
+      return { name: f.name, local: lt, id: f.id };
+    });
+    if (local.fields.size > 0 && t.fields.length > 0 && engine.every((e) => e === null))
+      throw new GobError(`type mismatch: no fields matched compiling decoder for ${local.name}`);
+    byId.set(id, engine);
+    return engine;
+  }
+
+  /** A value of type `id` as sent at top level or inside an interface, decoded into `local`. */
+  private decodeConcrete(id: number, local: LocalType): Decoded {
+    const t = id >= FIRST_USER_ID ? this.typeOf(id) : undefined;
+    if (t?.kind === 'struct') {
+      if (local.kind !== 'struct') throw this.mismatch(local, id);
+      return this.decodeStruct(id, t, local);
+    }
+    if (this.readUintNumber() !== 0) throw new GobError('corrupted data: non-zero delta for a singleton');
+    return this.decodeValue(id, local);
+  }
+
+  private decodeValue(id: number, local: LocalType): Decoded {
+    switch (local.kind) {
+      case 'int':
+        if (id !== TypeId.int) throw this.mismatch(local, id);
+        return this.readIntNumber();
+      case 'uint':
+        if (id !== TypeId.uint) throw this.mismatch(local, id);
+        return this.readUintValue();
+      case 'bool': {
+        if (id !== TypeId.bool) throw this.mismatch(local, id);
+        const v = this.readUintValue();
+        if (v !== 0 && v !== 1) throw new GobError(`invalid bool ${v}`);
+        return v === 1;
+      }
+      case 'float':
+        if (id !== TypeId.float) throw this.mismatch(local, id);
+        return this.readFloat();
+      case 'string':
+        if (id !== TypeId.string) throw this.mismatch(local, id);
+        return this.readBytes().toString('utf8');
+      case 'bytes':
+        if (id !== TypeId.bytes) throw this.mismatch(local, id);
+        return this.readBytes();
+      case 'interface':
+        if (id !== TypeId.interface) throw this.mismatch(local, id);
+        return this.decodeInterface(local);
+      case 'slice':
+      case 'struct':
+        break;
+    }
+    if (!this.compatible(id, local, 0)) throw this.mismatch(local, id);
+    if (++this.depth > this.maxDepth) throw new GobError(`values nested more than ${this.maxDepth} deep`);
+    try {
+      const t = this.typeOf(id);
+      if (local.kind === 'struct')
+        return this.decodeStruct(id, t as Extract<WireType, { kind: 'struct' }>, local);
+      const elem = (t as Extract<WireType, { kind: 'slice' }>).elem;
+      const n = this.readUintNumber();
+      this.countElements(n, elem);
+      const out = new Array<Decoded>(n);
+      const elemLocal = (local as Extract<LocalType, { kind: 'slice' }>).elem;
+      for (let i = 0; i < n; i++) out[i] = this.decodeValue(elem, elemLocal);
+      return out;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private decodeStruct(
+    id: number,
+    t: Extract<WireType, { kind: 'struct' }>,
+    local: LocalStruct,
+  ): { [field: string]: Decoded } {
+    const engine = this.engineFor(id, t, local);
+    const out: { [field: string]: Decoded } = {};
+    let f = -1;
+    for (;;) {
+      const d = this.readUintNumber();
+      if (d === 0) return out;
+      f += d;
+      if (f >= engine.length)
+        throw new GobError(`field ${f} out of range for struct ${t.name || '(unnamed)'}`);
+      const slot = engine[f];
+      if (slot === null) this.skipValue(t.fields[f].id);
+      else out[slot.name] = this.decodeValue(slot.id, slot.local);
+    }
+  }
+
+  private decodeInterface(local: Extract<LocalType, { kind: 'interface' }>): Decoded {
+    const nameLen = this.readUintNumber();
+    if (nameLen === 0) return null;
+    if (nameLen > this.remaining()) throw new GobError('interface type name runs past its gob message');
+    const name = this.buf.toString('latin1', this.pos, this.pos + nameLen);
+    this.pos += nameLen;
+    const target = local.types.get(name);
+    if (!target) throw new GobError(`unknown type name ${JSON.stringify(name)} in an interface value`);
+    const id = this.readInterfaceTypeId();
+    if (this.readUintNumber() > this.remaining())
+      throw new GobError('interface value runs past its gob message');
+    if (++this.depth > this.maxDepth) throw new GobError(`values nested more than ${this.maxDepth} deep`);
+    const value = this.decodeConcrete(id, target);
+    this.depth--;
+    return { name, value };
+  }
+
+  // --- skipping: reading a value no one asked for, building nothing --------------------------------
+
+  private skipConcrete(id: number): void {
+    const t = id >= FIRST_USER_ID ? this.typeOf(id) : undefined;
+    if (t?.kind === 'struct') return this.skipStruct(t);
+    if (this.readUintNumber() !== 0) throw new GobError('corrupted data: non-zero delta for a singleton');
+    this.skipValue(id);
+  }
+
+  private skipUint(): void {
+    const b = this.byte();
+    if (b < 0x80) return;
+    const n = 256 - b;
+    if (n > 8) throw new GobError(`invalid unsigned integer: ${n}-byte count`);
+    if (n > this.remaining()) throw new GobError('value runs past the end of its gob message');
+    this.pos += n;
+  }
+
+  private skipBytes(): void {
+    const n = this.readUintNumber();
+    if (n > this.remaining()) throw new GobError(`byte string of ${n} bytes runs past its gob message`);
+    this.pos += n;
+  }
+
+  private skipValue(id: number): void {
+    switch (id) {
+      case TypeId.bool:
+      case TypeId.int:
+      case TypeId.uint:
+      case TypeId.float:
+        return this.skipUint();
+      case TypeId.complex:
+        this.skipUint();
+        return this.skipUint();
+      case TypeId.bytes:
+      case TypeId.string:
+        return this.skipBytes();
+      case TypeId.interface:
+        return this.skipInterface();
+    }
+    if (id < FIRST_USER_ID) throw new GobError(`values of gob type id ${id} are not supported`);
+    if (++this.depth > this.maxDepth) throw new GobError(`values nested more than ${this.maxDepth} deep`);
+    try {
+      const t = this.typeOf(id);
+      switch (t.kind) {
+        case 'struct':
+          return this.skipStruct(t);
+        case 'slice':
+        case 'array': {
+          const n = this.readUintNumber();
+          if (t.kind === 'array' && n !== t.len)
+            throw new GobError(`array of ${t.len} elements sent with ${n}`);
+          this.countElements(n, t.elem);
+          for (let i = 0; i < n; i++) this.skipValue(t.elem);
+          return;
+        }
+        case 'map': {
+          const n = this.readUintNumber();
+          this.countElements(n, t.key, t.elem);
+          for (let i = 0; i < n; i++) {
+            this.skipValue(t.key);
+            this.skipValue(t.elem);
+          }
+          return;
+        }
+        case 'opaque':
+          return this.skipBytes();
+      }
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private skipStruct(t: Extract<WireType, { kind: 'struct' }>): void {
+    let f = -1;
+    for (;;) {
+      const d = this.readUintNumber();
+      if (d === 0) return;
+      f += d;
+      if (f >= t.fields.length)
+        throw new GobError(`field ${f} out of range for struct ${t.name || '(unnamed)'}`);
+      this.skipValue(t.fields[f].id);
+    }
+  }
+
+  /** An interface value no one asked for: its name, its type definitions, then its bytes by count. */
+  private skipInterface(): void {
+    const nameLen = this.readUintNumber();
+    if (nameLen === 0) return;
+    if (nameLen > this.remaining()) throw new GobError('interface type name runs past its gob message');
+    this.pos += nameLen;
+    this.readInterfaceTypeId();
+    this.skipBytes();
+  }
+
+  // --- integers as numbers -------------------------------------------------------------------------
+
+  /** An unsigned integer: a number when it is a safe integer, else a bigint. */
+  private readUintValue(): number | bigint {
+    const b = this.byte();
+    if (b < 0x80) return b;
+    const n = 256 - b;
+    if (n > 8) throw new GobError(`invalid unsigned integer: ${n}-byte count`);
+    if (n > this.remaining()) throw new GobError('value runs past the end of its gob message');
+    const buf = this.buf;
+    let v = 0;
+    if (n <= 6) {
+      for (let i = 0; i < n; i++) v = v * 256 + buf[this.pos++];
+      return v;
+    }
+    let big = 0n;
+    for (let i = 0; i < n; i++) big = (big << 8n) | BigInt(buf[this.pos++]);
+    return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+  }
+
+  /** A signed integer: a number when it is a safe integer, else a bigint. */
+  private readIntNumber(): number | bigint {
+    const u = this.readUintValue();
+    if (typeof u === 'number') return u % 2 === 1 ? -(u - 1) / 2 - 1 : u / 2;
+    const v = u & 1n ? ~(u >> 1n) : u >> 1n;
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  }
+}
+
+type LocalStruct = Extract<LocalType, { kind: 'struct' }>;
+
+/** Go's names for the built-in type ids, as its decoder's errors print them. */
+const BUILTIN_NAMES: Record<number, string> = {
+  [TypeId.bool]: 'bool',
+  [TypeId.int]: 'int',
+  [TypeId.uint]: 'uint',
+  [TypeId.float]: 'float',
+  [TypeId.bytes]: 'bytes',
+  [TypeId.string]: 'string',
+  [TypeId.complex]: 'complex',
+  [TypeId.interface]: 'interface',
+};
+
+/** How Go spells a local type in its errors. */
+function localName(t: LocalType): string {
+  switch (t.kind) {
+    case 'int':
+      return 'int64';
+    case 'uint':
+      return 'uint64';
+    case 'bool':
+    case 'string':
+      return t.kind;
+    case 'float':
+      return 'float64';
+    case 'bytes':
+      return '[]uint8';
+    case 'interface':
+      return 'interface {}';
+    case 'slice':
+    case 'struct':
+      return t.name;
   }
 }
 
@@ -565,8 +1007,17 @@ class Out {
   }
 
   uint(v: number | bigint): void {
-    if (typeof v === 'number' && v < 0x80) {
+    if (typeof v === 'number' && v < 0x80 && v >= 0) {
       this.byte(v);
+      return;
+    }
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) {
+      // Big-endian without leading zeros, after a byte holding the negated count (no BigInt needed).
+      let n = 0;
+      for (let x = v; x > 0; x = Math.floor(x / 256)) n++;
+      this.room(n + 1);
+      this.buf[this.len++] = 256 - n;
+      for (let i = n - 1; i >= 0; i--) this.buf[this.len++] = Math.floor(v / 256 ** i) % 256;
       return;
     }
     let big = BigInt(v);
@@ -588,6 +1039,11 @@ class Out {
   int(v: number | bigint): void {
     if (typeof v === 'number' && v >= 0 && v < 0x40) {
       this.byte(v * 2);
+      return;
+    }
+    // Zig-zag in doubles while it stays exact.
+    if (typeof v === 'number' && Number.isSafeInteger(v) && Math.abs(v) < 2 ** 52) {
+      this.uint(v < 0 ? -2 * v - 1 : 2 * v);
       return;
     }
     const big = BigInt(v);

@@ -7,19 +7,19 @@
 import {
   GoBasic,
   GobError,
-  GobStruct,
-  type GobInterface,
-  type GobValue,
+  Local,
+  type Decoded,
   type GoInterfaceValue,
   type GoType,
+  type LocalType,
 } from '../gob/gob.js';
 import {
   goSlice,
   goStruct as struct,
   historyList,
   historyMessageList,
+  decodedPayload,
   requestStruct,
-  toPayload as structPayload,
   type ImsRequestName,
   type Payload,
   type RequestStruct,
@@ -175,37 +175,56 @@ export const REQUEST_TYPES: readonly RequestType[] = [
   PeerGroupMessage,
 ];
 
+/**
+ * gorpc's wireRequest{ID, Request: *dispatcherRequest{Request, Name}} as the server decodes it. Both
+ * interfaces take every type ims registers (as Go's gob registry does): which one a method wants is the
+ * dispatcher's check, answered, not the decoder's.
+ */
+const registered = new Map<string, LocalType>();
+const anyRequest: LocalType = { kind: 'interface', types: registered };
+const DISPATCHER_REQUEST_LOCAL: LocalType = {
+  kind: 'struct',
+  name: 'dispatcherRequest',
+  fields: new Map<string, LocalType>([
+    ['Request', anyRequest],
+    ['Name', Local.string],
+  ]),
+};
+registered.set('*gorpc.dispatcherRequest', DISPATCHER_REQUEST_LOCAL);
+for (const t of REQUEST_TYPES) registered.set(t.goName, t.local);
+
+export const WIRE_REQUEST_LOCAL: LocalType = {
+  kind: 'struct',
+  name: 'wireRequest',
+  fields: new Map<string, LocalType>([
+    ['ID', Local.uint],
+    ['Request', anyRequest],
+  ]),
+};
+
 /** One decoded gorpc request: its id, the Go function name it calls and the interface value it carries. */
 export interface GorpcCall {
-  id: bigint;
+  id: number | bigint;
   name: string;
-  request: GobInterface | null;
+  request: { name: string; value: Decoded } | null;
 }
 
-/** Reads a top-level gob value as gorpc's wireRequest{ID, Request: *dispatcherRequest{Request, Name}}. */
-export function toGorpcCall(v: GobValue): GorpcCall {
-  if (!(v instanceof GobStruct)) throw new GobError('request is not a gorpc wireRequest struct');
-  const id = v.fields.get('ID') ?? 0n;
-  if (typeof id !== 'bigint' || id < 0n) throw new GobError('wireRequest.ID is not an unsigned integer');
-  const env = v.fields.get('Request');
-  if (!env || typeof env !== 'object' || !('name' in env) || env.name !== '*gorpc.dispatcherRequest')
-    throw new GobError(
-      `wireRequest.Request is ${env && typeof env === 'object' && 'name' in env ? env.name : 'not a *gorpc.dispatcherRequest'}, not a *gorpc.dispatcherRequest`,
-    );
-  const inner = (env as GobInterface).value;
-  if (!(inner instanceof GobStruct)) throw new GobError('dispatcherRequest is not a struct');
-  const name = inner.fields.get('Name') ?? '';
-  if (typeof name !== 'string') throw new GobError('dispatcherRequest.Name is not a string');
-  const request = inner.fields.get('Request') ?? null;
-  if (request !== null && !(typeof request === 'object' && 'name' in request))
-    throw new GobError('dispatcherRequest.Request is not an interface value');
-  return { id, name, request: request as GobInterface | null };
+type Iface = { name: string; value: Decoded } | null | undefined;
+
+/** A value decoded into WIRE_REQUEST_LOCAL as the call it makes; GobError when it is not a dispatcher call. */
+export function toGorpcCall(v: Decoded): GorpcCall {
+  const wire = v as { ID?: number | bigint; Request?: Iface };
+  const env = wire.Request;
+  if (!env || env.name !== '*gorpc.dispatcherRequest')
+    throw new GobError(`wireRequest.Request is ${env?.name ?? '<nil>'}, not a *gorpc.dispatcherRequest`);
+  const inner = env.value as { Request?: Iface; Name?: string };
+  return { id: wire.ID ?? 0, name: inner.Name ?? '', request: inner.Request ?? null };
 }
 
 /**
  * The Nest payload for a request struct of `method`'s Go type, as Go's decoder would fill the struct:
- * absent fields are zero, unknown ones ignored, a field of the wrong kind or out of its range refused.
+ * absent fields are zero, a value out of its field's range refused (GobError).
  */
-export function toPayload(method: GorpcMethod, value: GobValue): Payload {
-  return structPayload(method.request, value);
+export function toPayload(method: GorpcMethod, value: Decoded): Payload {
+  return decodedPayload(method.request, value);
 }

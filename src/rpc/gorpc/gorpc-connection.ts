@@ -6,13 +6,14 @@
  */
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { GobError, type GobValue, type GoInterfaceValue } from '../gob/gob.js';
+import { GobError, type Decoded, type DecodePlan, type GoInterfaceValue } from '../gob/gob.js';
 import { GoCallConnection, type GoConnectionOptions } from '../go-connection.js';
 import type { CallOutcome, GoConnection } from '../go-listener.server.js';
 import {
   DispatcherResponse,
   GORPC_METHODS,
   REQUEST_NAMES,
+  WIRE_REQUEST_LOCAL,
   WireResponse,
   toGorpcCall,
   toPayload,
@@ -21,7 +22,8 @@ import {
 export class GorpcConnection extends GoCallConnection {
   private started = false;
   private inflate?: zlib.InflateRaw;
-  private deflate?: zlib.DeflateRaw;
+  /** Replies go out deflated (the client's handshake byte asked for it). */
+  private deflate = false;
 
   constructor(socket: net.Socket, options: GoConnectionOptions, onClose: (c: GoConnection) => void) {
     super(socket, options, { label: 'gorpc', handshake: 'no handshake byte', names: REQUEST_NAMES }, onClose);
@@ -44,17 +46,14 @@ export class GorpcConnection extends GoCallConnection {
     const inflate = zlib.createInflateRaw();
     inflate.on('data', (c: Buffer) => this.readGob(c));
     inflate.on('error', (e) => this.fail(`request stream is not deflate data (${e.message})`));
-    // Go's flate.BestSpeed.
-    const deflate = zlib.createDeflateRaw({ level: 1 });
-    deflate.on('data', (c: Buffer) => {
-      if (!this.closed) this.socket.write(c);
-    });
-    deflate.on('error', (e) => this.fail(`cannot compress replies (${e.message})`));
     this.inflate = inflate;
-    this.deflate = deflate;
+    this.deflate = true;
   }
 
-  protected onValue(value: GobValue): void {
+  /** Every top-level value on a gorpc stream is a wireRequest. */
+  protected plan: DecodePlan = () => WIRE_REQUEST_LOCAL;
+
+  protected onValue(value: Decoded): void {
     const call = toGorpcCall(value);
     // Go's dispatcher is given functions, not services: their call names are ".Name".
     const method = call.name.startsWith('.') ? GORPC_METHODS.get(call.name.slice(1)) : undefined;
@@ -73,9 +72,9 @@ export class GorpcConnection extends GoCallConnection {
     this.run(method, payload, (outcome) => this.reply(id, outcome));
   }
 
-  private reply(id: bigint, outcome: CallOutcome<GoInterfaceValue>): void {
+  private reply(id: number | bigint, outcome: CallOutcome<GoInterfaceValue>): void {
     // gorpc's ID 0 is a one-way call: run, never answered.
-    if (this.closed || id === 0n) return;
+    if (this.closed || id === 0 || id === 0n) return;
     const inner = outcome.ok ? { Response: outcome.reply } : { Error: outcome.message };
     let bytes: Buffer;
     try {
@@ -91,9 +90,7 @@ export class GorpcConnection extends GoCallConnection {
   }
 
   protected override write(data: Buffer): void {
-    if (!this.deflate) return super.write(data);
-    this.deflate.write(data);
-    this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
+    super.write(this.deflate ? deflateSegment(data) : data);
   }
 
   protected override pauseReading(): void {
@@ -108,6 +105,34 @@ export class GorpcConnection extends GoCallConnection {
 
   protected override released(): void {
     this.inflate?.destroy();
-    this.deflate?.destroy();
   }
+}
+
+/** Below this, a batch of replies gains too little from a fresh compressor to pay for one. */
+const STORE_BELOW = 128;
+
+/**
+ * One turn's replies as a piece of the connection's raw deflate stream, made synchronously. A raw deflate
+ * stream is a sequence of blocks, and each piece here ends with a sync flush (byte-aligned, no final
+ * block), so pieces made independently follow one another validly: the client's inflater reads them as
+ * one stream (back-references stay inside each piece, which its window holds). This costs a few
+ * microseconds in this thread where a deflate stream costs a thread-pool round trip per flush (issue 28).
+ * Small batches go as stored blocks (the data as is, 5 bytes of framing per 64 KiB).
+ */
+export function deflateSegment(data: Buffer): Buffer {
+  if (data.length >= STORE_BELOW)
+    return zlib.deflateRawSync(data, {
+      level: 1, // Go's flate.BestSpeed
+      // A small window and hash make the compressor cheap to set up: replies repeat within themselves.
+      windowBits: 12,
+      memLevel: 4,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    });
+  // A stored block: header byte 0 (not final, type 00, padded to the byte), LEN and its complement (LE).
+  const out = Buffer.allocUnsafe(data.length + 5);
+  out[0] = 0;
+  out.writeUInt16LE(data.length, 1);
+  out.writeUInt16LE(~data.length & 0xffff, 3);
+  data.copy(out, 5);
+  return out;
 }

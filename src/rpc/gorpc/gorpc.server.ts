@@ -3,7 +3,7 @@ import { GoListenerServer, type GoConnection, type GoListenerOptions } from '../
 import { GorpcConnection } from './gorpc-connection.js';
 
 export interface GorpcServerOptions extends GoListenerOptions {
-  /** Largest gob message a client may send (default 4 MiB). */
+  /** Largest gob message a client may send (max_frame_bytes; default 4 MiB). */
   maxMessage?: number;
 }
 

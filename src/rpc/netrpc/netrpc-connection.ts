@@ -11,16 +11,19 @@
  * budget, incomplete_frame_timeout_ms.
  */
 import type * as net from 'node:net';
-import { GobLimitError, type GobError, type GobValue } from '../gob/gob.js';
-import { toPayload } from '../gob/go-structs.js';
+import { SKIPPED, type Decoded, type DecodePlan } from '../gob/gob.js';
 import { GoCallConnection, type GoConnectionOptions } from '../go-connection.js';
 import type { CallOutcome, GoConnection } from '../go-listener.server.js';
-import type { DropReason, PendingHolder } from '../input-bounds.js';
 import { CONNECTED, readConnectRequest } from './http-connect.js';
 import {
   InvalidRequest,
+  REQUEST_HEADER_LOCAL,
   Response,
-  argDecodeError,
+  argLocal,
+  argPayload,
+  argTypeError,
+  argValueError,
+  headerTypeError,
   lookupMethod,
   toRequestHeader,
   type GoReply,
@@ -29,19 +32,9 @@ import {
   type TypeDefs,
 } from './netrpc-types.js';
 
-/** The parts of InputBounds a connection uses (the shared budget and the drop log/counter). */
-export interface ConnectionBounds {
-  hold(holder: PendingHolder, bytes: number): void;
-  noteDrop(what: string, address: string, reason: DropReason, detail: string): void;
-}
-
 export interface NetrpcConnectionOptions extends GoConnectionOptions {
   /** Longest HTTP request head accepted. */
   maxHead: number;
-  /** An unfinished gob message that receives nothing this long is dropped (incomplete_frame_timeout_ms). */
-  stallMs: number;
-  /** The process's input budget (max_pending_bytes) and drop counters; none in unit tests. */
-  bounds?: ConnectionBounds;
 }
 
 /** A call whose header has been read: where it goes, or the error Go answers it with. */
@@ -49,11 +42,10 @@ interface PendingCall extends RequestHeader {
   target: NetrpcMethod | string;
 }
 
-export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> implements PendingHolder {
+export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> {
   private readonly defs: TypeDefs;
   private head: Buffer | null = Buffer.alloc(0);
   private call?: PendingCall;
-  private stallTimer?: NodeJS.Timeout;
   /** An HTTP refusal is being written: nothing more is read. */
   private ending = false;
 
@@ -89,43 +81,42 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     if (r.rest.length > 0) this.readGob(r.rest);
   }
 
-  protected override badGob(err: GobError): void {
-    if (!(err instanceof GobLimitError)) return super.badGob(err);
-    this.drop(
-      'frame_too_large',
-      `it announced a gob message of ${err.length} bytes; max_frame_bytes is ${err.limit}`,
-    );
-  }
+  /** Go's reason for refusing the value just read (read and dropped, SKIPPED), if it was refused. */
+  private refusal: string | null = null;
 
-  protected override tooLarge(): void {
-    this.drop(
-      'frame_too_large',
-      `it sent a value of more than ${2 * this.options.maxMessage} bytes; max_frame_bytes is ${this.options.maxMessage}`,
-    );
-  }
+  /**
+   * A call is a header, then its argument: each decoded straight into the type Go's server reads it
+   * into, or, when Go's decoder would refuse the sender's type, read and dropped with Go's reason kept.
+   */
+  protected plan: DecodePlan = (id) => {
+    this.refusal = null;
+    const call = this.call;
+    if (!call) {
+      this.refusal = headerTypeError(id, this.defs);
+      return this.refusal ? null : REQUEST_HEADER_LOCAL;
+    }
+    // Unknown service or method: Go reads the argument and drops it.
+    if (typeof call.target === 'string') return null;
+    this.refusal = argTypeError(call.target, id, this.defs);
+    return this.refusal ? null : argLocal(call.target);
+  };
 
-  /** A call is a header, then its argument. */
-  protected onValue(value: GobValue): void {
+  protected onValue(value: Decoded | typeof SKIPPED): void {
     if (!this.call) {
-      const header = toRequestHeader(value, this.decoder.lastType, this.defs);
       // Go's server stops serving a connection whose header it cannot decode.
-      if (typeof header === 'string') return this.fail(header);
+      if (value === SKIPPED) return this.fail(this.refusal ?? 'rpc: server cannot decode request');
+      const header = toRequestHeader(value);
       this.call = { ...header, target: lookupMethod(header.serviceMethod) };
       return;
     }
     const call = this.call;
     this.call = undefined;
-    this.start(call, value);
-  }
-
-  private start(call: PendingCall, arg: GobValue): void {
     const method = call.target;
-    // Unknown service or method: Go reads the argument, drops it, and answers the error.
     if (typeof method === 'string') return this.answer(call, { ok: false, message: method });
-    const refusal = argDecodeError(method, this.decoder.lastType, this.defs, arg);
-    if (refusal) return this.answer(call, { ok: false, message: refusal });
-    const payload = method.arg.kind === 'int' ? {} : toPayload(method.arg.request, arg);
-    this.run(method, payload, (answer) => this.answer(call, answer));
+    const refusal = value === SKIPPED ? this.refusal : argValueError(method, value);
+    if (refusal !== null || value === SKIPPED)
+      return this.answer(call, { ok: false, message: refusal ?? 'gob: cannot decode argument' });
+    this.run(method, argPayload(method, value), (answer) => this.answer(call, answer));
   }
 
   private answer(call: PendingCall, answer: CallOutcome<GoReply>): void {
@@ -147,32 +138,6 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     this.send(...bytes);
   }
 
-  /** After a read: report the bytes held to the budget, watch an unfinished message, apply flow control. */
-  protected override afterRead(): void {
-    if (this.closed) return;
-    this.options.bounds?.hold(this, this.decoder.bufferedBytes);
-    // Over the budget, the connection dropped may be this one.
-    if (this.closed) return;
-    this.updateFlow();
-    clearTimeout(this.stallTimer);
-    if (!this.paused && this.decoder.bufferedBytes > 0) {
-      this.stallTimer = setTimeout(
-        () =>
-          this.drop(
-            'stalled',
-            `its unfinished gob message (${this.decoder.bufferedBytes} bytes held) received nothing for ${this.options.stallMs} ms (incomplete_frame_timeout_ms)`,
-          ),
-        this.options.stallMs,
-      );
-      this.stallTimer.unref();
-    }
-  }
-
-  protected override pauseReading(): void {
-    clearTimeout(this.stallTimer);
-    super.pauseReading();
-  }
-
   /** Answers a request that is not net/rpc's CONNECT as Go's HTTP server would, then closes. */
   private refuse(response: Buffer, reason: string): void {
     this.options.log(`netrpc ${this.address}: ${reason}; connection closed`);
@@ -180,18 +145,5 @@ export class NetrpcConnection extends GoCallConnection<NetrpcConnectionOptions> 
     this.socket.end(response, () => this.teardown());
     // Should the client never read the answer, the connection still goes.
     setTimeout(() => this.teardown(), 5000).unref();
-  }
-
-  /** Closes the connection for one of the input bounds (counted and logged as the Nest transport's). */
-  drop(reason: DropReason, detail: string): void {
-    if (this.closed) return;
-    if (this.options.bounds) this.options.bounds.noteDrop('netrpc', this.address, reason, detail);
-    else this.options.log(`netrpc connection from ${this.address} closed: ${detail}`);
-    this.teardown();
-  }
-
-  protected override released(): void {
-    clearTimeout(this.stallTimer);
-    this.options.bounds?.hold(this, 0);
   }
 }

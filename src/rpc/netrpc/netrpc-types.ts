@@ -10,14 +10,25 @@
  * wire), one call of each method in the order of calls.json, so a fresh connection making the same calls
  * gets Go's bytes. Any other order is still a valid gob stream: a receiver learns ids from the stream.
  */
-import { GoBasic, GobStruct, TypeId, type GobValue, type GoType, type WireType } from '../gob/gob.js';
 import {
+  GoBasic,
+  Local,
+  TypeId,
+  type Decoded,
+  type GoType,
+  type LocalType,
+  type WireType,
+} from '../gob/gob.js';
+import {
+  decodedPayload,
   goSlice,
+  int32OutOfRange,
   goStruct,
   historyList,
   historyMessageList,
   requestStruct,
   type ImsRequestName,
+  type Payload,
   type RequestStruct,
   type WireMessageLike,
 } from '../gob/go-structs.js';
@@ -252,21 +263,13 @@ function compatible(kind: LocalKind, id: number, defs: TypeDefs): boolean {
   }
 }
 
-const INT32_MIN = -(2n ** 31n);
-const INT32_MAX = 2n ** 31n - 1n;
-
 /**
- * Why Go's decoder would refuse to decode `value`, sent as type `id`, into `local`, in Go's words; null
+ * Why Go's decoder would refuse to decode a value sent as type `id` into `local`, in Go's words; null
  * when it decodes. Go checks the sender's definition of the type (not the value): a field of the wrong
  * type is an error even when this value leaves it out. Fields the struct lacks are skipped, and a struct
- * sharing no field with the local one is refused. Then the value: an int32 out of range.
+ * sharing no field with the local one is refused.
  */
-export function structDecodeError(
-  local: LocalStruct,
-  id: number,
-  defs: TypeDefs,
-  value: GobValue,
-): string | null {
+export function structTypeError(local: LocalStruct, id: number, defs: TypeDefs): string | null {
   const def = defs(id);
   if (def?.kind !== 'struct')
     return `gob: type mismatch in decoder: want struct type ${local.goName}; got non-struct`;
@@ -282,24 +285,32 @@ export function structDecodeError(
   const shortName = local.goName.slice(local.goName.lastIndexOf('.') + 1);
   if (matched === 0 && Object.keys(local.fields).length > 0 && def.fields.length > 0)
     return `gob: type mismatch: no fields matched compiling decoder for ${shortName}`;
-  if (value instanceof GobStruct) {
-    for (const [name, kind] of Object.entries(local.fields)) {
-      const v = value.fields.get(name);
-      if (kind === 'int32' && typeof v === 'bigint' && (v < INT32_MIN || v > INT32_MAX))
-        return `value for "${name}" out of range`;
-    }
-  }
   return null;
 }
 
 /** The same for a method argument: Ping's `int` is decoded through a pointer, which Go names `*int`. */
-export function argDecodeError(m: NetrpcMethod, id: number, defs: TypeDefs, value: GobValue): string | null {
+export function argTypeError(m: NetrpcMethod, id: number, defs: TypeDefs): string | null {
   if (m.arg.kind === 'int')
     return id === TypeId.int
       ? null
       : `gob: decoding into local type *int, received remote type ${typeString(id, defs)}`;
-  return structDecodeError(m.arg.request, id, defs, value);
+  return structTypeError(m.arg.request, id, defs);
 }
+
+/** What a method's argument is decoded into, once argTypeError found nothing wrong. */
+export const argLocal = (m: NetrpcMethod): LocalType =>
+  m.arg.kind === 'int' ? Local.int : m.arg.request.local;
+
+/** Go's error for a decoded argument whose value does not fit its field (an int32 out of range). */
+export function argValueError(m: NetrpcMethod, value: Decoded): string | null {
+  if (m.arg.kind === 'int') return null;
+  const field = int32OutOfRange(m.arg.request, value);
+  return field === undefined ? null : `value for "${field}" out of range`;
+}
+
+/** The Nest payload of a decoded argument. */
+export const argPayload = (m: NetrpcMethod, value: Decoded): Payload =>
+  m.arg.kind === 'int' ? {} : decodedPayload(m.arg.request, value);
 
 /** net/rpc's request header, as the server decodes it. */
 const REQUEST_HEADER: LocalStruct = {
@@ -307,21 +318,28 @@ const REQUEST_HEADER: LocalStruct = {
   fields: { ServiceMethod: 'string', Seq: 'uint64' },
 };
 
+export const REQUEST_HEADER_LOCAL: LocalType = {
+  kind: 'struct',
+  name: 'Request',
+  fields: new Map<string, LocalType>([
+    ['ServiceMethod', Local.string],
+    ['Seq', Local.uint],
+  ]),
+};
+
 export interface RequestHeader {
   serviceMethod: string;
-  seq: bigint;
+  seq: number | bigint;
 }
 
-/**
- * A top-level value read as net/rpc's request header; a string (Go's reason) when Go's server could not
- * decode it, after which Go closes the connection.
- */
-export function toRequestHeader(value: GobValue, id: number, defs: TypeDefs): RequestHeader | string {
-  const err = structDecodeError(REQUEST_HEADER, id, defs, value);
-  if (err) return `rpc: server cannot decode request: ${err}`;
-  const fields = (value as GobStruct).fields;
-  return {
-    serviceMethod: (fields.get('ServiceMethod') as string | undefined) ?? '',
-    seq: (fields.get('Seq') as bigint | undefined) ?? 0n,
-  };
+/** Why Go's server cannot read a value sent as type `id` as its request header (it then closes). */
+export function headerTypeError(id: number, defs: TypeDefs): string | null {
+  const err = structTypeError(REQUEST_HEADER, id, defs);
+  return err && `rpc: server cannot decode request: ${err}`;
+}
+
+/** A value decoded into REQUEST_HEADER_LOCAL. */
+export function toRequestHeader(value: Decoded): RequestHeader {
+  const h = value as { ServiceMethod?: string; Seq?: number | bigint };
+  return { serviceMethod: h.ServiceMethod ?? '', seq: h.Seq ?? 0 };
 }

@@ -1,14 +1,10 @@
 import type * as net from 'node:net';
 import { GoListenerServer, type GoConnection, type GoListenerOptions } from '../go-listener.server.js';
-import { NetrpcConnection, type ConnectionBounds } from './netrpc-connection.js';
+import { NetrpcConnection } from './netrpc-connection.js';
 
 export interface NetrpcServerOptions extends GoListenerOptions {
   /** Largest gob message a client may send (max_frame_bytes). */
   maxMessage: number;
-  /** An unfinished gob message that receives nothing this long is dropped (incomplete_frame_timeout_ms). */
-  stallMs: number;
-  /** The process's input budget and drop counters (InputBounds). */
-  bounds?: ConnectionBounds;
 }
 
 /**
@@ -29,8 +25,6 @@ export class NetrpcServer extends GoListenerServer {
         ...this.connectionOptions(o.maxMessage),
         // Go's http server takes heads up to 1 MB; a CONNECT needs a few dozen bytes.
         maxHead: 64 << 10,
-        stallMs: o.stallMs,
-        ...(o.bounds ? { bounds: o.bounds } : {}),
       },
       closed,
     );

@@ -8,6 +8,7 @@ import type { GorpcClient } from '../../../src/rpc/gorpc/gorpc-client.js';
 import { removeDir } from '../../support/fixtures.js';
 import { imBody } from '../../support/rpc-client.js';
 import { startServer, type ServerProcess } from '../../support/server-process.js';
+import { waitFor } from '../../support/wait.js';
 import { sendBad } from '../go-transport.js';
 import { callPieces, gorpcClient, loadCaptures } from './support.js';
 
@@ -45,7 +46,7 @@ const cases: { what: string; bytes: Buffer; log: RegExp }[] = [
   {
     what: 'an oversized message',
     bytes: Buffer.from([0, 0xfc, 0x10, 0x00, 0x00, 0x00, 1, 2, 3]),
-    log: /exceeds the limit/,
+    log: /it announced a gob message of 268435456 bytes; max_frame_bytes is \d+/,
   },
   {
     what: 'an unknown method',
@@ -60,7 +61,7 @@ const cases: { what: string; bytes: Buffer; log: RegExp }[] = [
         Buffer.concat([Buffer.from([0xfc, 0x04, 0x00, 0x00, 0x00]), Buffer.alloc(8 << 20)]),
       ),
     ]),
-    log: /exceeds the limit/,
+    log: /it announced a gob message of 67108864 bytes; max_frame_bytes is \d+/,
   },
 ];
 
@@ -84,7 +85,7 @@ describe('bad input on the gorpc port', () => {
       const { received, localPort } = await sendBad(server.ports.gorpc, c.bytes);
       assert.equal(received.length, 0, 'nothing written to the bad connection');
       const line = await server.waitForLog(
-        new RegExp(`gorpc 127\\.0\\.0\\.1:${localPort}: .*connection closed`),
+        new RegExp(`gorpc (connection from )?127\\.0\\.0\\.1:${localPort}:? .*closed`),
         5000,
       );
       assert.match(line, c.log);
@@ -109,4 +110,107 @@ describe('bad input on the gorpc port', () => {
     s.destroy();
     assert.ok(!server.exited);
   });
+});
+
+/** A raw connection to the gorpc port: what it received and whether the server closed it. */
+async function rawGorpc(port: number, first: Buffer) {
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const state = { socket, received: 0, closed: false, localPort: socket.localPort! };
+  socket.on('data', (d: Buffer) => (state.received += d.length));
+  socket.on('error', () => {});
+  socket.on('close', () => (state.closed = true));
+  socket.write(first);
+  return state;
+}
+
+const syncFlushed = (b: Buffer) => zlib.deflateRawSync(b, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+
+describe('the input bounds on the gorpc port (max_frame_bytes, max_pending_bytes, incomplete_frame_timeout_ms)', () => {
+  const MAX_FRAME = 65536;
+  let server: ServerProcess;
+  let go: GorpcClient;
+
+  before(async () => {
+    server = await startServer({
+      config: {
+        gorpc_listen: '127.0.0.1:0',
+        max_frame_bytes: MAX_FRAME,
+        max_pending_bytes: 2 * MAX_FRAME,
+        incomplete_frame_timeout_ms: 1500,
+      },
+      http: false,
+    });
+    go = await gorpcClient(server, true);
+  });
+  after(async () => {
+    go?.close();
+    await server?.stop();
+    if (server) removeDir(path.dirname(server.dataDir));
+  });
+
+  const stillServes = async (what: string) => {
+    const id = await go.call('SavePeerMessage', {
+      AppID: 1,
+      Uid: 2,
+      DeviceID: 3,
+      Cmd: Cmd.IM,
+      Raw: imBody(3, 2, what),
+    });
+    assert.equal(typeof id, 'bigint');
+  };
+
+  for (const deflate of [false, true]) {
+    const mode = deflate ? 'deflate' : 'plain';
+    const start = (gob: Buffer) =>
+      Buffer.concat([Buffer.from([deflate ? 1 : 0]), deflate ? syncFlushed(gob) : gob]);
+
+    it(`${mode}: a gob message over max_frame_bytes is refused as soon as its length is read`, async () => {
+      const c = await rawGorpc(server.ports.gorpc, start(Buffer.from([0xfd, 0x01, 0x86, 0xa0])));
+      await waitFor(() => c.closed, { what: 'the connection closed', timeoutMs: 5000 });
+      assert.equal(c.received, 0);
+      await server.waitForLog(
+        new RegExp(
+          `gorpc connection from 127\\.0\\.0\\.1:${c.localPort} closed: it announced a gob message of 100000 bytes; max_frame_bytes is ${MAX_FRAME}`,
+        ),
+        5000,
+      );
+      await stillServes(`frame ${mode}`);
+    });
+
+    it(`${mode}: an unfinished gob message that stops moving is dropped after incomplete_frame_timeout_ms`, async () => {
+      const c = await rawGorpc(server.ports.gorpc, start(Buffer.from([50, 1, 2, 3])));
+      await waitFor(() => c.closed, { what: 'the stalled connection closed', timeoutMs: 5000 });
+      assert.equal(c.received, 0);
+      await server.waitForLog(
+        new RegExp(
+          `gorpc connection from 127\\.0\\.0\\.1:${c.localPort} closed: its unfinished gob message \\(4 bytes held\\) received nothing for 1500 ms`,
+        ),
+        5000,
+      );
+      await stillServes(`stall ${mode}`);
+    });
+
+    it(`${mode}: unfinished messages of all connections stay under max_pending_bytes`, async () => {
+      // Each starts a message just under max_frame_bytes; three of them pass max_pending_bytes (2 frames).
+      const partial = start(Buffer.concat([Buffer.from([0xfd, 0x00, 0xff, 0x00]), Buffer.alloc(60000)]));
+      const holders = await Promise.all([0, 1, 2].map(() => rawGorpc(server.ports.gorpc, partial)));
+      try {
+        await waitFor(() => holders.some((h) => h.closed), { what: 'a holder dropped', timeoutMs: 5000 });
+        const dropped = holders.find((h) => h.closed)!;
+        await server.waitForLog(
+          new RegExp(
+            `gorpc connection from 127\\.0\\.0\\.1:${dropped.localPort} closed: its unfinished frame \\(\\d+ bytes\\) is the largest while unfinished frames hold \\d+ bytes, over max_pending_bytes=131072`,
+          ),
+        );
+        assert.ok(
+          holders.some((h) => !h.closed),
+          'only as many dropped as needed',
+        );
+        await stillServes(`budget ${mode}`);
+      } finally {
+        for (const h of holders) h.socket.destroy();
+      }
+    });
+  }
 });

@@ -1,15 +1,28 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GoBasic, GobStreamEncoder, GobStruct, type GoType } from '../../../src/rpc/gob/gob.js';
-import { goStruct, toPayload } from '../../../src/rpc/gob/go-structs.js';
+import {
+  GoBasic,
+  GobStreamDecoder,
+  GobStreamEncoder,
+  GobStruct,
+  SKIPPED,
+  type Decoded,
+  type GoType,
+} from '../../../src/rpc/gob/gob.js';
+import { goStruct } from '../../../src/rpc/gob/go-structs.js';
 import { CONNECTED, readConnectRequest } from '../../../src/rpc/netrpc/http-connect.js';
 import { CONNECT_REQUEST, encodeCall } from '../../../src/rpc/netrpc/netrpc-client.js';
 import {
   InvalidRequest,
   NETRPC_METHODS,
+  REQUEST_HEADER_LOCAL,
   Response,
-  argDecodeError,
+  argLocal,
+  argPayload,
   argType,
+  argTypeError,
+  argValueError,
+  headerTypeError,
   lookupMethod,
   toRequestHeader,
   type NetrpcMethod,
@@ -27,6 +40,39 @@ import {
 
 const wire = loadWire();
 const method = (name: string): NetrpcMethod => NETRPC_METHODS.get(name)!;
+
+/** A fresh server-side decoder holding `gob`, and its type definitions. */
+const serverDecoder = (gob: Buffer) => {
+  const d = new GobStreamDecoder({ maxMessage: 1 << 20, names: new Set() });
+  d.push(gob);
+  return { d, defs: (id: number) => d.typeDef(id) };
+};
+
+/** Reads the next header as the server does: its value, or Go's reason for refusing it. */
+const readHeader = (d: GobStreamDecoder, defs: (id: number) => ReturnType<GobStreamDecoder['typeDef']>) => {
+  let refusal: string | null = null;
+  const v = d.nextAs((id) => {
+    refusal = headerTypeError(id, defs);
+    return refusal ? null : REQUEST_HEADER_LOCAL;
+  });
+  return v === SKIPPED ? refusal! : toRequestHeader(v as Decoded);
+};
+
+/** Reads the next argument of `m` as the server does: the decoded value, or Go's reason for refusing it. */
+const readArg = (
+  d: GobStreamDecoder,
+  defs: (id: number) => ReturnType<GobStreamDecoder['typeDef']>,
+  m: NetrpcMethod,
+): { refusal: string } | { value: Decoded } => {
+  let refusal: string | null = null;
+  const v = d.nextAs((id) => {
+    refusal = argTypeError(m, id, defs);
+    return refusal ? null : argLocal(m);
+  });
+  if (v === SKIPPED) return { refusal: refusal! };
+  const valueError = argValueError(m, v as Decoded);
+  return valueError ? { refusal: valueError } : { value: v as Decoded };
+};
 
 /** The reply a Nest handler gives for a recorded Go answer (what the transport turns back into Go's). */
 function nestReply(c: WireCall): unknown {
@@ -78,25 +124,24 @@ describe("net/rpc codec against Go's capture (go-ims-newest wire/)", () => {
   });
 
   it("decodes the client's calls: Request headers (Seq 0..7) and arguments as calls.json records them", () => {
-    const { values, types, decoder } = decodeAll(wire.clientGob);
-    assert.equal(values.length, 2 * wire.calls.length);
-    const defs = (id: number) => decoder.typeDef(id);
+    const { d, defs } = serverDecoder(wire.clientGob);
     wire.calls.forEach((c, i) => {
-      const header = toRequestHeader(values[2 * i], types[2 * i], defs);
-      assert.deepEqual(header, { serviceMethod: `RPCStorage.${c.method}`, seq: BigInt(i) });
+      const header = readHeader(d, defs);
+      assert.deepEqual(header, { serviceMethod: `RPCStorage.${c.method}`, seq: i });
       const m = lookupMethod((header as { serviceMethod: string }).serviceMethod);
       assert.equal(typeof m === 'string' ? m : m.pattern, c.method);
-      const arg = values[2 * i + 1];
-      assert.equal(argDecodeError(method(c.method), types[2 * i + 1], defs, arg), null);
-      const spec = method(c.method).arg;
-      if (spec.kind === 'int') {
-        assert.equal(arg, BigInt(c.req as number));
+      const arg = readArg(d, defs, method(c.method));
+      assert.ok('value' in arg, `${c.method}: ${JSON.stringify(arg)}`);
+      if (method(c.method).arg.kind === 'int') {
+        assert.equal(arg.value, c.req);
         return;
       }
-      const payload = toPayload(spec.request, arg);
+      const payload = argPayload(method(c.method), arg.value);
+      const spec = method(c.method).arg as { request: { payloadKeys: Record<string, string> } };
       for (const [goField, key] of Object.entries(spec.request.payloadKeys))
         assert.deepEqual(payload[key], (c.req as Record<string, unknown>)[goField], `${c.method}.${goField}`);
     });
+    assert.equal(d.bufferedBytes, 0);
   });
 
   it("decodes the server's answers: Response headers echo method and Seq, bodies are calls.json's", () => {
@@ -156,8 +201,10 @@ describe("Go's net/rpc error strings", () => {
 
   /** Encodes one value as a fresh stream and checks it against `m`'s argument as Go's decoder would. */
   const check = (m: string, type: GoType, value: unknown) => {
-    const { values, types, decoder } = decodeAll(new GobStreamEncoder().encode(type, value));
-    return argDecodeError(method(m), types[0], (id) => decoder.typeDef(id), values[0]);
+    const { d, defs } = serverDecoder(new GobStreamEncoder().encode(type, value));
+    const arg = readArg(d, defs, method(m));
+    assert.equal(d.bufferedBytes, 0, 'a refused argument is still read to its end');
+    return 'refusal' in arg ? arg.refusal : null;
   };
   const peerMessage = argType(method('SavePeerMessage'));
 
@@ -215,11 +262,11 @@ describe("Go's net/rpc error strings", () => {
   });
 
   it('a header Go cannot decode is reported for the connection to close', () => {
-    const { values, types, decoder } = decodeAll(
+    const { d, defs } = serverDecoder(
       new GobStreamEncoder().encode(goStruct(65, 'Request', [['Seq', GoBasic.int]]), { Seq: 1 }),
     );
     assert.equal(
-      toRequestHeader(values[0], types[0], (id) => decoder.typeDef(id)),
+      readHeader(d, defs),
       'rpc: server cannot decode request: gob: wrong type (uint64) for received field Request.Seq',
     );
   });
