@@ -37,10 +37,11 @@ export const refusalText = {
 
 /**
  * Not-written sentences, as they arrive at a client (after the `Pattern: ` prefix). A read-only
- * replica (static `master_address`) refuses every write before writing, too.
+ * replica (static `master_address`) refuses every write before writing, too, and so does a node
+ * between two roles (the bare `not the master`).
  */
 const NOT_WRITTEN =
-  /^(?:\w+: )?(?:not the master of shard \d+ |not enough in-sync replicas \(\d+ of \d+ required\); nothing written$|this node has not joined its shard yet$|read-only replica: )/;
+  /^(?:\w+: )?(?:not the master of shard \d+ |not the master$|not enough in-sync replicas \(\d+ of \d+ required\); nothing written$|this node has not joined its shard yet$|read-only replica: )/;
 const MAY_BE_STORED = /(?:^|; )the save may be stored$/;
 
 export type RefusalKind = 'not-written' | 'may-be-stored';

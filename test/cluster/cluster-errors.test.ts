@@ -109,6 +109,11 @@ describe('cluster errors a client can act on', () => {
     assert.equal(refusalKind(p(refusalText.notMaster(3, null))), 'not-written');
     assert.equal(refusalKind(p(refusalText.notEnoughReplicas(0, 1))), 'not-written');
     assert.equal(refusalKind(p(refusalText.notJoined())), 'not-written');
+    assert.equal(refusalKind(p('not the master')), 'not-written');
+    assert.equal(
+      refusalKind(p('not the master of shard 0 (this node has not joined its shard yet)')),
+      'not-written',
+    );
     assert.equal(
       refusalKind(p(refusalText.leadershipLost('not the master of shard 0 (no master is known)'))),
       'may-be-stored',
@@ -145,9 +150,13 @@ describe('cluster errors a client can act on', () => {
     });
 
     // The only in-sync replica stops: the save already waiting was written, so it may be stored.
+    const cc = new ImsClusterClient({ etcd: [etcd.endpoint], cluster: 'er', failoverTimeoutMs: 1500 });
+    clients.push(cc);
+    await cc.connect();
     process.kill(replica.proc.pid!, 'SIGSTOP');
     try {
-      await assert.rejects(save(m, 2), (err: unknown) => {
+      // Through ImsClusterClient: a may-be-stored failure reaches the caller, never sent again.
+      await assert.rejects(save(cc, 2), (err: unknown) => {
         assert.ok(err instanceof ImsRpcError);
         assert.match(
           err.message,
@@ -169,6 +178,15 @@ describe('cluster errors a client can act on', () => {
         return true;
       });
       assert.equal((await summary(master)).storage.next_message_id, end, 'nothing written');
+      // ImsClusterClient sends a not-written save again until failoverTimeoutMs, then hands it over.
+      const t = performance.now();
+      await assert.rejects(save(cc, 4), (err: unknown) => {
+        assert.ok(err instanceof ImsRpcError);
+        assert.equal(err.notWritten, true, err.message);
+        return true;
+      });
+      assert.ok(performance.now() - t >= 1500, 'retried until failoverTimeoutMs');
+      assert.equal((await summary(master)).storage.next_message_id, end, 'still nothing written');
     } finally {
       process.kill(replica.proc.pid!, 'SIGCONT');
     }
