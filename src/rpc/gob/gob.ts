@@ -907,7 +907,7 @@ export class GobStreamDecoder {
 type LocalStruct = Extract<LocalType, { kind: 'struct' }>;
 
 /** Go's names for the built-in type ids, as its decoder's errors print them. */
-const BUILTIN_NAMES: Record<number, string> = {
+export const BUILTIN_NAMES: Record<number, string> = {
   [TypeId.bool]: 'bool',
   [TypeId.int]: 'int',
   [TypeId.uint]: 'uint',

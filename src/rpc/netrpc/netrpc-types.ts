@@ -11,6 +11,7 @@
  * gets Go's bytes. Any other order is still a valid gob stream: a receiver learns ids from the stream.
  */
 import {
+  BUILTIN_NAMES,
   GoBasic,
   Local,
   TypeId,
@@ -227,18 +228,6 @@ export interface LocalStruct {
 
 /** Reads the sender's type definitions (the decoder's, for this stream). */
 export type TypeDefs = (id: number) => WireType | undefined;
-
-/** Go's names for the built-in type ids, as its decoder's errors print them. */
-const BUILTIN_NAMES: Record<number, string> = {
-  [TypeId.bool]: 'bool',
-  [TypeId.int]: 'int',
-  [TypeId.uint]: 'uint',
-  [TypeId.float]: 'float',
-  [TypeId.bytes]: 'bytes',
-  [TypeId.string]: 'string',
-  [TypeId.complex]: 'complex',
-  [TypeId.interface]: 'interface',
-};
 
 const typeString = (id: number, defs: TypeDefs): string =>
   BUILTIN_NAMES[id] ?? defs(id)?.name ?? 'unknown type';
